@@ -1,0 +1,42 @@
+#include <torch/torch.h>
+
+#include "testing.h"
+#include "util/npy.h"
+#include "util/system.h"
+
+TEST_CASE("system info reports libtorch and threads") {
+  auto s = y26::system_info();
+  EXPECT(!s.torch_version.empty());
+  EXPECT(s.physical_cores >= 1);
+  EXPECT(s.intra_op_threads >= 1);
+}
+
+TEST_CASE("configure_threads honours an explicit count") {
+  EXPECT(y26::configure_threads(1) == 1);
+  EXPECT(y26::configure_threads(2) == 2);
+}
+
+TEST_CASE("resolve_device accepts cpu and rejects garbage") {
+  EXPECT(y26::resolve_device("cpu") == "cpu");
+  EXPECT(y26::resolve_device("CPU") == "cpu");
+  EXPECT_THROWS(y26::resolve_device("gpu-please"));
+  if (!torch::cuda::is_available()) EXPECT_THROWS(y26::resolve_device("0"));
+}
+
+TEST_CASE("npy round trip") {
+  std::vector<float> v = {1.5f, -2.f, 3.25f, 0.f, 7.f, 8.f};
+  std::string p = "/tmp/y26_npy_test.npy";
+  y26::write_npy(p, "f4", {2, 3}, v.data(), v.size() * 4);
+  auto a = y26::read_npy(p);
+  EXPECT(a.shape.size() == 2 && a.shape[0] == 2 && a.shape[1] == 3);
+  auto back = a.as_float();
+  EXPECT(back == v);
+}
+
+TEST_CASE("reads a reference fixture") {
+  auto a = y26::read_npy(y26test::fixture("loss/batch_cls.npy"));
+  EXPECT(a.dtype == "f4");
+  EXPECT(a.shape.size() == 2 && a.shape[0] == 11 && a.shape[1] == 1);
+}
+
+TEST_MAIN()
