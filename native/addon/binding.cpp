@@ -17,4 +17,5 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace y26addon
 
-NODE_API_MODULE(yolo26_native, y26addon::Init)
+static Napi::Object InitYolo26(Napi::Env env, Napi::Object exports) { return y26addon::Init(env, exports); }
+NODE_API_MODULE(yolo26_native, InitYolo26)

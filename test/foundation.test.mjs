@@ -1,0 +1,150 @@
+// Foundation: the package loads, the addon reports the machine, options and native errors are clear.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import * as y26 from '../dist/index.js';
+import { native } from '../dist/native.js';
+import { doctorWarnings } from '../dist/doctor.js';
+import { parseArgs, parseValue } from '../dist/cliargs.js';
+
+const root = path.resolve(import.meta.dirname, '..');
+const cli = path.join(root, 'dist', 'cli.js');
+
+test('public API exports the modes and doctor', () => {
+  for (const name of ['train', 'val', 'predict', 'exportModel', 'doctor', 'version'])
+    assert.ok(name in y26, `missing export ${name}`);
+  assert.match(y26.version, /^\d+\.\d+\.\d+/);
+});
+
+test('CommonJS require works too', () => {
+  const require = createRequire(import.meta.url);
+  const m = require('../dist/index.js');
+  assert.equal(typeof m.doctor, 'function');
+});
+
+test('doctor() reports libtorch, OpenCV, BLAS and threads', () => {
+  const r = y26.doctor();
+  assert.match(r.torch.version, /^\d+\.\d+/);
+  assert.match(r.opencvVersion, /^4\./);
+  assert.equal(typeof r.torch.cudaAvailable, 'boolean');
+  assert.ok(r.threads.intraOp >= 1);
+  assert.ok(r.cpu.physicalCores >= 1);
+  assert.ok(Array.isArray(r.warnings));
+  // Debian's libtorch starts with 1 thread; the addon raises it to the physical cores.
+  if (!process.env.OMP_NUM_THREADS) assert.equal(r.threads.intraOp, r.cpu.physicalCores);
+});
+
+test('yolo26 doctor prints text and --json parses', () => {
+  const text = execFileSync(process.execPath, [cli, 'doctor'], { encoding: 'utf8' });
+  assert.match(text, /libtorch\s+\d/);
+  assert.match(text, /OpenCV\s+4\./);
+  const json = JSON.parse(execFileSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8' }));
+  assert.equal(json.packageVersion, y26.version);
+  assert.ok('cudaVersion' in json.torch && 'gpus' in json.nvidia);
+});
+
+test('doctor warns about the mismatches that idle a GPU', () => {
+  const base = { torchVersion: '2.5.1', opencvVersion: '4.6.0', cudaBuilt: true, cudaAvailable: true, cudaDeviceCount: 1,
+    cudaVersion: '12.4', cudnnVersion: '9.1.0', cudnnAvailable: true, blas: 'OpenBLAS (x)', parallelBackend: 'OpenMP',
+    intraOpThreads: 8, interOpThreads: 8, hardwareThreads: 16, physicalCores: 8, buildConfig: '' };
+  const nv = { driverVersion: '470.1', driverCudaVersion: '11.4', gpus: [{ index: 0, name: 'A100', memoryMiB: 40960 }] };
+  assert.ok(doctorWarnings(base, nv, null, 4).some((w) => /driver 470\.1 supports CUDA up to 11\.4/.test(w)));
+  assert.ok(doctorWarnings({ ...base, cudaAvailable: false }, { ...nv, driverCudaVersion: '12.6' }, null, 4).some((w) => /no GPU is visible/.test(w)));
+  assert.ok(doctorWarnings({ ...base, cudaBuilt: false }, nv, null, 4).some((w) => /CPU-only build/.test(w)));
+  assert.ok(doctorWarnings(base, { ...nv, driverCudaVersion: '12.6' }, 8, 8).some((w) => /oversubscription/.test(w)));
+  assert.ok(doctorWarnings({ ...base, blas: 'reference BLAS (/usr/lib/blas/libblas.so.3)' }, nv, null, 2).some((w) => /libopenblas/.test(w)));
+  assert.deepEqual(doctorWarnings(base, { ...nv, driverCudaVersion: '12.6' }, null, 4), []);
+});
+
+test('a misspelled option names the option and the fix', () => {
+  assert.throws(() => y26.train({ data: 'data.yaml', epochz: 3 }), (e) => {
+    assert.equal(e.name, 'OptionError');
+    assert.equal(e.option, 'epochz');
+    assert.match(e.message, /unknown option 'epochz'\. Did you mean 'epochs'\?/);
+    assert.match(e.message, /imgsz/);
+    return true;
+  });
+});
+
+test('a wrong option type names the option and what is accepted', () => {
+  assert.throws(() => y26.train({ data: 'd.yaml', epochs: 'ten' }), /option 'epochs' = "ten" is invalid: .*expected number/);
+  assert.throws(() => y26.train({ data: 'd.yaml', optimizer: 'Lion' }), /option 'optimizer' = "Lion" is invalid: one of "auto", "SGD"/);
+  assert.throws(() => y26.predict({ model: 'm.pt', conf: 2 }), /option 'conf' = 2 is invalid/);
+  assert.throws(() => y26.train({ epochs: 3 }), /option 'data' is required/);
+  assert.throws(() => y26.val('model.pt'), /takes one options object/);
+});
+
+test('native errors become catchable JS errors, sync and async', async () => {
+  const addon = native();
+  assert.deepEqual(addon.debugMatmul([2, 3], [3, 4]), [2, 4]);
+  assert.throws(() => addon.debugMatmul([2, 3], [4, 5]), (e) => {
+    assert.ok(e instanceof Error);
+    assert.match(e.message, /libtorch: .*shapes cannot be multiplied \(2x3 and 4x5\)/);
+    assert.doesNotMatch(e.message, /frame #0/);
+    return true;
+  });
+  await assert.rejects(addon.debugMatmul([2, 3], [4, 5], true), /shapes cannot be multiplied/);
+  assert.throws(() => addon.resolveDevice('7'), /CUDA/);
+});
+
+test('threads can be set explicitly', () => {
+  const addon = native();
+  assert.equal(addon.setThreads(1), 1);
+  assert.equal(addon.systemInfo().intraOpThreads, 1);
+  addon.setThreads(0);
+});
+
+test('CLI key=value parsing follows the Ultralytics conventions', () => {
+  assert.equal(parseValue('3'), 3);
+  assert.equal(parseValue('0.25'), 0.25);
+  assert.equal(parseValue('True'), true);
+  assert.equal(parseValue('None'), null);
+  assert.deepEqual(parseValue('[0,2]'), [0, 2]);
+  assert.equal(parseValue('data.yaml'), 'data.yaml');
+  const a = parseArgs(['train', 'epochs=3', 'imgsz=320', '--json']);
+  assert.equal(a.mode, 'train');
+  assert.deepEqual(a.options, { epochs: 3, imgsz: 320 });
+  assert.ok(a.flags.has('json'));
+  assert.throws(() => parseArgs(['train', 'epochs']), /not key=value/);
+});
+
+test('CLI reports a bad option with a clear message and exit code 1', () => {
+  let err;
+  try {
+    execFileSync(process.execPath, [cli, 'train', 'data=x.yaml', 'epochz=3'], { encoding: 'utf8', stdio: 'pipe' });
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err, 'expected a failure');
+  assert.equal(err.status, 1);
+  assert.match(err.stderr, /unknown option 'epochz'\. Did you mean 'epochs'\?/);
+});
+
+test('the npm pack tarball installs and imports in a fresh project', { timeout: 300000 }, () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-pack-'));
+  try {
+    const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', tmp], { cwd: root, encoding: 'utf8' });
+    const tgz = path.join(tmp, out.trim().split('\n').pop());
+    const proj = path.join(tmp, 'proj');
+    fs.mkdirSync(proj);
+    fs.writeFileSync(path.join(proj, 'package.json'), '{"name":"consumer","version":"1.0.0","type":"module"}');
+    // --ignore-scripts skips the source build; the addon built here stands in for it (same machine).
+    execFileSync('npm', ['install', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', tgz], { cwd: proj, stdio: 'pipe' });
+    const pkgDir = path.join(proj, 'node_modules', 'yolo26-native');
+    for (const f of ['CMakeLists.txt', 'native/core/pch.h', 'dist/index.js', 'dist/index.d.ts', 'scripts/setup.sh'])
+      assert.ok(fs.existsSync(path.join(pkgDir, f)), `tarball lacks ${f}`);
+    fs.mkdirSync(path.join(pkgDir, 'build', 'Release'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'build', 'Release', 'yolo26_native.node'), path.join(pkgDir, 'build', 'Release', 'yolo26_native.node'));
+    const v = execFileSync(process.execPath, ['-e', "import('yolo26-native').then(m => console.log(m.doctor().torch.version))"], { cwd: proj, encoding: 'utf8' });
+    assert.match(v.trim(), /^\d+\.\d+/);
+    const bin = execFileSync(path.join(proj, 'node_modules', '.bin', 'yolo26'), ['version'], { cwd: proj, encoding: 'utf8' });
+    assert.equal(bin.trim(), y26.version);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});

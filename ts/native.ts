@@ -1,0 +1,54 @@
+/** Loads the compiled addon once (prebuilt or built from source) and types what it exports. */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Yolo26Error } from './errors.js';
+
+export interface NativeSystemInfo {
+  torchVersion: string;
+  opencvVersion: string;
+  cudaBuilt: boolean;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  cudaVersion: string;
+  cudnnVersion: string;
+  cudnnAvailable: boolean;
+  blas: string;
+  parallelBackend: string;
+  intraOpThreads: number;
+  interOpThreads: number;
+  hardwareThreads: number;
+  physicalCores: number;
+  buildConfig: string;
+}
+
+export interface NativeAddon {
+  systemInfo(): NativeSystemInfo;
+  setThreads(threads: number, loaderWorkers?: number): number;
+  resolveDevice(device: string): string;
+  debugMatmul(a: number[], b: number[], async?: boolean): number[] | Promise<number[]>;
+  [name: string]: unknown;
+}
+
+/** The package root: dist/ sits one level below it. */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+let cached: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+  try {
+    cached = load(packageRoot);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Yolo26Error(
+      `yolo26-native: the native addon could not be loaded (${reason}). ` +
+        'Build it with `npm run setup` (installs libtorch, OpenCV and the build tools on Debian/Ubuntu, then compiles), ' +
+        'or `npx cmake-js compile` if the system libraries are already installed.',
+      'YOLO26_NO_ADDON',
+    );
+  }
+  return cached;
+}
