@@ -1,0 +1,83 @@
+/** The low-level model API: load a checkpoint or model YAML, inspect it, run raw forwards. */
+import { native } from './native.js';
+
+export interface TensorData {
+  data: Float32Array;
+  shape: number[];
+}
+
+export interface BranchOutput {
+  boxes: TensorData; // (B,4,A) raw l,t,r,b distances in stride units
+  scores: TensorData; // (B,nc,A) raw logits
+  kpts?: TensorData; // pose: (B,K*3,A) raw
+}
+
+export interface ForwardOutput {
+  one2many?: BranchOutput; // absent after fuse()
+  one2one: BranchOutput;
+  end2end: TensorData; // (B,300,6) detect, (B,300,57) pose
+}
+
+export interface ModelSummary {
+  task: string;
+  nc: number;
+  names: Record<number, string>;
+  kptShape: [number, number] | null;
+  stride: number[];
+  end2end: boolean;
+  imgsz: number | null;
+  layers: number;
+  parameters: number;
+  gradients: number;
+  gflops: number;
+  fused: boolean;
+  source: string;
+  text: string;
+}
+
+interface NativeModel {
+  info(imgsz: number): ModelSummary;
+  fuse(): void;
+  forward(data: Float32Array, shape: number[], raw: boolean): Promise<ForwardOutput>;
+}
+
+export class Model {
+  /** @internal */
+  readonly handle: NativeModel;
+
+  private constructor(handle: NativeModel) {
+    this.handle = handle;
+  }
+
+  /** Loads an official or own `.pt` checkpoint, or builds a model from a YAML (`yolo26n.yaml`, a path). */
+  static async load(pathOrYaml: string, options: { device?: string } = {}): Promise<Model> {
+    const load = native().loadModel as (p: string, device: string) => Promise<NativeModel>;
+    return new Model(await load(pathOrYaml, options.device ?? 'cpu'));
+  }
+
+  info(imgsz = 640): ModelSummary {
+    return this.handle.info(imgsz);
+  }
+
+  /** Folds BatchNorm into the convolutions and drops the one-to-many branch, as the official fuse(). */
+  fuse(): this {
+    this.handle.fuse();
+    return this;
+  }
+
+  /** Runs the network on a float32 NCHW batch (values 0..1). `raw` adds both branches' raw head outputs. */
+  forward(input: TensorData, options: { raw?: boolean } = {}): Promise<ForwardOutput> {
+    const n = input.shape.reduce((a, b) => a * b, 1);
+    if (input.shape.length !== 4 || input.shape[1] !== 3 || n !== input.data.length)
+      throw new Error(`forward(): input must be {data, shape:[B,3,H,W]} with B*3*H*W values; got shape [${input.shape}] and ${input.data.length} values`);
+    return this.handle.forward(input.data, input.shape, options.raw ?? true);
+  }
+}
+
+export const loadModel = (pathOrYaml: string, options?: { device?: string }) => Model.load(pathOrYaml, options);
+
+/** Layers, parameters and GFLOPs of a model or checkpoint (what `yolo26 info` prints). */
+export async function modelInfo(options: { model: string; imgsz?: number }): Promise<ModelSummary> {
+  const m = await Model.load(options.model);
+  return m.info(options.imgsz ?? 640);
+}
