@@ -6,6 +6,7 @@
 #include "train/assigner.h"
 #include "train/box_ops.h"
 #include "train/detection_loss.h"
+#include "train/pose_loss.h"
 #include "util/error.h"
 #include "util/npy.h"
 
@@ -290,6 +291,123 @@ TEST_CASE("loss rejects mismatched head outputs and handles a batch without labe
   EXPECT(rel_err(r.raw_items[1].item<double>(), bce0) <= 1e-5);
   r.loss.sum().backward();
   EXPECT(torch::isfinite(sc.grad()).all().item<bool>());
+}
+
+namespace {
+// One 320x320 image, one person box (xywhn 0.5 0.5 0.3 0.4) with 17 keypoints, head outputs whose boxes fit the
+// GT (so the assigner has clear positives) and random keypoints, visibilities and sigmas.
+struct PoseScene {
+  DetectionBatch batch;
+  torch::Tensor keypoints;
+  PoseBranchOutput preds;
+};
+PoseScene pose_scene(uint64_t seed) {
+  torch::manual_seed(seed);
+  PoseScene s;
+  s.batch = {torch::zeros({1}), torch::zeros({1, 1}), torch::tensor({0.5f, 0.5f, 0.3f, 0.4f}).view({1, 4})};
+  auto xy = torch::rand({1, 17, 2}) * torch::tensor({0.3f, 0.4f}) + torch::tensor({0.35f, 0.3f});
+  auto vis = (torch::rand({1, 17, 1}) > 0.3).to(torch::kFloat) * 2;
+  s.keypoints = torch::cat({xy, vis}, -1);
+  std::vector<torch::Tensor> ltrb;
+  for (size_t i = 0; i < kGrid.size(); ++i) {
+    auto [h, w] = kGrid[i];
+    double st = kStrides[i];
+    auto ys = torch::arange(h, torch::kFloat) + 0.5, xs = torch::arange(w, torch::kFloat) + 0.5;
+    auto g = torch::meshgrid({ys, xs}, "ij");
+    auto ax = g[1].reshape({-1}), ay = g[0].reshape({-1});
+    ltrb.push_back(torch::stack({ax - 112 / st, ay - 96 / st, 208 / st - ax, 224 / st - ay}));
+  }
+  auto boxes = torch::cat(ltrb, 1).unsqueeze(0);
+  s.preds.boxes = boxes + 0.3 * torch::randn_like(boxes);
+  s.preds.scores = torch::randn({1, 1, 2100});
+  s.preds.kpts = torch::randn({1, 51, 2100});
+  s.preds.kpts_sigma = torch::randn({1, 34, 2100});
+  return s;
+}
+torch::Tensor std_normal_log_prob(const torch::Tensor& x) {
+  return -std::log(2 * M_PI) - 0.5 * x.pow(2).sum(-1);
+}
+}  // namespace
+
+TEST_CASE("pose loss: keypoint, kobj and RLE terms match a direct computation") {
+  auto sc = pose_scene(3);
+  PoseLoss loss(1, kStrides, {17, 3}, 7, 1, PoseGains{}, std_normal_log_prob);
+  auto r = loss(sc.preds, kGrid, sc.batch, sc.keypoints);
+  EXPECT(r.loss.numel() == 6 && r.raw_items.numel() == 6);
+  EXPECT(r.det.fg_count == 1);
+  auto fg = r.det.assigned.fg_mask[0];
+  const int64_t a = fg.nonzero().item<int64_t>();
+  // Anchor geometry of the positive anchor.
+  int64_t off = 0;
+  double st = 0, ax = 0, ay = 0;
+  for (size_t i = 0; i < kGrid.size(); ++i) {
+    auto [h, w] = kGrid[i];
+    if (a < off + h * w) { st = kStrides[i]; ax = (a - off) % w + 0.5; ay = (a - off) / w + 0.5; break; }
+    off += h * w;
+  }
+  const double area = (96.0 / st) * (128.0 / st);
+  auto sig = default_keypoint_sigmas(17);
+  auto rw = default_rle_weights(17);
+  double kpt = 0, kobj = 0, rle = 0;
+  int nvis = 0;
+  for (int k = 0; k < 17; ++k) nvis += sc.keypoints[0][k][2].item<float>() != 0;
+  for (int k = 0; k < 17; ++k) {
+    double px = sc.preds.kpts[0][3 * k][a].item<double>() + ax, py = sc.preds.kpts[0][3 * k + 1][a].item<double>() + ay;
+    double pv = sc.preds.kpts[0][3 * k + 2][a].item<double>();
+    double gx = sc.keypoints[0][k][0].item<double>() * 320 / st, gy = sc.keypoints[0][k][1].item<double>() * 320 / st;
+    bool vis = sc.keypoints[0][k][2].item<float>() != 0;
+    double s2 = std::pow(2 * sig[k].item<double>(), 2);
+    double e = ((px - gx) * (px - gx) + (py - gy) * (py - gy)) / (s2 * area * 2);
+    if (vis) kpt += 17.0 / nvis * (1 - std::exp(-e));
+    double t = vis ? 1 : 0;
+    kobj += std::max(pv, 0.0) - pv * t + std::log1p(std::exp(-std::fabs(pv)));
+    if (vis) {
+      double sx = 1 / (1 + std::exp(-sc.preds.kpts_sigma[0][2 * k][a].item<double>()));
+      double sy = 1 / (1 + std::exp(-sc.preds.kpts_sigma[0][2 * k + 1][a].item<double>()));
+      double ex = std::clamp((px - gx) / sx, -100.0, 100.0), ey = std::clamp((py - gy) / sy, -100.0, 100.0);
+      double log_phi = -std::log(2 * M_PI) - 0.5 * (ex * ex + ey * ey);
+      double w = rw[k].item<double>();
+      rle += w * (std::log(sx) - log_phi + std::log(2 * sx) + std::fabs(ex));
+      rle += w * (std::log(sy) - log_phi + std::log(2 * sy) + std::fabs(ey));
+    }
+  }
+  kpt /= 17;
+  kobj /= 17;
+  rle = std::max(rle / nvis, 0.0);
+  EXPECT_MSG(rel_err(r.raw_items[1].item<double>(), kpt) <= 1e-4, "pose " << r.raw_items[1].item<double>() << " vs " << kpt);
+  EXPECT_MSG(rel_err(r.raw_items[2].item<double>(), kobj) <= 1e-4, "kobj " << r.raw_items[2].item<double>() << " vs " << kobj);
+  EXPECT_MSG(rel_err(r.raw_items[5].item<double>(), rle) <= 1e-4, "rle " << r.raw_items[5].item<double>() << " vs " << rle);
+  EXPECT(rel_err(r.loss[1].item<double>(), 12.0 * kpt) <= 1e-4);
+  // Detection part unchanged by the pose terms.
+  DetectionLoss det(1, kStrides, 7, 1);
+  auto d = det({sc.preds.boxes, sc.preds.scores}, kGrid, sc.batch);
+  EXPECT(torch::equal(r.raw_items.index({torch::tensor({0, 3, 4})}), d.raw_items));
+}
+
+TEST_CASE("pose loss: no flow means five items; E2E pose gradients are finite") {
+  auto sc = pose_scene(5);
+  PoseLoss no_rle(1, kStrides, {17, 3}, 10);
+  auto r = no_rle(sc.preds, kGrid, sc.batch, sc.keypoints);
+  EXPECT(r.loss.numel() == 5);
+  EXPECT(r.det.fg_count > 1);
+  EXPECT_THROWS(no_rle(sc.preds, kGrid, sc.batch, sc.keypoints.narrow(1, 0, 16)));
+  EXPECT_THROWS(PoseLoss(1, kStrides, {17, 4}, 10));
+
+  E2EPoseLoss e2e(1, kStrides, {17, 3}, 10, PoseGains{}, std_normal_log_prob);
+  PoseBranchOutput o2m = sc.preds, o2o = pose_scene(6).preds;
+  for (auto* b : {&o2m, &o2o})
+    for (auto* t : {&b->boxes, &b->scores, &b->kpts, &b->kpts_sigma}) *t = t->detach().clone().requires_grad_(true);
+  auto res = e2e(o2m, o2o, kGrid, sc.batch, sc.keypoints);
+  auto expect = (res.one2many.loss * 1) * 0.8 + (res.one2one.loss * 1) * (1.0 - 0.8);
+  EXPECT(torch::allclose(res.loss_vector, expect, 1e-6, 1e-7));
+  EXPECT(torch::equal(res.loss_items, res.one2one.loss.detach()));
+  res.total.backward();
+  for (auto* b : {&o2m, &o2o})
+    for (auto* t : {&b->boxes, &b->scores, &b->kpts, &b->kpts_sigma}) {
+      EXPECT(t->grad().defined());
+      EXPECT(torch::isfinite(t->grad()).all().item<bool>());
+    }
+  EXPECT(o2o.kpts_sigma.grad().abs().sum().item<double>() > 0);
 }
 
 TEST_MAIN()

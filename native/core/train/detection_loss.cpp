@@ -46,6 +46,49 @@ DetectionLoss::DetectionLoss(int64_t num_classes, std::vector<double> strides, i
         return o;
       }()) {}
 
+torch::Tensor group_by_image(const torch::Tensor& values, const torch::Tensor& batch_idx, int64_t batch_size) {
+  const int64_t nl = values.size(0);
+  auto shape = values.sizes().vec();
+  if (nl == 0) {
+    shape[0] = 0;
+    shape.insert(shape.begin(), batch_size);
+    return torch::zeros(shape, values.options());
+  }
+  auto img = batch_idx.reshape({-1}).to(values.device(), torch::kLong);
+  const int64_t lo = img.min().item<int64_t>(), hi = img.max().item<int64_t>();
+  if (lo < 0 || hi >= batch_size)
+    fail("batch_idx must lie in [0, " + std::to_string(batch_size) + ") for a batch of " +
+         std::to_string(batch_size) + " images, got " + std::to_string(lo) + ".." + std::to_string(hi) +
+         "; the labels do not belong to this batch");
+  auto order = std::get<1>(img.sort(/*stable=*/true, 0, /*descending=*/false));
+  img = img.index({order});
+  auto counts = torch::bincount(img, {}, batch_size);
+  shape[0] = counts.max().item<int64_t>();
+  shape.insert(shape.begin(), batch_size);
+  auto out = torch::zeros(shape, values.options());
+  auto within = torch::arange(nl, img.options()) - (torch::cumsum(counts, 0) - counts).index({img});
+  out.index_put_({img, within}, values.index({order}));
+  return out;
+}
+
+ProgLossSchedule::ProgLossSchedule(int64_t epochs) : epochs_(epochs) {
+  if (epochs < 1) fail("ProgLossSchedule: epochs must be >= 1, got " + std::to_string(epochs));
+  set_updates(0);
+}
+
+void ProgLossSchedule::set_updates(int64_t finished) {
+  if (finished < 0) fail("ProgLossSchedule: finished epochs must be >= 0");
+  updates_ = finished;
+  const double start = 0.8, final_o2m = 0.1;
+  if (finished == 0) {
+    o2m_ = start;  // the reference starts from the constant, not from the formula (which gives 0.8 + 1 ulp)
+  } else {
+    const double frac = double(finished) / double(std::max<int64_t>(epochs_ - 1, 1));
+    o2m_ = std::max(1.0 - frac, 0.0) * (start - final_o2m) + final_o2m;
+  }
+  o2o_ = std::max(1.0 - o2m_, 0.0);
+}
+
 torch::Tensor DetectionLoss::preprocess_targets(const DetectionBatch& batch, int64_t batch_size,
                                                 const torch::Tensor& imgsz_hw, torch::Device device) const {
   if (!batch.batch_idx.defined() || !batch.cls.defined() || !batch.bboxes.defined())
@@ -57,26 +100,11 @@ torch::Tensor DetectionLoss::preprocess_targets(const DetectionBatch& batch, int
   if (cls.size(0) != nl || batch.bboxes.dim() != 2 || batch.bboxes.size(0) != nl || batch.bboxes.size(1) != 4)
     fail("DetectionLoss: batch_idx " + shape_of(batch.batch_idx) + ", cls " + shape_of(batch.cls) + " and bboxes " +
          shape_of(batch.bboxes) + " disagree; expected N, N and (N, 4) normalised xywh");
-  if (nl == 0) return torch::zeros({batch_size, 0, 5}, torch::TensorOptions().device(device));
-
-  auto targets = torch::cat({bi.view({-1, 1}), cls.view({-1, 1}), batch.bboxes.to(device, torch::kFloat)}, 1);
-  auto img = targets.select(1, 0).to(torch::kLong);
-  const int64_t lo = img.min().item<int64_t>(), hi = img.max().item<int64_t>();
-  if (lo < 0 || hi >= batch_size)
-    fail("DetectionLoss: batch_idx must lie in [0, " + std::to_string(batch_size) + ") for a batch of " +
-         std::to_string(batch_size) + " images, got " + std::to_string(lo) + ".." + std::to_string(hi) +
-         "; the labels do not belong to this batch");
-  // Rows keep their order within an image; a stable sort only matters if the collate did not group them.
-  auto order = std::get<1>(img.sort(/*stable=*/true, 0, /*descending=*/false));
-  targets = targets.index({order});
-  img = img.index({order});
-
-  auto counts = torch::bincount(img, {}, batch_size);
-  auto out = torch::zeros({batch_size, counts.max().item<int64_t>(), 5}, targets.options());
-  auto offsets = torch::cumsum(counts, 0) - counts;  // first row of each image
-  auto within = torch::arange(nl, img.options()) - offsets.index({img});
-  out.index_put_({img, within}, targets.narrow(1, 1, 5));
-  auto xywh = out.narrow(2, 1, 4).mul_(imgsz_hw.index({torch::tensor({1, 0, 1, 0}, img.options())}));
+  auto rows = torch::cat({cls.view({-1, 1}), batch.bboxes.to(device, torch::kFloat)}, 1);
+  auto out = group_by_image(rows, bi, batch_size);  // (B, n_max, 5) cls, xywh normalised
+  auto xywh = out.narrow(2, 1, 4).mul_(imgsz_hw.index({torch::tensor({1, 0, 1, 0}, torch::TensorOptions()
+                                                                                     .dtype(torch::kLong)
+                                                                                     .device(device))}));
   out.narrow(2, 1, 4).copy_(xywh2xyxy(xywh));
   return out;
 }
@@ -161,25 +189,7 @@ BranchLossResult DetectionLoss::operator()(const HeadBranchOutput& preds,
 E2EDetectionLoss::E2EDetectionLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, LossGains gains)
     : one2many_(num_classes, strides, /*topk=*/10, /*topk2=*/0, gains),
       one2one_(num_classes, strides, /*topk=*/7, /*topk2=*/1, gains),
-      epochs_(epochs) {
-  if (epochs < 1) fail("E2EDetectionLoss: epochs must be >= 1, got " + std::to_string(epochs));
-  set_updates(0);
-}
-
-void E2EDetectionLoss::update() { set_updates(updates_ + 1); }
-
-void E2EDetectionLoss::set_updates(int64_t finished) {
-  if (finished < 0) fail("E2EDetectionLoss: finished epochs must be >= 0");
-  updates_ = finished;
-  const double start = 0.8, final_o2m = 0.1;
-  if (finished == 0) {
-    o2m_ = start;
-  } else {
-    const double frac = double(finished) / double(std::max<int64_t>(epochs_ - 1, 1));
-    o2m_ = std::max(1.0 - frac, 0.0) * (start - final_o2m) + final_o2m;
-  }
-  o2o_ = std::max(1.0 - o2m_, 0.0);
-}
+      schedule_(epochs) {}
 
 void E2EDetectionLoss::set_gains(const LossGains& g) {
   one2many_.set_gains(g);
@@ -193,7 +203,7 @@ E2ELossResult E2EDetectionLoss::operator()(const HeadBranchOutput& one2many, con
   r.one2many = one2many_(one2many, grid_hw, batch, class_weights);
   r.one2one = one2one_(one2one, grid_hw, batch, class_weights);
   const int64_t bs = one2many.scores.size(0);
-  r.loss_vector = (r.one2many.loss * bs) * o2m_ + (r.one2one.loss * bs) * o2o_;
+  r.loss_vector = (r.one2many.loss * bs) * schedule_.o2m() + (r.one2one.loss * bs) * schedule_.o2o();
   r.total = r.loss_vector.sum();
   r.loss_items = r.one2one.loss.detach();
   return r;

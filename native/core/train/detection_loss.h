@@ -44,6 +44,29 @@ std::vector<std::pair<int64_t, int64_t>> grid_sizes_for(int64_t imgsz_h, int64_t
 // Grid (H, W) per level from the head's feature maps (B, C, H, W).
 std::vector<std::pair<int64_t, int64_t>> grid_sizes_of(const std::vector<torch::Tensor>& feats);
 
+// Pads per-image rows into a batch: values (N, ...) with image index batch_idx (N) -> (B, n_max, ...), zeros as
+// padding, rows keeping their order within each image (the trainer's collate groups them; a stable sort makes
+// ungrouped input work too). Throws y26::Error when an index is outside [0, B).
+torch::Tensor group_by_image(const torch::Tensor& values, const torch::Tensor& batch_idx, int64_t batch_size);
+
+// Progressive one2many/one2one weighting of the end-to-end losses (ProgLoss): w_o2m = 0.8 before the first
+// update, then max(1 - e / max(epochs - 1, 1), 0) * 0.7 + 0.1 after e finished epochs; w_o2o = 1 - w_o2m.
+class ProgLossSchedule {
+ public:
+  explicit ProgLossSchedule(int64_t epochs);
+  void update() { set_updates(updates_ + 1); }  // call once after each finished epoch
+  void set_updates(int64_t finished);          // resume: number of finished epochs (start_epoch)
+  int64_t updates() const { return updates_; }
+  int64_t epochs() const { return epochs_; }
+  double o2m() const { return o2m_; }
+  double o2o() const { return o2o_; }
+
+ private:
+  int64_t epochs_;
+  int64_t updates_ = 0;
+  double o2m_ = 0.8, o2o_ = 0.2;
+};
+
 // Per-branch loss (v8DetectionLoss with reg_max = 1).
 class DetectionLoss {
  public:
@@ -62,6 +85,8 @@ class DetectionLoss {
 
   const TaskAlignedAssigner& assigner() const { return assigner_; }
   const LossGains& gains() const { return gains_; }
+  const std::vector<double>& strides() const { return strides_; }
+  int64_t num_classes() const { return nc_; }
   void set_gains(const LossGains& g) { gains_ = g; }
 
  private:
@@ -78,8 +103,7 @@ struct E2ELossResult {
   BranchLossResult one2many, one2one;
 };
 
-// End-to-end loss. w_o2m = max(1 - e / max(epochs - 1, 1), 0) * 0.7 + 0.1 and w_o2o = 1 - w_o2m, where e counts
-// update() calls (finished epochs).
+// End-to-end loss: the two branches blended by ProgLossSchedule.
 class E2EDetectionLoss {
  public:
   E2EDetectionLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, LossGains gains = {});
@@ -88,12 +112,12 @@ class E2EDetectionLoss {
                            const std::vector<std::pair<int64_t, int64_t>>& grid_hw, const DetectionBatch& batch,
                            const torch::Tensor& class_weights = {}) const;
 
-  void update();                      // call once after each finished epoch
-  void set_updates(int64_t finished);  // resume: number of finished epochs (start_epoch)
-  int64_t updates() const { return updates_; }
-  double o2m_weight() const { return o2m_; }
-  double o2o_weight() const { return o2o_; }
-  int64_t epochs() const { return epochs_; }
+  void update() { schedule_.update(); }  // call once after each finished epoch
+  void set_updates(int64_t finished) { schedule_.set_updates(finished); }  // resume
+  int64_t updates() const { return schedule_.updates(); }
+  double o2m_weight() const { return schedule_.o2m(); }
+  double o2o_weight() const { return schedule_.o2o(); }
+  int64_t epochs() const { return schedule_.epochs(); }
 
   const DetectionLoss& one2many_loss() const { return one2many_; }
   const DetectionLoss& one2one_loss() const { return one2one_; }
@@ -101,9 +125,7 @@ class E2EDetectionLoss {
 
  private:
   DetectionLoss one2many_, one2one_;
-  int64_t epochs_;
-  int64_t updates_ = 0;
-  double o2m_ = 0.8, o2o_ = 0.2;
+  ProgLossSchedule schedule_;
 };
 
 }  // namespace y26
