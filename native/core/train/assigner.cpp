@@ -55,6 +55,27 @@ AssignerResult TaskAlignedAssigner::operator()(const torch::Tensor& pd_scores, c
            std::to_string(lo) + ".." + std::to_string(hi) + "; check the labels against the model's nc");
   }
 
+  if (pd_scores.is_cuda()) {
+    try {
+      return assign_batch(pd_scores, pd_bboxes, anchor_points, gt_labels, gt_bboxes, mask_gt);
+    } catch (const c10::Error& e) {
+      if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
+    }
+    // Out of GPU memory even per image (a very dense scene): assign on the CPU, as the reference does.
+    auto cpu = [](const torch::Tensor& t) { return t.cpu(); };
+    auto r = assign_batch(cpu(pd_scores), cpu(pd_bboxes), cpu(anchor_points), cpu(gt_labels), cpu(gt_bboxes),
+                          cpu(mask_gt));
+    auto dev = pd_scores.device();
+    return {r.target_labels.to(dev), r.target_bboxes.to(dev), r.target_scores.to(dev), r.fg_mask.to(dev),
+            r.target_gt_idx.to(dev)};
+  }
+  return assign_batch(pd_scores, pd_bboxes, anchor_points, gt_labels, gt_bboxes, mask_gt);
+}
+
+AssignerResult TaskAlignedAssigner::assign_batch(const torch::Tensor& pd_scores, const torch::Tensor& pd_bboxes,
+                                                 const torch::Tensor& anchor_points, const torch::Tensor& gt_labels,
+                                                 const torch::Tensor& gt_bboxes, const torch::Tensor& mask_gt) const {
+  const int64_t bs = pd_scores.size(0), na = pd_scores.size(1), n = gt_bboxes.size(1);
   // Every step is per image, so chunking over images gives the same result as one pass.
   const int64_t chunk = std::max<int64_t>(1, opts_.max_pair_elements / std::max<int64_t>(1, n * na));
   if (chunk >= bs) return assign_chunk(pd_scores, pd_bboxes, anchor_points, gt_labels, gt_bboxes, mask_gt);

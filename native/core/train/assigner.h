@@ -43,6 +43,9 @@ class TaskAlignedAssigner {
   const AssignerOptions& options() const { return opts_; }
 
  private:
+  AssignerResult assign_batch(const torch::Tensor& pd_scores, const torch::Tensor& pd_bboxes,
+                              const torch::Tensor& anchor_points, const torch::Tensor& gt_labels,
+                              const torch::Tensor& gt_bboxes, const torch::Tensor& mask_gt) const;
   AssignerResult assign_chunk(const torch::Tensor& pd_scores, const torch::Tensor& pd_bboxes,
                               const torch::Tensor& anchor_points, const torch::Tensor& gt_labels,
                               const torch::Tensor& gt_bboxes, const torch::Tensor& mask_gt) const;
