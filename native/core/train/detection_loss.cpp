@@ -1,0 +1,212 @@
+#include "train/detection_loss.h"
+
+#include "model/anchors.h"
+#include "train/box_ops.h"
+#include "util/error.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace y26 {
+
+namespace {
+std::string shape_of(const torch::Tensor& t) { return t.defined() ? c10::str(t.sizes()) : "<undefined>"; }
+}  // namespace
+
+std::vector<std::pair<int64_t, int64_t>> grid_sizes_for(int64_t imgsz_h, int64_t imgsz_w,
+                                                        const std::vector<double>& strides) {
+  if (imgsz_h < 1 || imgsz_w < 1) fail("grid_sizes_for: image size must be positive");
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (double s : strides)
+    out.emplace_back(int64_t(std::ceil(imgsz_h / s)), int64_t(std::ceil(imgsz_w / s)));
+  return out;
+}
+
+std::vector<std::pair<int64_t, int64_t>> grid_sizes_of(const std::vector<torch::Tensor>& feats) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& f : feats) {
+    if (f.dim() != 4) fail("grid_sizes_of: feature maps must be (B, C, H, W), got " + shape_of(f));
+    out.emplace_back(f.size(2), f.size(3));
+  }
+  return out;
+}
+
+DetectionLoss::DetectionLoss(int64_t num_classes, std::vector<double> strides, int64_t topk, int64_t topk2,
+                             LossGains gains)
+    : nc_(num_classes), strides_(std::move(strides)), gains_(gains), assigner_([&] {
+        AssignerOptions o;
+        o.topk = topk;
+        o.topk2 = topk2;
+        o.num_classes = num_classes;
+        o.alpha = 0.5;  // YOLO26 overrides the class defaults (alpha 1.0)
+        o.beta = 6.0;
+        o.strides = strides_;
+        return o;
+      }()) {}
+
+torch::Tensor group_by_image(const torch::Tensor& values, const torch::Tensor& batch_idx, int64_t batch_size) {
+  const int64_t nl = values.size(0);
+  auto shape = values.sizes().vec();
+  if (nl == 0) {
+    shape[0] = 0;
+    shape.insert(shape.begin(), batch_size);
+    return torch::zeros(shape, values.options());
+  }
+  auto img = batch_idx.reshape({-1}).to(values.device(), torch::kLong);
+  const int64_t lo = img.min().item<int64_t>(), hi = img.max().item<int64_t>();
+  if (lo < 0 || hi >= batch_size)
+    fail("batch_idx must lie in [0, " + std::to_string(batch_size) + ") for a batch of " +
+         std::to_string(batch_size) + " images, got " + std::to_string(lo) + ".." + std::to_string(hi) +
+         "; the labels do not belong to this batch");
+  auto order = std::get<1>(img.sort(/*stable=*/true, 0, /*descending=*/false));
+  img = img.index({order});
+  auto counts = torch::bincount(img, {}, batch_size);
+  shape[0] = counts.max().item<int64_t>();
+  shape.insert(shape.begin(), batch_size);
+  auto out = torch::zeros(shape, values.options());
+  auto within = torch::arange(nl, img.options()) - (torch::cumsum(counts, 0) - counts).index({img});
+  out.index_put_({img, within}, values.index({order}));
+  return out;
+}
+
+ProgLossSchedule::ProgLossSchedule(int64_t epochs) : epochs_(epochs) {
+  if (epochs < 1) fail("ProgLossSchedule: epochs must be >= 1, got " + std::to_string(epochs));
+  set_updates(0);
+}
+
+void ProgLossSchedule::set_updates(int64_t finished) {
+  if (finished < 0) fail("ProgLossSchedule: finished epochs must be >= 0");
+  updates_ = finished;
+  const double start = 0.8, final_o2m = 0.1;
+  if (finished == 0) {
+    o2m_ = start;  // the reference starts from the constant, not from the formula (which gives 0.8 + 1 ulp)
+  } else {
+    const double frac = double(finished) / double(std::max<int64_t>(epochs_ - 1, 1));
+    o2m_ = std::max(1.0 - frac, 0.0) * (start - final_o2m) + final_o2m;
+  }
+  o2o_ = std::max(1.0 - o2m_, 0.0);
+}
+
+torch::Tensor DetectionLoss::preprocess_targets(const DetectionBatch& batch, int64_t batch_size,
+                                                const torch::Tensor& imgsz_hw, torch::Device device) const {
+  if (!batch.batch_idx.defined() || !batch.cls.defined() || !batch.bboxes.defined())
+    fail("DetectionLoss: the batch needs batch_idx, cls and bboxes tensors (an image without labels is fine, "
+         "an undefined tensor is not)");
+  auto bi = batch.batch_idx.reshape({-1}).to(device, torch::kFloat);
+  auto cls = batch.cls.reshape({-1}).to(device, torch::kFloat);
+  const int64_t nl = bi.size(0);
+  if (cls.size(0) != nl || batch.bboxes.dim() != 2 || batch.bboxes.size(0) != nl || batch.bboxes.size(1) != 4)
+    fail("DetectionLoss: batch_idx " + shape_of(batch.batch_idx) + ", cls " + shape_of(batch.cls) + " and bboxes " +
+         shape_of(batch.bboxes) + " disagree; expected N, N and (N, 4) normalised xywh");
+  auto rows = torch::cat({cls.view({-1, 1}), batch.bboxes.to(device, torch::kFloat)}, 1);
+  auto out = group_by_image(rows, bi, batch_size);  // (B, n_max, 5) cls, xywh normalised
+  auto xywh = out.narrow(2, 1, 4).mul_(imgsz_hw.index({torch::tensor({1, 0, 1, 0}, torch::TensorOptions()
+                                                                                     .dtype(torch::kLong)
+                                                                                     .device(device))}));
+  out.narrow(2, 1, 4).copy_(xywh2xyxy(xywh));
+  return out;
+}
+
+BranchLossResult DetectionLoss::operator()(const HeadBranchOutput& preds,
+                                           const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
+                                           const DetectionBatch& batch, const torch::Tensor& class_weights) const {
+  const auto& boxes = preds.boxes;
+  const auto& scores = preds.scores;
+  if (!boxes.defined() || boxes.dim() != 3 || boxes.size(1) != 4)
+    fail("DetectionLoss: head boxes must be (B, 4, A) raw ltrb, got " + shape_of(boxes) +
+         " (reg_max must be 1 for YOLO26)");
+  if (!scores.defined() || scores.dim() != 3 || scores.size(0) != boxes.size(0) || scores.size(2) != boxes.size(2) ||
+      scores.size(1) != nc_)
+    fail("DetectionLoss: head scores must be (B, " + std::to_string(nc_) + ", A) logits matching boxes " +
+         shape_of(boxes) + ", got " + shape_of(scores) + "; check the model's nc");
+  if (grid_hw.size() != strides_.size())
+    fail("DetectionLoss: got " + std::to_string(grid_hw.size()) + " feature-map sizes for " +
+         std::to_string(strides_.size()) + " strides; pass one (H, W) per detection level");
+  int64_t na = 0;
+  for (auto& hw : grid_hw) na += hw.first * hw.second;
+  if (na != boxes.size(2))
+    fail("DetectionLoss: the feature-map sizes give " + std::to_string(na) + " anchors but the head output has " +
+         std::to_string(boxes.size(2)) + "; pass the grid sizes of this forward pass");
+
+  auto pred_distri = boxes.permute({0, 2, 1}).contiguous();  // (B, A, 4)
+  auto pred_scores = scores.permute({0, 2, 1}).contiguous();  // (B, A, nc)
+  const auto dtype = pred_scores.scalar_type();
+  const auto device = pred_scores.device();
+  const int64_t bs = pred_scores.size(0);
+
+  auto anchors = make_anchors(grid_hw, strides_, 0.5, device, dtype);
+  auto imgsz = torch::tensor({float(grid_hw[0].first), float(grid_hw[0].second)},
+                             torch::TensorOptions().dtype(dtype).device(device)) * strides_[0];  // (h, w)
+
+  auto targets = preprocess_targets(batch, bs, imgsz, device);
+  auto gt_labels = targets.narrow(2, 0, 1);
+  auto gt_bboxes = targets.narrow(2, 1, 4);
+  auto mask_gt = gt_bboxes.sum(2, /*keepdim=*/true).gt_(0.0);
+
+  auto pred_bboxes = dist2bbox(pred_distri, anchors.points, /*xywh=*/false);  // grid units
+  BranchLossResult r;
+  r.assigned = assigner_(pred_scores.detach().sigmoid(), (pred_bboxes.detach() * anchors.strides).to(gt_bboxes.dtype()),
+                         anchors.points * anchors.strides, gt_labels, gt_bboxes, mask_gt);
+  const auto& target_scores = r.assigned.target_scores;
+  const auto& fg = r.assigned.fg_mask;
+  auto tss = target_scores.sum().clamp_min(1);
+
+  auto bce = torch::binary_cross_entropy_with_logits(pred_scores, target_scores.to(dtype), {}, {},
+                                                     at::Reduction::None);
+  if (class_weights.defined() && class_weights.numel() > 0) {
+    if (class_weights.numel() != nc_)
+      fail("DetectionLoss: class_weights must have nc = " + std::to_string(nc_) + " entries, got " +
+           std::to_string(class_weights.numel()));
+    bce = bce * class_weights.to(device, dtype).view({1, 1, -1});
+  }
+  auto loss_cls = bce.sum() / tss;
+
+  auto zero = torch::zeros({}, pred_scores.options());
+  torch::Tensor loss_box = zero, loss_dfl = zero;
+  r.fg_count = fg.sum().item<int64_t>();
+  if (r.fg_count > 0) {
+    auto target_bboxes = r.assigned.target_bboxes / anchors.strides;  // grid units
+    auto weight = target_scores.index({fg}).sum(-1, /*keepdim=*/true);
+    auto iou = bbox_iou(pred_bboxes.index({fg}), target_bboxes.index({fg}), IouKind::CIoU);
+    loss_box = ((1.0 - iou) * weight).sum() / tss;
+
+    // reg_max = 1: L1 between predicted and target distances, in pixels divided by the image width (l, r)
+    // or height (t, b); the target is not clamped.
+    auto wh = imgsz.index({torch::tensor({1, 0, 1, 0}, torch::TensorOptions().dtype(torch::kLong).device(device))});
+    auto target_ltrb = bbox2dist(anchors.points, target_bboxes) * anchors.strides / wh;
+    auto pred_ltrb = pred_distri * anchors.strides / wh;
+    auto l1 = torch::l1_loss(pred_ltrb.index({fg}), target_ltrb.index({fg}), at::Reduction::None);
+    loss_dfl = (l1.mean(-1, /*keepdim=*/true) * weight).sum() / tss;
+  }
+  r.raw_items = torch::stack({loss_box, loss_cls, loss_dfl}).detach();
+  r.loss = torch::stack({loss_box * gains_.box, loss_cls * gains_.cls, loss_dfl * gains_.dfl});
+  r.target_scores_sum = tss.detach();
+  return r;
+}
+
+E2EDetectionLoss::E2EDetectionLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, LossGains gains)
+    : one2many_(num_classes, strides, /*topk=*/10, /*topk2=*/0, gains),
+      one2one_(num_classes, strides, /*topk=*/7, /*topk2=*/1, gains),
+      schedule_(epochs) {}
+
+void E2EDetectionLoss::set_gains(const LossGains& g) {
+  one2many_.set_gains(g);
+  one2one_.set_gains(g);
+}
+
+E2ELossResult E2EDetectionLoss::operator()(const HeadBranchOutput& one2many, const HeadBranchOutput& one2one,
+                                           const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
+                                           const DetectionBatch& batch, const torch::Tensor& class_weights) const {
+  E2ELossResult r;
+  r.one2many = one2many_(one2many, grid_hw, batch, class_weights);
+  r.one2one = one2one_(one2one, grid_hw, batch, class_weights);
+  const int64_t bs = one2many.scores.size(0);
+  r.loss_vector = (r.one2many.loss * bs) * schedule_.o2m() + (r.one2one.loss * bs) * schedule_.o2o();
+  r.total = r.loss_vector.sum();
+  r.loss_items = r.one2one.loss.detach();
+  return r;
+}
+
+}  // namespace y26
