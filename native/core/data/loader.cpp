@@ -58,6 +58,9 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt) : d
   std::string dev = resolve_device(opt_.device);
   cuda_ = dev != "cpu";
   opt_.device = dev;
+  // The workers are the parallelism: OpenCV's own thread pool inside them would only oversubscribe the cores
+  // (the official loader sets the same process-wide).
+  cv::setNumThreads(0);
   ready_.resize(opt_.workers);
   for (int w = 0; w < opt_.workers; ++w) threads_.emplace_back([this, w] { worker_main(w); });
 }
@@ -208,7 +211,7 @@ Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
     out.im_file.push_back(L.im_file);
     out.indices.push_back((int64_t)sm.index);
     out.ori_shape.push_back({L.height, L.width});
-    out.resized_shape.push_back({sm.resized_size.height, sm.resized_size.width});
+    out.resized_shape.push_back({H, W});  // official: the network input shape of the image
     out.ratio_pad.push_back({sm.gain_h, sm.gain_w, sm.pad_left, sm.pad_top});
   }
   double ms = ms_since(t0);

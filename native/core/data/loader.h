@@ -44,7 +44,7 @@ struct Batch {
   std::vector<torch::Tensor> segments;  // N polygons (P,2) normalised; empty without polygon labels
   std::vector<std::string> im_file;
   std::vector<std::array<int, 2>> ori_shape;      // (h, w) of the original image
-  std::vector<std::array<int, 2>> resized_shape;  // (h, w) after load_image
+  std::vector<std::array<int, 2>> resized_shape;  // (h, w) of the image in the batch (official meaning)
   // (gain_h, gain_w, pad_left, pad_top): input pixel = original pixel * gain + pad (validator's ratio_pad)
   std::vector<std::array<double, 4>> ratio_pad;
   std::vector<int64_t> indices;  // dataset indices
