@@ -1,0 +1,37 @@
+// A seeded synthetic YOLO dataset: coloured rectangles (class 0), ellipses (1) and triangles (2) on noisy gradient
+// backgrounds. Used by the loader benchmark, the tests and `yolo26 demo`.
+#pragma once
+#include <opencv2/core.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace y26 {
+
+struct SyntheticOptions {
+  int train_images = 256;
+  int val_images = 64;
+  int width = 320, height = 320;
+  int min_objects = 1, max_objects = 4;
+  float min_size = 0.15f, max_size = 0.45f;  // object extent as a fraction of the shorter image side
+  uint64_t seed = 0;
+  int jpeg_quality = 90;
+  std::string ext = ".jpg";                  // ".jpg" or ".png"
+};
+
+struct SyntheticImage {
+  cv::Mat bgr;
+  std::vector<int> cls;
+  std::vector<float> boxes;  // normalised xywh, the exact extent of each shape's drawn pixels
+};
+
+extern const char* const kSyntheticNames[3];  // rectangle, ellipse, triangle
+
+// One image; the same (size, seed, options) always gives the same pixels and labels.
+SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const SyntheticOptions& opt = {});
+
+// Writes <dir>/images/{train,val}/*, <dir>/labels/{train,val}/*.txt and <dir>/data.yaml and returns the yaml path.
+// A stamp file records the options: an existing dataset made with the same options is reused, not rewritten.
+std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt = {});
+
+}  // namespace y26
