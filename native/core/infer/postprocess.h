@@ -36,6 +36,8 @@ struct Speed {
 struct Result {
   std::string path;            // file, "memory", "pixels", "camera N"; videos add frame
   int64_t frame = -1;          // video/camera frame index (0-based), -1 for still images
+  bool is_video = false;       // frame of a video file or camera (saving writes a video)
+  double fps = 0;              // the video's frame rate when known
   int64_t index = 0;           // position in the source stream
   int orig_h = 0, orig_w = 0;
   torch::Tensor boxes;         // (N,4) float32 xyxy in original pixels, CPU (obb: the enclosing axis-aligned box)
