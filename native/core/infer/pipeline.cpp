@@ -1,0 +1,188 @@
+#include "infer/pipeline.h"
+
+#include <torch/cuda.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "infer/preprocess.h"
+#include "util/error.h"
+
+namespace y26 {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+}  // namespace
+
+Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt)
+    : source_(std::move(source)), forward_(std::move(forward)), opt_(std::move(opt)), device_(opt_.device) {
+  if (!source_) fail("predict: no source");
+  if (!forward_) fail("predict: no model forward function");
+  if (opt_.batch < 1) fail("predict: batch must be >= 1 (got " + std::to_string(opt_.batch) + ")");
+  if (opt_.queue_batches < 1) fail("predict: queue_batches must be >= 1 (got " + std::to_string(opt_.queue_batches) + ")");
+  if (opt_.imgsz_h <= 0 || opt_.imgsz_w <= 0 || opt_.imgsz_h % opt_.stride || opt_.imgsz_w % opt_.stride)
+    fail("predict: imgsz " + std::to_string(opt_.imgsz_h) + "x" + std::to_string(opt_.imgsz_w) +
+         " must be a positive multiple of the model stride " + std::to_string(opt_.stride));
+  if (device_.is_cuda() && !torch::cuda::is_available())
+    fail("predict: device " + opt_.device + " was asked for but CUDA is not available; use device 'cpu'");
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+Pipeline::~Pipeline() {
+  cancel();
+  if (worker_.joinable()) worker_.join();
+}
+
+void Pipeline::cancel() {
+  cancel_ = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  cv_.notify_all();
+}
+
+std::vector<std::string> Pipeline::warnings() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return warnings_;
+}
+
+size_t Pipeline::max_queue_depth() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_depth_;
+}
+
+void Pipeline::worker_loop() {
+  int64_t index = 0;
+  bool source_done = false;
+  try {
+    while (!cancel_ && !source_done) {
+      Prepared p;
+      std::vector<cv::Mat> images;
+      while (static_cast<int>(p.frames.size()) < opt_.batch && !cancel_) {
+        Frame f;
+        if (!source_->next(f)) { source_done = true; break; }
+        ++frames_read_;
+        const int64_t idx = index++;
+        if (!f.error.empty()) {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (opt_.skip_errors) {
+            warnings_.push_back("skipped " + f.error);
+            std::cerr << "WARNING: skipped " << f.error << "\n";
+          } else {
+            Result r;
+            r.path = f.path;
+            r.frame = f.frame;
+            r.index = idx;
+            r.error = f.error;
+            deferred_.push_back(std::move(r));
+          }
+          continue;
+        }
+        p.decode_ms += f.decode_ms;
+        images.push_back(f.image);
+        if (!opt_.keep_images) f.image.release();
+        p.frames.push_back(std::move(f));
+        p.indices.push_back(idx);
+      }
+      if (p.frames.empty() || cancel_) break;
+      const auto t0 = Clock::now();
+      LetterboxOptions lo;
+      lo.height = opt_.imgsz_h;
+      lo.width = opt_.imgsz_w;
+      lo.stride = opt_.stride;
+      lo.auto_pad = opt_.rect && batch_allows_auto_pad(images);
+      std::vector<cv::Mat> boxed;
+      for (const auto& im : images) {
+        Letterboxed lb = letterbox(im, lo);
+        boxed.push_back(lb.image);
+        lb.image.release();
+        p.metas.push_back(std::move(lb));
+      }
+      images.clear();
+      p.input_u8 = images_to_uint8_batch(boxed, device_.is_cuda());
+      p.preprocess_ms = ms_between(t0, Clock::now());
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return cancel_ || static_cast<int>(queue_.size()) < opt_.queue_batches; });
+      if (cancel_) break;
+      queue_.push_back(std::move(p));
+      max_depth_ = std::max(max_depth_, queue_.size());
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    worker_error_ = std::current_exception();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  worker_done_ = true;
+  cv_.notify_all();
+}
+
+void Pipeline::run_batch(Prepared& p) {
+  torch::NoGradGuard no_grad;
+  const double n = static_cast<double>(p.frames.size());
+  const auto t0 = Clock::now();
+  torch::Tensor x = normalize_batch(p.input_u8, device_, opt_.half);
+  p.input_u8 = torch::Tensor();
+  const auto t1 = Clock::now();
+  torch::Tensor y;
+  try {
+    y = forward_(x);
+  } catch (...) {
+    fail("predict: the model forward failed on a batch of " + std::to_string(p.frames.size()) + " image(s) starting at " +
+         p.frames.front().path + ": " + describe_exception(std::current_exception()));
+  }
+  if (device_.is_cuda()) torch::cuda::synchronize();
+  const auto t2 = Clock::now();
+  if (!y.defined()) fail("predict: the model forward returned no tensor");
+  std::vector<Result> results = postprocess(y, p.metas, opt_.post);
+  const auto t3 = Clock::now();
+  Speed speed;
+  speed.decode = p.decode_ms / n;
+  speed.preprocess = (p.preprocess_ms + ms_between(t0, t1)) / n;
+  speed.inference = ms_between(t1, t2) / n;
+  speed.postprocess = ms_between(t2, t3) / n;
+  for (size_t i = 0; i < results.size(); ++i) {
+    Result& r = results[i];
+    r.path = p.frames[i].path;
+    r.frame = p.frames[i].frame;
+    r.is_video = p.frames[i].is_video;
+    r.fps = p.frames[i].fps;
+    r.index = p.indices[i];
+    r.speed = speed;
+    if (opt_.keep_images) r.orig_image = p.frames[i].image;
+    ready_.push_back(std::move(r));
+  }
+}
+
+bool Pipeline::next(Result& out) {
+  while (true) {
+    if (cancel_) return false;
+    if (!ready_.empty()) {
+      out = std::move(ready_.front());
+      ready_.pop_front();
+      return true;
+    }
+    Prepared p;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return cancel_ || !queue_.empty() || worker_done_; });
+      if (cancel_) return false;
+      if (queue_.empty()) {  // the worker is done: surface its error, then the deferred error items
+        if (worker_error_) {
+          std::exception_ptr e = worker_error_;
+          worker_error_ = nullptr;
+          std::rethrow_exception(e);
+        }
+        if (deferred_.empty()) return false;
+        out = std::move(deferred_.front());
+        deferred_.pop_front();
+        return true;
+      }
+      p = std::move(queue_.front());
+      queue_.pop_front();
+      cv_.notify_all();  // room in the queue: the worker may prepare the next batch
+    }
+    run_batch(p);
+  }
+}
+
+}  // namespace y26

@@ -1,0 +1,87 @@
+// The streaming predictor: a worker thread decodes, letterboxes and stacks batches while the caller runs the
+// forward pass and postprocess of the previous batch. A bounded queue between them pauses decoding when the
+// consumer is slow, so memory stays flat on endless sources (video, camera).
+#pragma once
+#include <torch/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "infer/letterbox.h"
+#include "infer/postprocess.h"
+#include "infer/source.h"
+
+namespace y26 {
+
+// The model as the pipeline sees it: (B,3,H,W) float input on the device -> raw output (end2end rows or classic).
+using ForwardFn = std::function<torch::Tensor(const torch::Tensor&)>;
+
+struct PipelineOptions {
+  int imgsz_h = 640, imgsz_w = 640;
+  int stride = 32;
+  bool rect = true;            // minimal stride padding when every image in a batch has the same shape
+  int batch = 1;
+  std::string device = "cpu";  // torch device string ("cpu", "cuda:0")
+  bool half = false;           // feed float16
+  int queue_batches = 2;       // prepared batches allowed to wait ahead of the forward pass
+  bool skip_errors = false;    // unreadable items: false = error items after all good results; true = warn and skip
+  bool keep_images = false;    // keep each original image in Result::orig_image (for annotate / save)
+  PostprocessOptions post;
+};
+
+class Pipeline {
+ public:
+  Pipeline(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt);
+  ~Pipeline();  // cancels and joins the worker
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Blocks until the next Result is ready and returns true; false at the end of the stream or after cancel().
+  // Results come in source order; unreadable items (error set) come after all good ones unless skip_errors.
+  // Throws y26::Error when the forward pass or the source fails; call from one thread at a time.
+  bool next(Result& out);
+  void cancel();  // thread-safe; wakes a blocked next() and the worker
+  bool cancelled() const { return cancel_.load(); }
+
+  std::vector<std::string> warnings() const;  // skipped items (skip_errors)
+  int64_t frames_read() const { return frames_read_.load(); }  // items taken from the source so far
+  size_t max_queue_depth() const;                              // high-water mark of the prepared-batch queue
+
+ private:
+  struct Prepared {
+    torch::Tensor input_u8;               // (B,3,H,W) uint8, pinned when the device is CUDA
+    std::vector<Letterboxed> metas;       // ratio/pad and original shapes (images dropped)
+    std::vector<Frame> frames;            // path, frame index, original image when kept
+    std::vector<int64_t> indices;
+    double preprocess_ms = 0, decode_ms = 0;
+  };
+  void worker_loop();
+  void run_batch(Prepared& p);
+
+  std::unique_ptr<Source> source_;
+  ForwardFn forward_;
+  PipelineOptions opt_;
+  torch::Device device_;
+  std::thread worker_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Prepared> queue_;
+  std::deque<Result> ready_;       // results of the batch being handed out
+  std::deque<Result> deferred_;    // error items, handed out after the good ones
+  std::vector<std::string> warnings_;
+  std::exception_ptr worker_error_;
+  bool worker_done_ = false;
+  size_t max_depth_ = 0;
+  std::atomic<bool> cancel_{false};
+  std::atomic<int64_t> frames_read_{0};
+};
+
+}  // namespace y26

@@ -1,0 +1,189 @@
+#include "infer/postprocess.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "util/error.h"
+
+namespace y26 {
+
+using torch::indexing::None;
+using torch::indexing::Slice;
+
+Task parse_task(const std::string& name) {
+  if (name == "detect") return Task::Detect;
+  if (name == "pose") return Task::Pose;
+  if (name == "obb") return Task::Obb;
+  if (name == "segment") return Task::Segment;
+  fail("unknown task '" + name + "': use detect, pose, obb or segment");
+}
+
+std::string task_name(Task t) {
+  switch (t) {
+    case Task::Detect: return "detect";
+    case Task::Pose: return "pose";
+    case Task::Obb: return "obb";
+    case Task::Segment: return "segment";
+  }
+  return "detect";
+}
+
+torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou) {
+  if (boxes.dim() != 2 || boxes.size(1) != 4 || scores.dim() != 1 || scores.size(0) != boxes.size(0))
+    fail("nms: expected boxes (N,4) and scores (N), got " + std::to_string(boxes.dim()) + "-d boxes and " +
+         std::to_string(scores.numel()) + " scores");
+  const int64_t n = boxes.size(0);
+  torch::Tensor b = boxes.to(torch::kCPU, torch::kFloat32).contiguous();
+  torch::Tensor s = scores.to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* bp = b.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [sp](int64_t a, int64_t c) { return sp[a] > sp[c]; });
+  std::vector<float> area(n);
+  for (int64_t i = 0; i < n; ++i) area[i] = (bp[4 * i + 2] - bp[4 * i]) * (bp[4 * i + 3] - bp[4 * i + 1]);
+  std::vector<char> removed(n, 0);
+  std::vector<int64_t> keep;
+  for (int64_t oi = 0; oi < n; ++oi) {
+    const int64_t i = order[oi];
+    if (removed[i]) continue;
+    keep.push_back(i);
+    const float* bi = bp + 4 * i;
+    for (int64_t oj = oi + 1; oj < n; ++oj) {
+      const int64_t j = order[oj];
+      if (removed[j]) continue;
+      const float* bj = bp + 4 * j;
+      const float w = std::max(0.f, std::min(bi[2], bj[2]) - std::max(bi[0], bj[0]));
+      const float h = std::max(0.f, std::min(bi[3], bj[3]) - std::max(bi[1], bj[1]));
+      const float inter = w * h;
+      if (inter / (area[i] + area[j] - inter) > iou) removed[j] = 1;
+    }
+  }
+  return torch::tensor(keep, torch::kInt64);
+}
+
+namespace {
+
+torch::Tensor filter_classes(const torch::Tensor& rows, const std::vector<int64_t>& classes) {
+  if (classes.empty() || rows.size(0) == 0) return rows;
+  torch::Tensor wanted = torch::tensor(classes, torch::kInt64).to(rows.device());
+  torch::Tensor cls = rows.select(1, 5).to(torch::kInt64);
+  return rows.index({(cls.unsqueeze(1) == wanted.unsqueeze(0)).any(1)});
+}
+
+torch::Tensor xywh2xyxy(const torch::Tensor& xywh) {
+  torch::Tensor xy = xywh.index({"...", Slice(0, 2)}), half = xywh.index({"...", Slice(2, 4)}) / 2;
+  return torch::cat({xy - half, xy + half}, -1);
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const PostprocessOptions& opt) {
+  if (preds.dim() != 3 || preds.size(2) < 6)
+    fail("postprocess: end2end output must be (B, N, 6+extra) [x1,y1,x2,y2,score,cls,...], got " +
+         std::to_string(preds.dim()) + "-d; set end2end=false for a classic (B, 4+nc, A) output");
+  std::vector<torch::Tensor> out;
+  torch::Tensor p = preds.to(torch::kFloat32);
+  for (int64_t i = 0; i < p.size(0); ++i) {
+    torch::Tensor rows = p[i];
+    rows = rows.index({rows.select(1, 4) > opt.conf});
+    rows = rows.index({Slice(0, opt.max_det)});
+    out.push_back(filter_classes(rows, opt.classes));
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const PostprocessOptions& opt) {
+  if (preds.dim() != 3 || preds.size(1) < 5)
+    fail("postprocess: classic output must be (B, 4+nc+extra, anchors), got " + std::to_string(preds.dim()) + "-d");
+  if (opt.task == Task::Obb) fail("postprocess: rotated NMS is not implemented; run OBB models with end2end=true");
+  const int64_t nc = opt.nc > 0 ? opt.nc : preds.size(1) - 4;
+  const int64_t extra = preds.size(1) - 4 - nc;
+  if (extra < 0) fail("postprocess: nc=" + std::to_string(nc) + " exceeds the output's " + std::to_string(preds.size(1) - 4) + " class rows");
+  const int64_t mi = 4 + nc;
+  // Class offset large enough that boxes of different classes never overlap (class-aware NMS in one call).
+  const double max_wh = 7680.0;
+  torch::Tensor p = preds.to(torch::kFloat32);
+  torch::Tensor candidates = p.index({Slice(), Slice(4, mi)}).amax(1) > opt.conf;  // (B, A)
+  p = p.transpose(-1, -2);                                                           // (B, A, 4+nc+E)
+  std::vector<torch::Tensor> out;
+  for (int64_t b = 0; b < p.size(0); ++b) {
+    torch::Tensor x = p[b].index({candidates[b]});
+    torch::Tensor empty = torch::zeros({0, 6 + extra}, p.options().device(torch::kCPU));
+    if (x.size(0) == 0) { out.push_back(empty); continue; }
+    torch::Tensor box = xywh2xyxy(x.index({Slice(), Slice(0, 4)}));
+    torch::Tensor cls = x.index({Slice(), Slice(4, mi)});
+    torch::Tensor ext = x.index({Slice(), Slice(mi, None)});
+    if (opt.multi_label) {
+      torch::Tensor ij = (cls > opt.conf).nonzero();
+      torch::Tensor i = ij.select(1, 0), j = ij.select(1, 1);
+      x = torch::cat({box.index({i}), cls.index({i, j}).unsqueeze(1), j.unsqueeze(1).to(torch::kFloat32), ext.index({i})}, 1);
+    } else {
+      auto [conf, j] = cls.max(1, /*keepdim=*/true);
+      x = torch::cat({box, conf, j.to(torch::kFloat32), ext}, 1);
+      x = x.index({conf.view(-1) > opt.conf});
+    }
+    x = filter_classes(x, opt.classes);
+    if (x.size(0) == 0) { out.push_back(empty); continue; }
+    if (x.size(0) > opt.max_nms) x = x.index({x.select(1, 4).argsort(0, /*descending=*/true).index({Slice(0, opt.max_nms)})});
+    x = x.to(torch::kCPU);
+    torch::Tensor offset = x.index({Slice(), Slice(5, 6)}) * (opt.agnostic_nms ? 0.0 : max_wh);
+    torch::Tensor keep = nms(x.index({Slice(), Slice(0, 4)}) + offset, x.select(1, 4), opt.iou);
+    out.push_back(x.index({keep.index({Slice(0, opt.max_det)})}));
+  }
+  return out;
+}
+
+Result make_result(const torch::Tensor& det, const RatioPad& rp, int orig_h, int orig_w, const PostprocessOptions& opt) {
+  Result r;
+  r.orig_h = orig_h;
+  r.orig_w = orig_w;
+  torch::Tensor d = det.to(torch::kCPU, torch::kFloat32);
+  const int64_t n = d.size(0);
+  r.conf = d.select(1, 4).contiguous();
+  r.cls = d.select(1, 5).to(torch::kInt64);
+  if (opt.task == Task::Obb) {
+    if (d.size(1) < 7) fail("postprocess: OBB rows need 7 columns [cx,cy,w,h,score,cls,angle], got " + std::to_string(d.size(1)));
+    // Rotated boxes are not clipped (as the official OBB predictor): only the centre shifts, all of xywh scale.
+    torch::Tensor xywh = d.index({Slice(), Slice(0, 4)}).clone();
+    xywh.select(1, 0).sub_(rp.pad_x);
+    xywh.select(1, 1).sub_(rp.pad_y);
+    xywh.index({Slice(), Slice(0, 4, 2)}).div_(rp.gain_x);
+    xywh.index({Slice(), Slice(1, 4, 2)}).div_(rp.gain_y);
+    torch::Tensor angle = d.index({Slice(), Slice(6, 7)});
+    r.obb = torch::cat({xywh, angle}, 1);
+    // Enclosing axis-aligned box of the rotated rectangle, clipped, for drawing and crops.
+    torch::Tensor c = angle.cos().abs(), s = angle.sin().abs();
+    torch::Tensor w = xywh.index({Slice(), Slice(2, 3)}), h = xywh.index({Slice(), Slice(3, 4)});
+    torch::Tensor hw = (w * c + h * s) / 2, hh = (w * s + h * c) / 2;
+    torch::Tensor cx = xywh.index({Slice(), Slice(0, 1)}), cy = xywh.index({Slice(), Slice(1, 2)});
+    r.boxes = torch::cat({cx - hw, cy - hh, cx + hw, cy + hh}, 1);
+    clip_boxes_(r.boxes, orig_h, orig_w);
+  } else {
+    r.boxes = scale_boxes(d.index({Slice(), Slice(0, 4)}), rp, orig_h, orig_w).contiguous();
+  }
+  if (opt.task == Task::Pose) {
+    const int64_t need = 6 + static_cast<int64_t>(opt.kpt_count) * opt.kpt_dims;
+    if (d.size(1) < need)
+      fail("postprocess: pose rows need " + std::to_string(need) + " columns for kpt_shape [" +
+           std::to_string(opt.kpt_count) + ", " + std::to_string(opt.kpt_dims) + "], got " + std::to_string(d.size(1)));
+    torch::Tensor k = d.index({Slice(), Slice(6, need)}).reshape({n, opt.kpt_count, opt.kpt_dims});
+    r.keypoints = scale_coords(k, rp, orig_h, orig_w).contiguous();
+  }
+  return r;
+}
+
+std::vector<Result> postprocess(const torch::Tensor& preds, const std::vector<Letterboxed>& metas,
+                                const PostprocessOptions& opt) {
+  std::vector<torch::Tensor> dets = opt.end2end ? select_end2end(preds, opt) : non_max_suppression(preds, opt);
+  if (dets.size() != metas.size())
+    fail("postprocess: the model returned " + std::to_string(dets.size()) + " images for a batch of " +
+         std::to_string(metas.size()));
+  std::vector<Result> out;
+  out.reserve(dets.size());
+  for (size_t i = 0; i < dets.size(); ++i)
+    out.push_back(make_result(dets[i], metas[i].ratio_pad, metas[i].orig_h, metas[i].orig_w, opt));
+  return out;
+}
+
+}  // namespace y26
