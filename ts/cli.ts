@@ -3,7 +3,8 @@
 import { parseArgs } from './cliargs.js';
 import { doctor, formatDoctor } from './doctor.js';
 import { Yolo26Error } from './errors.js';
-import { exportModel, predict, train, val } from './index.js';
+import { exportModel, predict, train, val, modelInfo } from './index.js';
+import type { Result } from './results.js';
 import { version } from './version.js';
 
 const HELP = `yolo26 ${version}: Ultralytics YOLO26 on a native libtorch engine
@@ -21,6 +22,38 @@ Modes:
   version   print the version
 
 Options use the Ultralytics names and defaults (imgsz, batch, epochs, workers, device, conf, ...).`;
+
+function describeCounts(r: Result): string {
+  const counts = new Map<number, number>();
+  for (const c of r.boxes.cls) counts.set(c, (counts.get(c) ?? 0) + 1);
+  if (counts.size === 0) return '(no detections)';
+  return [...counts].map(([c, n]) => `${n} ${r.names[c] ?? c}`).join(', ');
+}
+
+/** `yolo26 predict`: official-style per-image lines, then speed and where results went. CLI saves by default. */
+async function runPredict(options: Record<string, unknown>): Promise<number> {
+  const stream = predict({ save: true, ...options } as never);
+  let n = 0;
+  const total = { preprocess: 0, inference: 0, postprocess: 0 };
+  const started = Date.now();
+  for await (const r of stream) {
+    n++;
+    total.preprocess += r.speed.preprocess;
+    total.inference += r.speed.inference;
+    total.postprocess += r.speed.postprocess;
+    const where = r.frame !== null ? `${r.path} frame ${r.frame}` : r.path;
+    if (options.verbose !== false)
+      console.log(`${n} ${where}: ${r.origShape[0]}x${r.origShape[1]} ${describeCounts(r)}, ${r.speed.inference.toFixed(1)}ms`);
+  }
+  const secs = (Date.now() - started) / 1000;
+  if (n > 0)
+    console.log(
+      `Speed: ${(total.preprocess / n).toFixed(1)}ms preprocess, ${(total.inference / n).toFixed(1)}ms inference, ` +
+        `${(total.postprocess / n).toFixed(1)}ms postprocess per image; ${n} images in ${secs.toFixed(1)}s (${(n / secs).toFixed(1)} img/s)`,
+    );
+  if (stream.saveDir) console.log(`Results saved to ${stream.saveDir}`);
+  return 0;
+}
 
 async function main(argv: string[]): Promise<number> {
   const { mode, options, flags } = parseArgs(argv);
@@ -46,8 +79,13 @@ async function main(argv: string[]): Promise<number> {
       await val(options as never);
       return 0;
     case 'predict':
-      await predict(options as never);
+      return runPredict(options);
+    case 'info': {
+      if (typeof options.model !== 'string') throw new Error("info needs model=..., e.g. 'yolo26 info model=yolo26s.yaml'");
+      const s = await modelInfo({ model: options.model, imgsz: typeof options.imgsz === 'number' ? options.imgsz : 640 });
+      console.log(flags.has('json') ? JSON.stringify({ ...s, text: undefined }, null, 2) : s.text);
       return 0;
+    }
     case 'export':
       await exportModel(options as never);
       return 0;

@@ -3,8 +3,15 @@
  * The public API; every heavy step runs in the native addon, off the event loop.
  */
 import { Yolo26Error } from './errors.js';
-import { exportSchema, parseOptions, predictSchema, trainSchema, valSchema } from './options.js';
-import type { ExportOptions, PredictOptions, TrainOptions, ValOptions } from './options.js';
+import { exportSchema, parseOptions, trainSchema, valSchema } from './options.js';
+import type { ExportOptions, TrainOptions, ValOptions } from './options.js';
+
+export { predict, PredictStream } from './predict.js';
+export type { PredictSource, PixelSource } from './predict.js';
+export { Result, Boxes, Keypoints } from './results.js';
+export type { PlotOptions } from './results.js';
+export { Model, loadModel, modelInfo } from './model.js';
+export type { ForwardOutput, BranchOutput, TensorData, ModelSummary } from './model.js';
 
 export { doctor, formatDoctor } from './doctor.js';
 export type { DoctorReport, GpuInfo } from './doctor.js';
@@ -24,11 +31,6 @@ export function train(options: TrainOptions) {
 export function val(options: ValOptions) {
   parseOptions('val', valSchema, options);
   return pending('val', 6);
-}
-
-export function predict(options: PredictOptions) {
-  parseOptions('predict', predictSchema, options);
-  return pending('predict', 4);
 }
 
 export function exportModel(options: ExportOptions) {

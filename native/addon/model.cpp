@@ -1,0 +1,141 @@
+// loadModel(): a YoloModel behind a JS object with info(), fuse() and an async forward().
+#include <mutex>
+
+#include "addon_model.h"
+#include "addon_tensor.h"
+#include "util/system.h"
+
+namespace y26addon {
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  std::shared_ptr<ModelHolder> holder;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    auto cls = DefineClass(env, "NativeModel",
+                           {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("fuse", &ModelWrap::Fuse),
+                            InstanceMethod("forward", &ModelWrap::Forward)});
+    ctor = Napi::Persistent(cls);
+    exports.Set("NativeModel", cls);
+  }
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      int imgsz = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 640;
+      std::lock_guard<std::mutex> lk(holder->mu);
+      auto& m = *holder->loaded.model;
+      auto o = Napi::Object::New(env);
+      o.Set("task", holder->loaded.task);
+      o.Set("nc", (double)holder->loaded.nc);
+      auto names = Napi::Object::New(env);
+      for (size_t i = 0; i < holder->loaded.names.size(); ++i) names.Set((uint32_t)i, holder->loaded.names[i]);
+      o.Set("names", names);
+      if (holder->loaded.kpt_shape.size() == 2) {
+        auto k = Napi::Array::New(env, 2);
+        k.Set(0u, (double)holder->loaded.kpt_shape[0]);
+        k.Set(1u, (double)holder->loaded.kpt_shape[1]);
+        o.Set("kptShape", k);
+      } else {
+        o.Set("kptShape", env.Null());
+      }
+      auto st = Napi::Array::New(env, m.stride().size());
+      for (size_t i = 0; i < m.stride().size(); ++i) st.Set((uint32_t)i, m.stride()[i]);
+      o.Set("stride", st);
+      o.Set("end2end", m.end2end());
+      o.Set("imgsz", holder->loaded.imgsz.empty() ? env.Null() : Napi::Number::New(env, (double)holder->loaded.imgsz[0]));
+      o.Set("layers", (double)m.num_layers());
+      o.Set("parameters", (double)m.num_params());
+      o.Set("gradients", (double)m.num_params(true));
+      o.Set("gflops", m.gflops(imgsz));
+      o.Set("fused", m.is_fused());
+      o.Set("source", holder->loaded.source);
+      o.Set("text", m.info(false, imgsz));
+      return o;
+    });
+  }
+
+  Napi::Value Fuse(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      std::lock_guard<std::mutex> lk(holder->mu);
+      holder->loaded.model->fuse();
+      return env.Undefined();
+    });
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto input = tensor_from_js(info[0], info[1]);  // copies: the JS buffer may change while we run
+    bool raw = info.Length() > 2 && info[2].ToBoolean().Value();
+    auto h = holder;
+    return run_async(env, [h, input, raw]() {
+      std::lock_guard<std::mutex> lk(h->mu);
+      torch::NoGradGuard ng;
+      auto& m = *h->loaded.model;
+      auto out = m.forward(input.to(m.parameters().empty() ? torch::kCPU : m.parameters()[0].device()));
+      struct Branch { std::optional<TensorCopy> boxes, scores, kpts; };
+      auto branch = [raw](const y26::BranchOutput& b) {
+        Branch r;
+        if (!raw || !b.defined()) return r;
+        r.boxes = copy_tensor(b.boxes);
+        r.scores = copy_tensor(b.scores);
+        if (b.kpts.defined()) r.kpts = copy_tensor(b.kpts);
+        return r;
+      };
+      Branch o2m = branch(out.one2many), o2o = branch(out.one2one);
+      TensorCopy e2e = copy_tensor(out.end2end);
+      return Finish([o2m, o2o, e2e](Napi::Env env) -> Napi::Value {
+        auto res = Napi::Object::New(env);
+        auto put = [&](const char* name, const Branch& b) {
+          if (!b.boxes) return;
+          auto o = Napi::Object::New(env);
+          o.Set("boxes", tensor_to_js(env, *b.boxes));
+          o.Set("scores", tensor_to_js(env, *b.scores));
+          if (b.kpts) o.Set("kpts", tensor_to_js(env, *b.kpts));
+          res.Set(name, o);
+        };
+        put("one2many", o2m);
+        put("one2one", o2o);
+        res.Set("end2end", tensor_to_js(env, e2e));
+        return res;
+      });
+    });
+  }
+};
+Napi::FunctionReference ModelWrap::ctor;
+
+// Wraps a loaded model in a new NativeModel JS object.
+Napi::Object wrap_model(Napi::Env env, std::shared_ptr<ModelHolder> h) {
+  auto obj = ModelWrap::ctor.New({});
+  ModelWrap::Unwrap(obj)->holder = std::move(h);
+  return obj;
+}
+
+std::shared_ptr<ModelHolder> unwrap_model(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ModelWrap::ctor.Value()))
+    throw Napi::TypeError::New(v.Env(), "expected a model from loadModel()");
+  return ModelWrap::Unwrap(v.As<Napi::Object>())->holder;
+}
+
+static Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].ToString().Utf8Value();
+  std::string device = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
+  return run_async(env, [path, device]() {
+    auto h = std::make_shared<ModelHolder>();
+    h->device = y26::resolve_device(device);
+    h->loaded = y26::load_model(path, h->device);
+    return Finish([h](Napi::Env env) -> Napi::Value { return wrap_model(env, h); });
+  });
+}
+
+static void InitModel(Napi::Env env, Napi::Object exports) {
+  ModelWrap::Init(env, exports);
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+}
+Y26_ADDON_REGISTER(InitModel);
+
+}  // namespace y26addon

@@ -1,0 +1,53 @@
+#include "model/loader.h"
+
+#include <sys/stat.h>
+
+#include "util/error.h"
+
+namespace y26 {
+
+static bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+bool is_checkpoint_path(const std::string& p) {
+  return ends_with(p, ".pt") || ends_with(p, ".pth");
+}
+
+LoadedModel load_model(const std::string& path_or_yaml, const std::string& device, int nc) {
+  LoadedModel out;
+  out.source = path_or_yaml;
+  if (is_checkpoint_path(path_or_yaml)) {
+    struct stat st;
+    if (stat(path_or_yaml.c_str(), &st) != 0)
+      fail("model file '" + path_or_yaml + "' not found: pass the path of a .pt checkpoint (weights are never downloaded)");
+    Checkpoint ck = load_checkpoint(path_or_yaml);
+    if (!ck.yaml || !ck.yaml.IsMap())
+      fail("checkpoint '" + path_or_yaml + "' holds no model definition (yaml): it is not a YOLO model checkpoint");
+    ModelConfig cfg = parse_model_config(ck.yaml, "checkpoint " + path_or_yaml);
+    if (ck.nc > 0 && ck.nc != cfg.nc) set_num_classes(cfg, (int)ck.nc);
+    out.model = std::make_shared<YoloModel>(cfg);
+    out.model->load_state_dict(ck.state_dict, path_or_yaml);
+    out.from_checkpoint = true;
+    out.task = cfg.task;
+    out.nc = cfg.nc;
+    out.names = ck.names;
+    out.kpt_shape = cfg.kpt_shape;
+    out.imgsz = ck.imgsz;
+    out.train_args = ck.train_args;
+  } else {
+    out.model = build_model(path_or_yaml, nc);
+    out.task = out.model->task();
+    out.nc = out.model->nc();
+    out.kpt_shape = out.model->config().kpt_shape;
+  }
+  if ((int64_t)out.names.size() != out.nc) {
+    out.names.clear();
+    for (int64_t i = 0; i < out.nc; ++i) out.names.push_back(std::to_string(i));
+  }
+  out.model->to(torch::Device(device));
+  out.model->eval();
+  return out;
+}
+
+}  // namespace y26

@@ -1,0 +1,52 @@
+// Shared test helpers: fixture lookup (test/fixtures, then ../shared/fixtures) and a .npy reader.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const root = path.resolve(import.meta.dirname, '..');
+
+export function fixture(rel) {
+  for (const base of [path.join(root, 'test', 'fixtures'), path.join(root, '..', 'shared', 'fixtures')]) {
+    const p = path.join(base, rel);
+    if (fs.existsSync(p)) return p;
+  }
+  throw new Error(`missing fixture ${rel} (looked in test/fixtures and ../shared/fixtures)`);
+}
+
+const DTYPES = { '<f4': Float32Array, '<f8': Float64Array, '<i8': BigInt64Array, '|u1': Uint8Array, '<i4': Int32Array };
+
+export function readNpy(file) {
+  const buf = fs.readFileSync(file);
+  const major = buf[6];
+  const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const off = major === 1 ? 10 : 12;
+  const header = buf.subarray(off, off + hlen).toString('latin1');
+  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').filter((s) => s.trim()).map(Number);
+  const Ctor = DTYPES[descr];
+  if (!Ctor) throw new Error(`unsupported npy dtype ${descr}`);
+  const start = off + hlen;
+  const bytes = buf.subarray(start);
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
+  return { dtype: descr, shape, data: new Ctor(copy.buffer, 0, bytes.length / Ctor.BYTES_PER_ELEMENT) };
+}
+
+/** The model input for a stored uint8 image tensor: float32(u8) / 255. */
+export function inputFromU8(npy) {
+  const f = new Float32Array(npy.data.length);
+  for (let i = 0; i < f.length; i++) f[i] = npy.data[i] / 255;
+  return { data: f, shape: npy.shape };
+}
+
+/** Largest violation of |a-b| <= atol + rtol*|b| (<= 0 means within tolerance), and the max abs diff. */
+export function closeness(a, b, atol, rtol) {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let worst = -Infinity;
+  let maxDiff = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    maxDiff = Math.max(maxDiff, d);
+    worst = Math.max(worst, d - (atol + rtol * Math.abs(b[i])));
+  }
+  return { worst, maxDiff };
+}
