@@ -293,6 +293,18 @@ TEST_CASE("loss rejects mismatched head outputs and handles a batch without labe
   EXPECT(torch::isfinite(sc.grad()).all().item<bool>());
 }
 
+TEST_CASE("class weights scale the BCE term per class") {
+  DetectionLoss loss(3, kStrides, 10);
+  auto p = fixture_preds("one2many");
+  auto base = loss(p, kGrid, fixture_batch());
+  auto ones = loss(p, kGrid, fixture_batch(), torch::ones({3}));
+  EXPECT(torch::equal(base.raw_items, ones.raw_items));
+  auto twice = loss(p, kGrid, fixture_batch(), torch::full({3}, 2.0f));
+  EXPECT(rel_err(twice.raw_items[1].item<double>(), 2 * base.raw_items[1].item<double>()) <= 1e-6);
+  EXPECT(twice.raw_items[0].item<double>() == base.raw_items[0].item<double>());
+  EXPECT_THROWS(loss(p, kGrid, fixture_batch(), torch::ones({2})));
+}
+
 namespace {
 // One 320x320 image, one person box (xywhn 0.5 0.5 0.3 0.4) with 17 keypoints, head outputs whose boxes fit the
 // GT (so the assigner has clear positives) and random keypoints, visibilities and sigmas.
