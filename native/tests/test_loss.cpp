@@ -214,6 +214,7 @@ struct LoopAssignment {
   std::vector<std::vector<int>> gt_of_anchor;        // [b][a] assigned GT or -1
   std::vector<std::vector<double>> soft;             // [b][a] soft target value (class of the GT)
   bool ambiguous = false;                            // a zero-metric anchor would enter top-k (tie order undefined)
+  int64_t conflicts = 0;                             // anchors picked by several GTs
 };
 LoopAssignment loop_assign(const torch::Tensor& scores, const torch::Tensor& pboxes, const torch::Tensor& anchors,
                            const torch::Tensor& labels, const torch::Tensor& gboxes, const torch::Tensor& mask,
@@ -267,6 +268,7 @@ LoopAssignment loop_assign(const torch::Tensor& scores, const torch::Tensor& pbo
       int cnt = 0;
       for (int64_t j = 0; j < N; ++j) cnt += pos[j][a];
       if (cnt < 2) continue;
+      ++out.conflicts;
       int64_t best = 0;
       for (int64_t j = 1; j < N; ++j) if (ov[j][a] > ov[best][a]) best = j;
       for (int64_t j = 0; j < N; ++j) pos[j][a] = j == best;
@@ -310,6 +312,7 @@ TEST_CASE("assigner agrees with a loop statement of the rules on dense scenes wi
   auto wh = torch::cat({torch::rand({B, 2, 2}) * 4 + 3, torch::rand({B, N - 2, 2}) * 130 + 20}, 1);
   auto c = torch::rand({B, N, 2}) * 200 + 60;
   auto gboxes = torch::cat({c - wh / 2, c + wh / 2}, -1);
+  gboxes.select(1, 3).copy_(gboxes.select(1, 2) + torch::tensor({6.f, -4.f, 9.f, 3.f}));  // GTs 2 and 3 overlap
   auto mask = torch::ones({B, N, 1});
   mask[1].narrow(0, N - 2, 2).zero_();
   gboxes.mul_(mask);
@@ -330,6 +333,7 @@ TEST_CASE("assigner agrees with a loop statement of the rules on dense scenes wi
     auto r = TaskAlignedAssigner(o)(scores, pboxes, anchors, labels, gboxes, mask);
     auto ref = loop_assign(scores, pboxes, anchors, labels, gboxes, mask, topk, topk2);
     EXPECT_MSG(!ref.ambiguous, "scene has zero-metric top-k candidates; pick another seed");
+    EXPECT_MSG(ref.conflicts > 0, "scene has no anchor claimed by two GTs; the highest-IoU rule goes untested");
     int64_t mismatched = 0, fg = 0;
     double soft_diff = 0;
     for (int64_t b = 0; b < B; ++b)
@@ -349,7 +353,7 @@ TEST_CASE("assigner agrees with a loop statement of the rules on dense scenes wi
     for (int64_t b = 0; b < B; ++b)
       for (int64_t a = 0; a < A; ++a)
         if (r.fg_mask[b][a].item<bool>()) per_gt[b][r.target_gt_idx[b][a].item<int64_t>()] += 1;
-    std::cout << "  topk " << topk << "/" << topk2 << ": fg " << fg << ", positives per GT";
+    std::cout << "  topk " << topk << "/" << topk2 << ": fg " << fg << ", conflicts " << ref.conflicts << ", positives per GT";
     for (int64_t i = 0; i < per_gt.numel(); ++i) std::cout << " " << per_gt.view({-1})[i].item<int64_t>();
     std::cout << "\n";
     EXPECT(per_gt[0][0].item<int64_t>() > 0 && per_gt[0][1].item<int64_t>() > 0);
