@@ -45,7 +45,8 @@ AssignerResult TaskAlignedAssigner::operator()(const torch::Tensor& pd_scores, c
             torch::zeros({bs, na}, idx_opts)};
   }
   if (gt_labels.numel() > 0) {
-    auto lo = gt_labels.min().item<double>(), hi = gt_labels.max().item<double>();
+    auto range = torch::stack({gt_labels.min(), gt_labels.max()}).to(torch::kDouble).cpu();  // one device sync
+    const double lo = range[0].item<double>(), hi = range[1].item<double>();
     if (lo < 0 || hi >= opts_.num_classes)
       fail("TaskAlignedAssigner: GT class ids must lie in [0, " + std::to_string(opts_.num_classes) + "), got " +
            std::to_string(lo) + ".." + std::to_string(hi) + "; check the labels against the model's nc");

@@ -64,7 +64,8 @@ torch::Tensor group_by_image(const torch::Tensor& values, const torch::Tensor& b
     return torch::zeros(shape, values.options());
   }
   auto img = batch_idx.reshape({-1}).to(values.device(), torch::kLong);
-  const int64_t lo = img.min().item<int64_t>(), hi = img.max().item<int64_t>();
+  auto range = torch::stack({img.min(), img.max()}).cpu();  // one device sync
+  const int64_t lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
   if (lo < 0 || hi >= batch_size)
     fail("batch_idx must lie in [0, " + std::to_string(batch_size) + ") for a batch of " +
          std::to_string(batch_size) + " images, got " + std::to_string(lo) + ".." + std::to_string(hi) +
