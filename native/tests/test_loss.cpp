@@ -208,6 +208,159 @@ TEST_CASE("assigner gives the same result when chunked per image") {
   EXPECT(torch::allclose(r.target_scores, ref.target_scores, 0, 1e-6));
 }
 
+namespace {
+// Scalar, loop-based statement of the assignment rules (float64), independent of the tensor code under test.
+struct LoopAssignment {
+  std::vector<std::vector<int>> gt_of_anchor;        // [b][a] assigned GT or -1
+  std::vector<std::vector<double>> soft;             // [b][a] soft target value (class of the GT)
+  bool ambiguous = false;                            // a zero-metric anchor would enter top-k (tie order undefined)
+  int64_t conflicts = 0;                             // anchors picked by several GTs
+};
+LoopAssignment loop_assign(const torch::Tensor& scores, const torch::Tensor& pboxes, const torch::Tensor& anchors,
+                           const torch::Tensor& labels, const torch::Tensor& gboxes, const torch::Tensor& mask,
+                           int topk, int topk2) {
+  const int64_t B = scores.size(0), A = scores.size(1), N = gboxes.size(1);
+  auto sc = scores.to(torch::kDouble), pb = pboxes.to(torch::kDouble), an = anchors.to(torch::kDouble);
+  auto gb = gboxes.to(torch::kDouble);
+  auto ciou = [](const double* p, const double* g) {  // CIoU as in the paper, eps as the reference
+    const double eps = 1e-7;
+    double w1 = g[2] - g[0], h1 = g[3] - g[1] + eps, w2 = p[2] - p[0], h2 = p[3] - p[1] + eps;
+    double iw = std::max(0.0, std::min(g[2], p[2]) - std::max(g[0], p[0]));
+    double ih = std::max(0.0, std::min(g[3], p[3]) - std::max(g[1], p[1]));
+    double inter = iw * ih, iou = inter / (w1 * h1 + w2 * h2 - inter + eps);
+    double cw = std::max(g[2], p[2]) - std::min(g[0], p[0]), ch = std::max(g[3], p[3]) - std::min(g[1], p[1]);
+    double c2 = cw * cw + ch * ch + eps;
+    double rho2 = (std::pow(p[0] + p[2] - g[0] - g[2], 2) + std::pow(p[1] + p[3] - g[1] - g[3], 2)) / 4;
+    double v = 4 / (M_PI * M_PI) * std::pow(std::atan(w2 / h2) - std::atan(w1 / h1), 2);
+    double alpha = v / (v - iou + 1 + eps);
+    return iou - (rho2 / c2 + v * alpha);
+  };
+  LoopAssignment out;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<std::vector<double>> align(N, std::vector<double>(A, 0)), ov(N, std::vector<double>(A, 0));
+    std::vector<std::vector<int>> pos(N, std::vector<int>(A, 0));
+    for (int64_t j = 0; j < N; ++j) {
+      if (mask[b][j][0].item<float>() == 0) continue;
+      double g[4];
+      for (int c = 0; c < 4; ++c) g[c] = gb[b][j][c].item<double>();
+      double cx = (g[0] + g[2]) / 2, cy = (g[1] + g[3]) / 2, w = g[2] - g[0], h = g[3] - g[1];
+      if (w < 8) w = 16;  // STAL
+      if (h < 8) h = 16;
+      std::vector<int64_t> inside;
+      for (int64_t a = 0; a < A; ++a) {
+        double ax = an[a][0].item<double>(), ay = an[a][1].item<double>();
+        double d = std::min({ax - (cx - w / 2), ay - (cy - h / 2), cx + w / 2 - ax, cy + h / 2 - ay});
+        if (d <= 1e-9) continue;
+        inside.push_back(a);
+        double p[4];
+        for (int c = 0; c < 4; ++c) p[c] = pb[b][a][c].item<double>();
+        ov[j][a] = std::max(ciou(p, g), 0.0);
+        align[j][a] = std::sqrt(sc[b][a][labels[b][j][0].item<int64_t>()].item<double>()) * std::pow(ov[j][a], 6);
+      }
+      std::vector<int64_t> order = inside;
+      std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return align[j][x] > align[j][y]; });
+      int64_t positive = 0;
+      for (auto a : order) positive += align[j][a] > 0;
+      if (positive < std::min<int64_t>(topk, inside.size())) out.ambiguous = true;
+      for (int64_t i = 0; i < std::min<int64_t>(topk, order.size()); ++i) pos[j][order[i]] = 1;
+    }
+    for (int64_t a = 0; a < A; ++a) {  // several GTs: the one with the highest overlap (over all GTs)
+      int cnt = 0;
+      for (int64_t j = 0; j < N; ++j) cnt += pos[j][a];
+      if (cnt < 2) continue;
+      ++out.conflicts;
+      int64_t best = 0;
+      for (int64_t j = 1; j < N; ++j) if (ov[j][a] > ov[best][a]) best = j;
+      for (int64_t j = 0; j < N; ++j) pos[j][a] = j == best;
+    }
+    if (topk2 > 0 && topk2 != topk)
+      for (int64_t j = 0; j < N; ++j) {
+        std::vector<int64_t> cand;
+        for (int64_t a = 0; a < A; ++a) if (pos[j][a]) cand.push_back(a);
+        std::sort(cand.begin(), cand.end(), [&](int64_t x, int64_t y) { return align[j][x] > align[j][y]; });
+        for (size_t i = topk2; i < cand.size(); ++i) pos[j][cand[i]] = 0;
+      }
+    std::vector<double> max_align(N, 0), max_ov(N, 0);
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t a = 0; a < A; ++a)
+        if (pos[j][a]) { max_align[j] = std::max(max_align[j], align[j][a]); max_ov[j] = std::max(max_ov[j], ov[j][a]); }
+    out.gt_of_anchor.emplace_back(A, -1);
+    out.soft.emplace_back(A, 0.0);
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t j = 0; j < N; ++j)
+        if (pos[j][a]) {
+          out.gt_of_anchor[b][a] = j;
+          out.soft[b][a] = align[j][a] * max_ov[j] / (max_align[j] + 1e-9);
+        }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("assigner agrees with a loop statement of the rules on dense scenes with tiny and overlapping GTs") {
+  torch::manual_seed(7);
+  const int64_t B = 2, N = 8;
+  std::vector<torch::Tensor> pts, strd;
+  for (size_t i = 0; i < kGrid.size(); ++i) {
+    auto [h, w] = kGrid[i];
+    auto g = torch::meshgrid({torch::arange(h, torch::kFloat) + 0.5, torch::arange(w, torch::kFloat) + 0.5}, "ij");
+    pts.push_back(torch::stack({g[1], g[0]}, -1).view({-1, 2}) * kStrides[i]);
+  }
+  auto anchors = torch::cat(pts);  // pixels
+  const int64_t A = anchors.size(0);
+  // GTs: 2 tiny (3..7 px, STAL), the rest 20..150 px, some overlapping; image 1 has two padding rows.
+  auto wh = torch::cat({torch::rand({B, 2, 2}) * 4 + 3, torch::rand({B, N - 2, 2}) * 130 + 20}, 1);
+  auto c = torch::rand({B, N, 2}) * 200 + 60;
+  auto gboxes = torch::cat({c - wh / 2, c + wh / 2}, -1);
+  gboxes.select(1, 3).copy_(gboxes.select(1, 2) + torch::tensor({6.f, -4.f, 9.f, 3.f}));  // GTs 2 and 3 overlap
+  auto mask = torch::ones({B, N, 1});
+  mask[1].narrow(0, N - 2, 2).zero_();
+  gboxes.mul_(mask);
+  auto labels = torch::randint(5, {B, N, 1}).to(torch::kFloat).mul_(mask);
+  // Predictions: every anchor predicts a jittered copy of the GT whose centre is nearest (so CIoU > 0 near GTs).
+  auto gc = (gboxes.narrow(-1, 0, 2) + gboxes.narrow(-1, 2, 2)) / 2;                   // (B, N, 2)
+  auto dist = (anchors.view({1, A, 1, 2}) - gc.view({B, 1, N, 2})).pow(2).sum(-1);      // (B, A, N)
+  dist = dist + (1 - mask.view({B, 1, N})) * 1e9;
+  auto nearest = dist.argmin(-1);                                                         // (B, A)
+  auto pboxes = gboxes.gather(1, nearest.unsqueeze(-1).expand({B, A, 4}));
+  auto pwh = (pboxes.narrow(-1, 2, 2) - pboxes.narrow(-1, 0, 2)).repeat({1, 1, 2});
+  pboxes = pboxes + pwh * 0.15 * torch::randn({B, A, 4});
+  auto scores = torch::rand({B, A, 5}) * 0.9 + 0.05;
+
+  for (auto [topk, topk2] : {std::pair<int, int>{10, 0}, {7, 1}}) {
+    AssignerOptions o;
+    o.topk = topk; o.topk2 = topk2; o.num_classes = 5; o.alpha = 0.5; o.beta = 6.0;
+    auto r = TaskAlignedAssigner(o)(scores, pboxes, anchors, labels, gboxes, mask);
+    auto ref = loop_assign(scores, pboxes, anchors, labels, gboxes, mask, topk, topk2);
+    EXPECT_MSG(!ref.ambiguous, "scene has zero-metric top-k candidates; pick another seed");
+    EXPECT_MSG(ref.conflicts > 0, "scene has no anchor claimed by two GTs; the highest-IoU rule goes untested");
+    int64_t mismatched = 0, fg = 0;
+    double soft_diff = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t a = 0; a < A; ++a) {
+        const int j = ref.gt_of_anchor[b][a];
+        const bool is_fg = r.fg_mask[b][a].item<bool>();
+        fg += is_fg;
+        if (is_fg != (j >= 0) || (is_fg && r.target_gt_idx[b][a].item<int64_t>() != j)) { ++mismatched; continue; }
+        if (j < 0) continue;
+        auto lab = labels[b][j][0].item<int64_t>();
+        soft_diff = std::max(soft_diff, std::fabs(r.target_scores[b][a][lab].item<double>() - ref.soft[b][a]));
+      }
+    EXPECT_MSG(mismatched == 0, "topk " << topk << ": " << mismatched << " anchors assigned differently");
+    EXPECT_MSG(soft_diff <= 1e-5, "topk " << topk << ": soft target diff " << soft_diff);
+    // Every real GT, the tiny ones included (STAL), gets at least one anchor; topk2 = 1 gives at most one.
+    auto per_gt = torch::zeros({B, N}, torch::kLong);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t a = 0; a < A; ++a)
+        if (r.fg_mask[b][a].item<bool>()) per_gt[b][r.target_gt_idx[b][a].item<int64_t>()] += 1;
+    std::cout << "  topk " << topk << "/" << topk2 << ": fg " << fg << ", conflicts " << ref.conflicts << ", positives per GT";
+    for (int64_t i = 0; i < per_gt.numel(); ++i) std::cout << " " << per_gt.view({-1})[i].item<int64_t>();
+    std::cout << "\n";
+    EXPECT(per_gt[0][0].item<int64_t>() > 0 && per_gt[0][1].item<int64_t>() > 0);
+    if (topk2 == 1) EXPECT(per_gt.max().item<int64_t>() <= 1);
+  }
+}
+
 TEST_CASE("assigner without any GT marks everything background") {
   TaskAlignedAssigner a(AssignerOptions{});
   auto r = a(torch::rand({2, 5, 80}), torch::rand({2, 5, 4}), torch::rand({5, 2}), torch::zeros({2, 0, 1}),
@@ -291,6 +444,18 @@ TEST_CASE("loss rejects mismatched head outputs and handles a batch without labe
   EXPECT(rel_err(r.raw_items[1].item<double>(), bce0) <= 1e-5);
   r.loss.sum().backward();
   EXPECT(torch::isfinite(sc.grad()).all().item<bool>());
+}
+
+TEST_CASE("class weights scale the BCE term per class") {
+  DetectionLoss loss(3, kStrides, 10);
+  auto p = fixture_preds("one2many");
+  auto base = loss(p, kGrid, fixture_batch());
+  auto ones = loss(p, kGrid, fixture_batch(), torch::ones({3}));
+  EXPECT(torch::equal(base.raw_items, ones.raw_items));
+  auto twice = loss(p, kGrid, fixture_batch(), torch::full({3}, 2.0f));
+  EXPECT(rel_err(twice.raw_items[1].item<double>(), 2 * base.raw_items[1].item<double>()) <= 1e-6);
+  EXPECT(twice.raw_items[0].item<double>() == base.raw_items[0].item<double>());
+  EXPECT_THROWS(loss(p, kGrid, fixture_batch(), torch::ones({2})));
 }
 
 namespace {

@@ -9,10 +9,6 @@
 
 namespace y26 {
 
-namespace {
-std::string shape_of(const torch::Tensor& t) { return t.defined() ? c10::str(t.sizes()) : "<undefined>"; }
-}  // namespace
-
 TaskAlignedAssigner::TaskAlignedAssigner(AssignerOptions opts) : opts_(std::move(opts)) {
   if (opts_.topk < 1) fail("TaskAlignedAssigner: topk must be >= 1, got " + std::to_string(opts_.topk));
   if (opts_.topk2 < 0) fail("TaskAlignedAssigner: topk2 must be >= 0 (0 = off), got " + std::to_string(opts_.topk2));
@@ -27,20 +23,20 @@ AssignerResult TaskAlignedAssigner::operator()(const torch::Tensor& pd_scores, c
   torch::NoGradGuard no_grad;
   if (pd_scores.dim() != 3 || pd_scores.size(2) != opts_.num_classes)
     fail("TaskAlignedAssigner: pd_scores must be (B, A, " + std::to_string(opts_.num_classes) + "), got " +
-         shape_of(pd_scores) + "; permute the head's (B, nc, A) scores and check the model's nc");
+         shape_str(pd_scores) + "; permute the head's (B, nc, A) scores and check the model's nc");
   const int64_t bs = pd_scores.size(0), na = pd_scores.size(1);
   if (pd_bboxes.dim() != 3 || pd_bboxes.size(0) != bs || pd_bboxes.size(1) != na || pd_bboxes.size(2) != 4)
-    fail("TaskAlignedAssigner: pd_bboxes must be (B, A, 4) like pd_scores, got " + shape_of(pd_bboxes));
+    fail("TaskAlignedAssigner: pd_bboxes must be (B, A, 4) like pd_scores, got " + shape_str(pd_bboxes));
   if (anchor_points.dim() != 2 || anchor_points.size(0) != na || anchor_points.size(1) != 2)
     fail("TaskAlignedAssigner: anchor_points must be (A, 2) with A = " + std::to_string(na) + ", got " +
-         shape_of(anchor_points) + "; the grid sizes do not match the head output");
+         shape_str(anchor_points) + "; the grid sizes do not match the head output");
   if (gt_bboxes.dim() != 3 || gt_bboxes.size(0) != bs || gt_bboxes.size(2) != 4)
-    fail("TaskAlignedAssigner: gt_bboxes must be (B, n, 4), got " + shape_of(gt_bboxes));
+    fail("TaskAlignedAssigner: gt_bboxes must be (B, n, 4), got " + shape_str(gt_bboxes));
   const int64_t n = gt_bboxes.size(1);
   if (gt_labels.dim() != 3 || gt_labels.size(0) != bs || gt_labels.size(1) != n || gt_labels.size(2) != 1 ||
       mask_gt.dim() != 3 || mask_gt.size(0) != bs || mask_gt.size(1) != n || mask_gt.size(2) != 1)
-    fail("TaskAlignedAssigner: gt_labels and mask_gt must be (B, n, 1) like gt_bboxes " + shape_of(gt_bboxes) +
-         ", got " + shape_of(gt_labels) + " and " + shape_of(mask_gt));
+    fail("TaskAlignedAssigner: gt_labels and mask_gt must be (B, n, 1) like gt_bboxes " + shape_str(gt_bboxes) +
+         ", got " + shape_str(gt_labels) + " and " + shape_str(mask_gt));
 
   if (n == 0) {  // no GT in the whole batch: everything is background
     auto idx_opts = pd_scores.options().dtype(torch::kLong);
@@ -49,7 +45,8 @@ AssignerResult TaskAlignedAssigner::operator()(const torch::Tensor& pd_scores, c
             torch::zeros({bs, na}, idx_opts)};
   }
   if (gt_labels.numel() > 0) {
-    auto lo = gt_labels.min().item<double>(), hi = gt_labels.max().item<double>();
+    auto range = torch::stack({gt_labels.min(), gt_labels.max()}).to(torch::kDouble).cpu();  // one device sync
+    const double lo = range[0].item<double>(), hi = range[1].item<double>();
     if (lo < 0 || hi >= opts_.num_classes)
       fail("TaskAlignedAssigner: GT class ids must lie in [0, " + std::to_string(opts_.num_classes) + "), got " +
            std::to_string(lo) + ".." + std::to_string(hi) + "; check the labels against the model's nc");

@@ -8,11 +8,13 @@
 
 namespace y26 {
 
+std::string shape_str(const torch::Tensor& t) { return t.defined() ? c10::str(t.sizes()) : "<undefined>"; }
+
 namespace {
 void require_last4(const torch::Tensor& t, const char* fn) {
   if (!t.defined() || t.dim() < 1 || t.size(-1) != 4)
     fail(std::string(fn) + ": expected boxes with a last dimension of 4, got shape " +
-         (t.defined() ? c10::str(t.sizes()) : std::string("<undefined>")) + "; pass (..., 4) box tensors");
+         shape_str(t) + "; pass (..., 4) box tensors");
 }
 }  // namespace
 

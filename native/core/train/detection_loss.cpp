@@ -11,10 +11,6 @@
 
 namespace y26 {
 
-namespace {
-std::string shape_of(const torch::Tensor& t) { return t.defined() ? c10::str(t.sizes()) : "<undefined>"; }
-}  // namespace
-
 std::vector<std::pair<int64_t, int64_t>> grid_sizes_for(int64_t imgsz_h, int64_t imgsz_w,
                                                         const std::vector<double>& strides) {
   if (imgsz_h < 1 || imgsz_w < 1) fail("grid_sizes_for: image size must be positive");
@@ -24,10 +20,23 @@ std::vector<std::pair<int64_t, int64_t>> grid_sizes_for(int64_t imgsz_h, int64_t
   return out;
 }
 
+torch::Tensor input_size_hw(const std::vector<std::pair<int64_t, int64_t>>& grid_hw, double first_stride,
+                            const torch::TensorOptions& options) {
+  if (grid_hw.empty()) fail("input_size_hw: no feature-map sizes given");
+  return torch::tensor({float(grid_hw[0].first), float(grid_hw[0].second)}, options) * first_stride;
+}
+
+namespace {
+// (h, w) -> (w, h, w, h): per-coordinate scale of xyxy / ltrb values.
+torch::Tensor wh_wh(const torch::Tensor& imgsz_hw) {
+  return imgsz_hw.index({torch::tensor({1, 0, 1, 0}, torch::TensorOptions().dtype(torch::kLong).device(imgsz_hw.device()))});
+}
+}  // namespace
+
 std::vector<std::pair<int64_t, int64_t>> grid_sizes_of(const std::vector<torch::Tensor>& feats) {
   std::vector<std::pair<int64_t, int64_t>> out;
   for (const auto& f : feats) {
-    if (f.dim() != 4) fail("grid_sizes_of: feature maps must be (B, C, H, W), got " + shape_of(f));
+    if (f.dim() != 4) fail("grid_sizes_of: feature maps must be (B, C, H, W), got " + shape_str(f));
     out.emplace_back(f.size(2), f.size(3));
   }
   return out;
@@ -55,7 +64,8 @@ torch::Tensor group_by_image(const torch::Tensor& values, const torch::Tensor& b
     return torch::zeros(shape, values.options());
   }
   auto img = batch_idx.reshape({-1}).to(values.device(), torch::kLong);
-  const int64_t lo = img.min().item<int64_t>(), hi = img.max().item<int64_t>();
+  auto range = torch::stack({img.min(), img.max()}).cpu();  // one device sync
+  const int64_t lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
   if (lo < 0 || hi >= batch_size)
     fail("batch_idx must lie in [0, " + std::to_string(batch_size) + ") for a batch of " +
          std::to_string(batch_size) + " images, got " + std::to_string(lo) + ".." + std::to_string(hi) +
@@ -98,13 +108,11 @@ torch::Tensor DetectionLoss::preprocess_targets(const DetectionBatch& batch, int
   auto cls = batch.cls.reshape({-1}).to(device, torch::kFloat);
   const int64_t nl = bi.size(0);
   if (cls.size(0) != nl || batch.bboxes.dim() != 2 || batch.bboxes.size(0) != nl || batch.bboxes.size(1) != 4)
-    fail("DetectionLoss: batch_idx " + shape_of(batch.batch_idx) + ", cls " + shape_of(batch.cls) + " and bboxes " +
-         shape_of(batch.bboxes) + " disagree; expected N, N and (N, 4) normalised xywh");
+    fail("DetectionLoss: batch_idx " + shape_str(batch.batch_idx) + ", cls " + shape_str(batch.cls) + " and bboxes " +
+         shape_str(batch.bboxes) + " disagree; expected N, N and (N, 4) normalised xywh");
   auto rows = torch::cat({cls.view({-1, 1}), batch.bboxes.to(device, torch::kFloat)}, 1);
   auto out = group_by_image(rows, bi, batch_size);  // (B, n_max, 5) cls, xywh normalised
-  auto xywh = out.narrow(2, 1, 4).mul_(imgsz_hw.index({torch::tensor({1, 0, 1, 0}, torch::TensorOptions()
-                                                                                     .dtype(torch::kLong)
-                                                                                     .device(device))}));
+  auto xywh = out.narrow(2, 1, 4).mul_(wh_wh(imgsz_hw.to(device)));
   out.narrow(2, 1, 4).copy_(xywh2xyxy(xywh));
   return out;
 }
@@ -115,12 +123,12 @@ BranchLossResult DetectionLoss::operator()(const HeadBranchOutput& preds,
   const auto& boxes = preds.boxes;
   const auto& scores = preds.scores;
   if (!boxes.defined() || boxes.dim() != 3 || boxes.size(1) != 4)
-    fail("DetectionLoss: head boxes must be (B, 4, A) raw ltrb, got " + shape_of(boxes) +
+    fail("DetectionLoss: head boxes must be (B, 4, A) raw ltrb, got " + shape_str(boxes) +
          " (reg_max must be 1 for YOLO26)");
   if (!scores.defined() || scores.dim() != 3 || scores.size(0) != boxes.size(0) || scores.size(2) != boxes.size(2) ||
       scores.size(1) != nc_)
     fail("DetectionLoss: head scores must be (B, " + std::to_string(nc_) + ", A) logits matching boxes " +
-         shape_of(boxes) + ", got " + shape_of(scores) + "; check the model's nc");
+         shape_str(boxes) + ", got " + shape_str(scores) + "; check the model's nc");
   if (grid_hw.size() != strides_.size())
     fail("DetectionLoss: got " + std::to_string(grid_hw.size()) + " feature-map sizes for " +
          std::to_string(strides_.size()) + " strides; pass one (H, W) per detection level");
@@ -137,8 +145,7 @@ BranchLossResult DetectionLoss::operator()(const HeadBranchOutput& preds,
   const int64_t bs = pred_scores.size(0);
 
   auto anchors = make_anchors(grid_hw, strides_, 0.5, device, dtype);
-  auto imgsz = torch::tensor({float(grid_hw[0].first), float(grid_hw[0].second)},
-                             torch::TensorOptions().dtype(dtype).device(device)) * strides_[0];  // (h, w)
+  auto imgsz = input_size_hw(grid_hw, strides_[0], pred_scores.options());  // (h, w)
 
   auto targets = preprocess_targets(batch, bs, imgsz, device);
   auto gt_labels = targets.narrow(2, 0, 1);
@@ -174,7 +181,7 @@ BranchLossResult DetectionLoss::operator()(const HeadBranchOutput& preds,
 
     // reg_max = 1: L1 between predicted and target distances, in pixels divided by the image width (l, r)
     // or height (t, b); the target is not clamped.
-    auto wh = imgsz.index({torch::tensor({1, 0, 1, 0}, torch::TensorOptions().dtype(torch::kLong).device(device))});
+    auto wh = wh_wh(imgsz);
     auto target_ltrb = bbox2dist(anchors.points, target_bboxes) * anchors.strides / wh;
     auto pred_ltrb = pred_distri * anchors.strides / wh;
     auto l1 = torch::l1_loss(pred_ltrb.index({fg}), target_ltrb.index({fg}), at::Reduction::None);

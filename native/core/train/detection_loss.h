@@ -41,6 +41,9 @@ struct BranchLossResult {
 // Grid (H, W) per level for a network input of imgsz_h x imgsz_w: ceil(size / stride), like the head.
 std::vector<std::pair<int64_t, int64_t>> grid_sizes_for(int64_t imgsz_h, int64_t imgsz_w,
                                                         const std::vector<double>& strides);
+// Network input size as a (2) tensor (h, w) = first level grid x its stride, as the reference derives it.
+torch::Tensor input_size_hw(const std::vector<std::pair<int64_t, int64_t>>& grid_hw, double first_stride,
+                            const torch::TensorOptions& options);
 // Grid (H, W) per level from the head's feature maps (B, C, H, W).
 std::vector<std::pair<int64_t, int64_t>> grid_sizes_of(const std::vector<torch::Tensor>& feats);
 

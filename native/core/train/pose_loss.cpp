@@ -9,7 +9,6 @@
 namespace y26 {
 
 namespace {
-std::string shape_of(const torch::Tensor& t) { return t.defined() ? c10::str(t.sizes()) : "<undefined>"; }
 
 // OKS-style keypoint loss: 1 - exp(-d^2 / ((2 sigma)^2 * area * 2)) over labelled keypoints, scaled by
 // nk / #labelled per object, averaged over all entries.
@@ -51,7 +50,7 @@ PoseLoss::PoseLoss(int64_t num_classes, std::vector<double> strides, std::vector
 void PoseLoss::set_sigmas(const torch::Tensor& sigmas) {
   auto s = sigmas.to(torch::kFloat).flatten();
   if (s.numel() != nk_ || !(s > 0).all().item<bool>())
-    fail("PoseLoss: kpt_oks_sigmas must be " + std::to_string(nk_) + " positive values, got " + shape_of(sigmas));
+    fail("PoseLoss: kpt_oks_sigmas must be " + std::to_string(nk_) + " positive values, got " + shape_str(sigmas));
   sigmas_ = s;
 }
 
@@ -64,22 +63,21 @@ PoseBranchLossResult PoseLoss::operator()(const PoseBranchOutput& preds,
   if (!preds.kpts.defined() || preds.kpts.dim() != 3 || preds.kpts.size(0) != bs || preds.kpts.size(1) != nk_ * ndim_ ||
       preds.kpts.size(2) != na)
     fail("PoseLoss: head kpts must be (B, " + std::to_string(nk_ * ndim_) + ", A) like boxes " +
-         shape_of(preds.boxes) + ", got " + shape_of(preds.kpts) + "; check kpt_shape");
+         shape_str(preds.boxes) + ", got " + shape_str(preds.kpts) + "; check kpt_shape");
   const bool use_rle = bool(flow_) && preds.kpts_sigma.defined();
   if (use_rle && (preds.kpts_sigma.dim() != 3 || preds.kpts_sigma.size(0) != bs ||
                   preds.kpts_sigma.size(1) != nk_ * 2 || preds.kpts_sigma.size(2) != na))
     fail("PoseLoss: head kpts_sigma must be (B, " + std::to_string(nk_ * 2) + ", A), got " +
-         shape_of(preds.kpts_sigma));
+         shape_str(preds.kpts_sigma));
   if (!keypoints.defined() || keypoints.dim() != 3 || keypoints.size(1) != nk_ || keypoints.size(2) != ndim_ ||
       keypoints.size(0) != batch.bboxes.size(0))
     fail("PoseLoss: keypoints must be (N, " + std::to_string(nk_) + ", " + std::to_string(ndim_) +
-         ") with one row per box label, got " + shape_of(keypoints) + " for " + shape_of(batch.bboxes) + " boxes");
+         ") with one row per box label, got " + shape_str(keypoints) + " for " + shape_str(batch.bboxes) + " boxes");
 
   const auto dtype = preds.kpts.scalar_type();
   const auto device = preds.kpts.device();
   auto anchors = make_anchors(grid_hw, det_.strides(), 0.5, device, dtype);
-  auto imgsz = torch::tensor({float(grid_hw[0].first), float(grid_hw[0].second)},
-                             torch::TensorOptions().dtype(dtype).device(device)) * det_.strides()[0];  // (h, w)
+  auto imgsz = input_size_hw(grid_hw, det_.strides()[0], preds.kpts.options());  // (h, w)
 
   auto pred_kpts = preds.kpts.permute({0, 2, 1}).contiguous().view({bs, na, nk_, ndim_});
   if (use_rle)  // sigma logits ride along as the last two channels of each keypoint
@@ -146,7 +144,7 @@ torch::Tensor PoseLoss::rle_loss(const torch::Tensor& pred_kpt, const torch::Ten
 
   auto log_phi = flow_(error);
   if (!log_phi.defined() || log_phi.dim() != 1 || log_phi.size(0) != error.size(0))
-    fail("PoseLoss: the flow log_prob must map (N, 2) to (N), got " + shape_of(log_phi));
+    fail("PoseLoss: the flow log_prob must map (N, 2) to (N), got " + shape_str(log_phi));
   auto loss = torch::log(sigma) - log_phi.unsqueeze(1);
   loss = loss + (torch::log(sigma * 2) + torch::abs(error));
   loss.mul_(weights.unsqueeze(1));  // in place: float64 weights, float32 result, as the reference
