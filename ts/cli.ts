@@ -4,6 +4,8 @@ import { parseArgs } from './cliargs.js';
 import { doctor, formatDoctor } from './doctor.js';
 import { Yolo26Error } from './errors.js';
 import { exportModel, predict, train, val, modelInfo } from './index.js';
+import { ProgressBar } from './progress.js';
+import type { BatchEvent, Run } from './train.js';
 import type { Result } from './results.js';
 import { version } from './version.js';
 
@@ -55,6 +57,46 @@ async function runPredict(options: Record<string, unknown>): Promise<number> {
   return 0;
 }
 
+/** Official-style epoch bars with images/s and data-wait added; val tables come through 'log' events. */
+function attachProgress(run: Run): void {
+  let bar: ProgressBar | null = null;
+  run.on('epoch_start', (e: { epoch: number; epochs: number; batches: number }) => {
+    bar = new ProgressBar(e.batches ?? 0, `Epoch ${e.epoch}/${e.epochs}`);
+  });
+  run.on('batch', (e: BatchEvent) => {
+    const l = e.losses ?? {};
+    const losses = Object.entries(l).map(([k, v]) => `${k.replace(/_loss$/, '')} ${v.toFixed(3)}`).join(' ');
+    bar?.update(e.iteration, `${losses} | ${e.imagesPerSecond.toFixed(1)} img/s | data-wait ${(100 * e.dataWaitFraction).toFixed(0)}%`);
+  });
+  run.on('epoch_end', () => {
+    bar?.finish();
+    bar = null;
+  });
+  run.on('log', (e: { text?: string; line?: string }) => console.log(e.text ?? e.line ?? ''));
+  run.on('checkpoint', (e: { path: string }) => process.stderr.write(`saved ${e.path}\n`));
+}
+
+async function runTrain(options: Record<string, unknown>): Promise<number> {
+  const run = train(options as never);
+  attachProgress(run);
+  process.once('SIGINT', () => {
+    console.error('\nyolo26: stopping after this batch (last.pt will be saved); press Ctrl-C again to abort');
+    run.stop();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  const r = await run;
+  console.log(`Results saved to ${r.saveDir}`);
+  return 0;
+}
+
+async function runVal(options: Record<string, unknown>): Promise<number> {
+  const run = val(options as never);
+  attachProgress(run);
+  const r = await run;
+  if (r.saveDir) console.log(`Results saved to ${r.saveDir}`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const { mode, options, flags } = parseArgs(argv);
   switch (mode) {
@@ -73,11 +115,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'train':
-      await train(options as never);
-      return 0;
+      return runTrain(options);
     case 'val':
-      await val(options as never);
-      return 0;
+      return runVal(options);
     case 'predict':
       return runPredict(options);
     case 'info': {

@@ -3,8 +3,11 @@
  * The public API; every heavy step runs in the native addon, off the event loop.
  */
 import { Yolo26Error } from './errors.js';
-import { exportSchema, parseOptions, trainSchema, valSchema } from './options.js';
-import type { ExportOptions, TrainOptions, ValOptions } from './options.js';
+import { exportSchema, parseOptions } from './options.js';
+import type { ExportOptions } from './options.js';
+
+export { train, val, Run } from './train.js';
+export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
 
 export { predict, PredictStream } from './predict.js';
 export type { PredictSource, PixelSource } from './predict.js';
@@ -21,16 +24,6 @@ export type { ExportOptions, PredictOptions, TrainOptions, ValOptions, TrainConf
 
 function pending(mode: string, issue: number): never {
   throw new Yolo26Error(`${mode}() is not available in this build yet (tracked as issue #${issue})`, 'YOLO26_UNAVAILABLE');
-}
-
-export function train(options: TrainOptions) {
-  parseOptions('train', trainSchema, options);
-  return pending('train', 6);
-}
-
-export function val(options: ValOptions) {
-  parseOptions('val', valSchema, options);
-  return pending('val', 6);
 }
 
 export function exportModel(options: ExportOptions) {

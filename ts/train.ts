@@ -1,0 +1,146 @@
+/** train() and val(): long native runs with live events, as an EventEmitter that is also a promise. */
+import { EventEmitter } from 'node:events';
+import { Yolo26Error } from './errors.js';
+import { native } from './native.js';
+import { parseOptions, trainSchema, valSchema, type TrainOptions, type ValOptions } from './options.js';
+
+/** What the addon sends: numbers and strings keyed by the engine's names. */
+interface NativeEvent {
+  type: string;
+  num: Record<string, number>;
+  str: Record<string, string>;
+  error?: string;
+  result?: Record<string, number | string>;
+}
+
+type RunStarter = (args: object, onEvent: (e: NativeEvent) => void) => { stop(): void };
+
+export interface BatchEvent {
+  epoch: number;
+  epochs: number;
+  iteration: number;
+  batches: number;
+  losses: Record<string, number>;
+  lr: number;
+  imagesPerSecond: number;
+  dataWaitFraction: number;
+  instances?: number;
+  size?: number;
+  gpuMemGb?: number;
+  gpuUtil?: number;
+}
+
+export interface EpochEndEvent {
+  epoch: number;
+  epochs: number;
+  losses: Record<string, number>;
+  metrics: Record<string, number>;
+  fitness?: number;
+  lr: Record<string, number>;
+  epochTime?: number;
+  imagesPerSecond?: number;
+  dataWaitFraction?: number;
+}
+
+export interface RunResult {
+  metrics: Record<string, number>;
+  saveDir: string;
+  best?: string;
+  last?: string;
+  epochsCompleted?: number;
+}
+
+const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Groups the engine's flat names: *_loss -> losses, metrics/* -> metrics, lr/* -> lr, the rest camelCased. */
+export function shapeEvent(e: NativeEvent): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const losses: Record<string, number> = {};
+  const metrics: Record<string, number> = {};
+  const lr: Record<string, number> = {};
+  for (const [k, v] of Object.entries(e.num)) {
+    if (k.startsWith('metrics/') || k === 'fitness') metrics[k] = v;
+    if (k.startsWith('lr/')) lr[k.slice(3)] = v;
+    else if (/(^|\/)[a-z]+_loss$/.test(k) || /^(box|cls|dfl|pose|kobj|rle)_loss$/.test(k)) losses[k] = v;
+    else if (!k.startsWith('metrics/')) out[camel(k)] = v;
+  }
+  for (const [k, v] of Object.entries(e.str)) out[camel(k)] = v;
+  if (Object.keys(losses).length) out.losses = losses;
+  if (Object.keys(metrics).length) out.metrics = metrics;
+  if (Object.keys(lr).length) out.lr = e.type === 'batch' && 'pg0' in lr ? lr.pg0 : lr;
+  return out;
+}
+
+function finalResult(r: Record<string, number | string>): RunResult {
+  const metrics: Record<string, number> = {};
+  for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && k !== 'epochs_completed') metrics[k] = v;
+  return {
+    metrics,
+    saveDir: String(r.save_dir ?? ''),
+    best: r.best ? String(r.best) : undefined,
+    last: r.last ? String(r.last) : undefined,
+    epochsCompleted: typeof r.epochs_completed === 'number' ? r.epochs_completed : undefined,
+  };
+}
+
+/**
+ * A running job. Events: `epoch_start`, `batch`, `epoch_end`, `checkpoint`, `log`, `done`, `error`.
+ * Await it (or call `.then`) for the final result; `stop()` ends after the current batch with last.pt saved.
+ */
+export class Run extends EventEmitter implements PromiseLike<RunResult> {
+  private readonly promise: Promise<RunResult>;
+  private handle: { stop(): void } | null = null;
+
+  constructor(start: RunStarter, args: object) {
+    super();
+    this.promise = new Promise<RunResult>((resolve, reject) => {
+      const onEvent = (e: NativeEvent) => {
+        if (e.type === 'final') {
+          if (e.error) {
+            const err = new Yolo26Error(e.error, 'YOLO26_RUN_FAILED');
+            if (this.listenerCount('error') > 0) this.emit('error', err);
+            reject(err);
+          } else {
+            const res = finalResult(e.result ?? {});
+            this.emit('done', res);
+            resolve(res);
+          }
+          return;
+        }
+        this.emit(e.type, shapeEvent(e));
+      };
+      // Start on the next tick so listeners attached right after train() see every event.
+      setImmediate(() => {
+        try {
+          this.handle = start(args, onEvent);
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    // An unobserved failure must not crash the process: it stays available through then()/catch().
+    this.promise.catch(() => undefined);
+  }
+
+  stop(): void {
+    if (this.handle) this.handle.stop();
+    else setImmediate(() => this.handle?.stop());
+  }
+
+  then<A = RunResult, B = never>(onOk?: ((v: RunResult) => A | PromiseLike<A>) | null, onErr?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    return this.promise.then(onOk, onErr);
+  }
+  catch<B = never>(onErr?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<RunResult | B> {
+    return this.promise.catch(onErr);
+  }
+}
+
+export function train(options: TrainOptions): Run {
+  const cfg = parseOptions('train', trainSchema, options);
+  return new Run(native().startTraining as RunStarter, cfg);
+}
+
+export function val(options: ValOptions): Run {
+  const cfg = parseOptions('val', valSchema, options);
+  return new Run(native().startValidation as RunStarter, cfg);
+}
