@@ -372,4 +372,30 @@ TEST_CASE("ModelEMA: ramped decay, float entries only, resume") {
   EXPECT_THROWS(ema.update({{"w", torch::zeros({3})}, model[1], model[2]}));    // wrong shape
 }
 
+TEST_CASE("collect_params and module_state walk a libtorch module tree") {
+  torch::nn::Sequential seq(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).bias(false)),
+                            torch::nn::BatchNorm2d(8), torch::nn::Linear(8, 4));
+  seq->ptr(2)->named_parameters()["bias"].set_requires_grad(false);  // frozen: left out
+  auto ps = y26::collect_params(*seq, "model");
+  EXPECT(ps.size() == 4);
+  EXPECT(ps[0].full_name() == "model.0.weight" && ps[1].full_name() == "model.1.weight" &&
+         ps[2].full_name() == "model.1.bias" && ps[3].full_name() == "model.2.weight");
+  EXPECT(ps[1].module_kind.find("BatchNorm2d") != std::string::npos);
+  EXPECT(y26::collect_params(*seq, "model", true).size() == 5);
+  auto groups = y26::build_param_groups(ps, y26::OptimKind::SGD, 0.01, 0.9, 5e-4);
+  EXPECT(groups[0].params.size() == 2 && groups[1].params.size() == 1 && groups[2].params.size() == 1);
+  EXPECT(groups[1].params[0].first == "model.1.weight");  // BN weight: no decay
+  auto st = y26::module_state(*seq);
+  EXPECT(st.size() == 5 + 3);  // 5 params + running_mean, running_var, num_batches_tracked
+  bool has_var = false;
+  for (auto& nt : st) has_var |= nt.first == "1.running_var";
+  EXPECT(has_var);
+  // The EMA of a copy follows the model through the same names.
+  torch::nn::Sequential copy(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).bias(false)),
+                             torch::nn::BatchNorm2d(8), torch::nn::Linear(8, 4));
+  y26::ModelEMA ema(y26::module_state(*copy));
+  ema.copy_from(st);
+  EXPECT(torch::equal(copy->named_parameters()["0.weight"], seq->named_parameters()["0.weight"]));
+}
+
 TEST_MAIN()
