@@ -207,4 +207,50 @@ TEST_CASE("DetMetrics edge cases: no predictions, no GT, bad classes") {
   EXPECT_THROWS(y26::DetMetrics({}));
 }
 
+TEST_CASE("keypoint OKS and pose metrics") {
+  auto sig = y26::oks_sigmas(17);
+  EXPECT(sig.size() == 17);
+  EXPECT_NEAR(sig[0], 0.026, 1e-15);
+  EXPECT_NEAR(sig[16], 0.089, 1e-15);
+  auto sig2 = y26::oks_sigmas(2);
+  EXPECT(sig2.size() == 2 && sig2[0] == 0.5);
+  // One GT, 2 keypoints (the second invisible), area 100; sigma .5 -> (2 sigma)^2 = 1, e = d^2 / (2 * area).
+  auto gt = torch::tensor({0.f, 0.f, 2.f, 10.f, 0.f, 0.f}).reshape({1, 2, 3});
+  auto pred = torch::tensor({0.f, 0.f, 0.f, 50.f, 50.f, 0.f,    // exact on the visible point
+                             6.f, 0.f, 0.f, 10.f, 0.f, 0.f})   // 6 px off the visible point
+                  .reshape({2, 2, 3});
+  auto oks = y26::kpt_iou(gt, pred, torch::tensor({100.f}), sig2);
+  EXPECT(oks.sizes() == torch::IntArrayRef({1, 2}));
+  EXPECT_NEAR(oks[0][0].item<float>(), 1.0, 1e-6);
+  EXPECT_NEAR(oks[0][1].item<float>(), std::exp(-36.0 / 200), 1e-6);
+  EXPECT_THROWS(y26::kpt_iou(gt, pred, torch::tensor({100.f}), sig));
+
+  // Pose metrics: both predictions share the GT box; the better keypoints win more thresholds.
+  y26::PoseMetrics pm({"person"}, 2);
+  auto box = torch::tensor({0.f, 0.f, 10.f, 10.f}).reshape({1, 4});  // area 100 * .53
+  auto pboxes = torch::tensor({0.f, 0.f, 10.f, 10.f, 0.f, 0.f, 10.f, 10.f}).reshape({2, 4});
+  pm.add_image(pboxes, torch::tensor({0.9f, 0.8f}), torch::tensor({0, 0}), pred, box, torch::tensor({0}), gt);
+  auto b = pm.box(), p = pm.pose();
+  EXPECT(b.images == 1 && p.images == 1 && p.instances == 1);
+  EXPECT_NEAR(b.map50_95, 0.995, 1e-12);   // the first box is a perfect match
+  EXPECT_NEAR(p.map50_95, 0.995, 1e-12);   // so is its keypoint
+  EXPECT_NEAR(pm.fitness(), b.map50_95 + p.map50_95, 0);
+  // Swap the confidences: the far keypoint now ranks first; with area 53, OKS exp(-36/106) = .712 passes
+  // thresholds .50 to .70.
+  y26::PoseMetrics pm2({"person"}, 2);
+  // (predictions come sorted by confidence, as the end2end head emits them: the far one first)
+  auto swapped = torch::stack({pred[1], pred[0]});
+  pm2.add_image(pboxes, torch::tensor({0.9f, 0.8f}), torch::tensor({0, 0}), swapped, box, torch::tensor({0}), gt);
+  auto p2 = pm2.pose();
+  const double far = std::exp(-36.0 / (2 * 53.0));
+  int above = 0;
+  for (int t = 0; t < 10; ++t) above += far >= y26::iou_thresholds()[t].item<float>();
+  EXPECT(above == 5);
+  // Thresholds the far point passes: the GT keeps the lowest-index prediction (the far one) -> first is a TP ->
+  // .995; above .70 only the exact one matches, a TP after one FP -> .4975.
+  EXPECT_NEAR(p2.map50_95, (above * 0.995 + (10 - above) * 0.4975) / 10, 1e-12);
+  EXPECT_THROWS(pm2.add_image(pboxes, torch::tensor({0.8f, 0.9f}), torch::tensor({0, 0}), torch::zeros({2, 3, 3}),
+                              box, torch::tensor({0}), gt));
+}
+
 TEST_MAIN()

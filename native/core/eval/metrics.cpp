@@ -63,6 +63,43 @@ torch::Tensor match_predictions(const torch::Tensor& pred_cls, const torch::Tens
   return correct;
 }
 
+torch::Tensor box_tp(const torch::Tensor& pred_boxes, const torch::Tensor& pred_cls, const torch::Tensor& gt_boxes,
+                     const torch::Tensor& gt_cls) {
+  const int64_t np_ = pred_cls.numel(), ng = gt_cls.numel();
+  const torch::Tensor th = iou_thresholds();
+  if (np_ == 0 || ng == 0) return torch::zeros({np_, th.numel()}, torch::kBool);
+  torch::Tensor iou = box_iou(gt_boxes.reshape({ng, 4}).to(torch::kCPU), pred_boxes.reshape({np_, 4}).to(torch::kCPU));
+  return match_predictions(pred_cls.reshape({-1}), gt_cls.reshape({-1}), iou, th);
+}
+
+std::vector<double> oks_sigmas(int64_t num_keypoints) {
+  if (num_keypoints == 17) {
+    std::vector<double> s = {0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72,
+                             0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89};
+    for (auto& v : s) v /= 10.0;  // the official table is written as these / 10
+    return s;
+  }
+  return std::vector<double>(num_keypoints, 1.0 / (double)num_keypoints);
+}
+
+torch::Tensor kpt_iou(const torch::Tensor& gt_kpts, const torch::Tensor& pred_kpts, const torch::Tensor& area,
+                      const std::vector<double>& sigmas, double eps) {
+  if (gt_kpts.dim() != 3 || gt_kpts.size(2) != 3 || pred_kpts.dim() != 3 || pred_kpts.size(2) < 2 ||
+      gt_kpts.size(1) != pred_kpts.size(1) || (int64_t)sigmas.size() != gt_kpts.size(1) ||
+      area.numel() != gt_kpts.size(0))
+    fail("kpt_iou: expected gt_kpts (M,K,3), pred_kpts (N,K,2|3), area (M) and K sigmas; got " +
+         c10::str(gt_kpts.sizes()) + ", " + c10::str(pred_kpts.sizes()) + ", " + c10::str(area.sizes()) + " and " +
+         std::to_string(sigmas.size()) + " sigmas");
+  using torch::indexing::Slice;
+  const torch::Tensor g = gt_kpts.to(torch::kFloat32), p = pred_kpts.to(torch::kFloat32);
+  torch::Tensor d = (g.index({Slice(), torch::indexing::None, Slice(), 0}) - p.index({"...", 0})).pow(2) +
+                    (g.index({Slice(), torch::indexing::None, Slice(), 1}) - p.index({"...", 1})).pow(2);
+  torch::Tensor sigma = torch::tensor(sigmas, torch::kFloat64).to(torch::kFloat32);
+  torch::Tensor mask = g.index({"...", 2}).ne(0);
+  torch::Tensor e = d / ((2 * sigma).pow(2) * (area.to(torch::kFloat32).reshape({-1, 1, 1}) + eps) * 2);
+  return ((-e).exp() * mask.unsqueeze(1)).sum(-1) / (mask.sum(-1).unsqueeze(1) + eps);
+}
+
 double np_interp(double x, const std::vector<double>& xp, const std::vector<double>& fp, double left, double right) {
   const size_t n = xp.size();
   if (n == 0 || fp.size() != n) fail("np_interp: xp and fp must be non-empty and of equal length");
@@ -251,15 +288,7 @@ void DetMetrics::add_image(const torch::Tensor& pred_boxes, const torch::Tensor&
     fail("DetMetrics.add_image: expected pred_boxes (N,4), pred_conf (N), pred_cls (N), gt_boxes (M,4), gt_cls (M); got " +
          c10::str(pred_boxes.sizes()) + ", " + c10::str(pred_conf.sizes()) + ", " + c10::str(pred_cls.sizes()) + ", " +
          c10::str(gt_boxes.sizes()) + ", " + c10::str(gt_cls.sizes()));
-  const torch::Tensor th = iou_thresholds();
-  torch::Tensor tp;
-  if (np_ == 0 || ng == 0) {
-    tp = torch::zeros({np_, th.numel()}, torch::kBool);
-  } else {
-    torch::Tensor iou = box_iou(gt_boxes.reshape({ng, 4}).to(torch::kCPU), pred_boxes.reshape({np_, 4}).to(torch::kCPU));
-    tp = match_predictions(pred_cls.reshape({-1}), gt_cls.reshape({-1}), iou, th);
-  }
-  add_matched(tp, pred_conf, pred_cls, gt_cls);
+  add_matched(box_tp(pred_boxes, pred_cls, gt_boxes, gt_cls), pred_conf, pred_cls, gt_cls);
 }
 
 void DetMetrics::add_matched(const torch::Tensor& tp, const torch::Tensor& pred_conf, const torch::Tensor& pred_cls,
@@ -327,6 +356,32 @@ DetResults DetMetrics::compute() const {
   r.maps.assign(nc, r.map50_95);
   for (const auto& cm : r.per_class) r.maps[cm.cls] = cm.ap50_95;
   return r;
+}
+
+PoseMetrics::PoseMetrics(std::vector<std::string> names, int64_t num_keypoints)
+    : box_(names), pose_(names), sigmas_(oks_sigmas(num_keypoints)) {}
+
+void PoseMetrics::add_image(const torch::Tensor& pred_boxes, const torch::Tensor& pred_conf,
+                            const torch::Tensor& pred_cls, const torch::Tensor& pred_kpts,
+                            const torch::Tensor& gt_boxes, const torch::Tensor& gt_cls, const torch::Tensor& gt_kpts) {
+  const int64_t np_ = pred_cls.numel(), ng = gt_cls.numel(), k = (int64_t)sigmas_.size();
+  if (pred_kpts.numel() != 0 && (pred_kpts.dim() != 3 || pred_kpts.size(0) != np_ || pred_kpts.size(1) != k))
+    fail("PoseMetrics.add_image: pred_kpts must be (N," + std::to_string(k) + ",2|3), got " + c10::str(pred_kpts.sizes()));
+  if (gt_kpts.numel() != 0 && (gt_kpts.dim() != 3 || gt_kpts.size(0) != ng || gt_kpts.size(1) != k))
+    fail("PoseMetrics.add_image: gt_kpts must be (M," + std::to_string(k) + ",3), got " + c10::str(gt_kpts.sizes()));
+  box_.add_image(pred_boxes, pred_conf, pred_cls, gt_boxes, gt_cls);
+  torch::Tensor tp;
+  if (np_ == 0 || ng == 0) {
+    tp = torch::zeros({np_, 10}, torch::kBool);
+  } else {
+    // OKS scale: GT box area (w*h) * 0.53, as xtcocotools.
+    torch::Tensor gb = gt_boxes.reshape({ng, 4}).to(torch::kCPU, torch::kFloat32);
+    torch::Tensor wh = gb.narrow(1, 2, 2) - gb.narrow(1, 0, 2);
+    torch::Tensor area = wh.prod(1) * 0.53;
+    torch::Tensor iou = kpt_iou(gt_kpts.to(torch::kCPU), pred_kpts.to(torch::kCPU), area, sigmas_);
+    tp = match_predictions(pred_cls.reshape({-1}), gt_cls.reshape({-1}), iou, iou_thresholds());
+  }
+  pose_.add_matched(tp, pred_conf, pred_cls, gt_cls);
 }
 
 std::string format_det_table(const DetResults& r, const std::vector<std::string>& names, bool per_class) {

@@ -21,6 +21,17 @@ torch::Tensor box_iou(const torch::Tensor& box1, const torch::Tensor& box2, doub
 torch::Tensor match_predictions(const torch::Tensor& pred_cls, const torch::Tensor& gt_cls, const torch::Tensor& iou,
                                 const torch::Tensor& thresholds);
 
+// Box TP matrix of one image (npred, 10): box_iou(gt, pred) then match_predictions; zeros when either is empty.
+torch::Tensor box_tp(const torch::Tensor& pred_boxes, const torch::Tensor& pred_cls, const torch::Tensor& gt_boxes,
+                     const torch::Tensor& gt_cls);
+
+// Keypoint similarity (OKS) as the pose validator computes it: gt_kpts (M,K,3) with visibility, pred_kpts (N,K,2|3),
+// area (M) = GT box w*h*0.53, sigmas (K) -> (M,N). Only GT keypoints with visibility != 0 count.
+torch::Tensor kpt_iou(const torch::Tensor& gt_kpts, const torch::Tensor& pred_kpts, const torch::Tensor& area,
+                      const std::vector<double>& sigmas, double eps = 1e-7);
+// COCO's 17 person-keypoint sigmas for K == 17, else 1/K each (as the official PoseValidator).
+std::vector<double> oks_sigmas(int64_t num_keypoints);
+
 // numpy.interp (xp ascending, duplicates allowed) and the pieces of ap_per_class, exposed for tests.
 double np_interp(double x, const std::vector<double>& xp, const std::vector<double>& fp, double left, double right);
 // Box filter of width `fraction` (odd length round(n*fraction*2)//2 + 1) with edge padding, like metrics.smooth.
@@ -83,6 +94,24 @@ class DetMetrics {
   std::vector<uint8_t> tp_;
   std::vector<double> conf_;
   std::vector<int64_t> pred_cls_, target_cls_, target_img_;
+};
+
+// Pose validation: box metrics plus keypoint metrics (TP by OKS, same AP machinery); fitness = box + pose
+// mAP50-95 as the official PoseMetrics.
+class PoseMetrics {
+ public:
+  PoseMetrics(std::vector<std::string> names, int64_t num_keypoints);
+  // Boxes xyxy and keypoints (x, y[, visibility]) in the same pixel space; gt_kpts need the visibility column.
+  void add_image(const torch::Tensor& pred_boxes, const torch::Tensor& pred_conf, const torch::Tensor& pred_cls,
+                 const torch::Tensor& pred_kpts, const torch::Tensor& gt_boxes, const torch::Tensor& gt_cls,
+                 const torch::Tensor& gt_kpts);
+  DetResults box() const { return box_.compute(); }
+  DetResults pose() const { return pose_.compute(); }
+  double fitness() const { return box().map50_95 + pose().map50_95; }
+
+ private:
+  DetMetrics box_, pose_;
+  std::vector<double> sigmas_;
 };
 
 // The official printout: header "Class Images Instances Box(P R mAP50 mAP50-95)", an "all" row, then one row
