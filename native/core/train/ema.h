@@ -6,7 +6,7 @@
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
 #include "train/optimizer.h"
 
@@ -36,6 +36,7 @@ class ModelEMA {
  private:
   const torch::Tensor& find(const NamedTensors& state, size_t i, const std::string& what) const;
   NamedTensors ema_;
+  mutable std::vector<size_t> cache_;  // position of each EMA entry in the last state seen
   double decay_, tau_;
   int64_t updates_;
 };

@@ -66,7 +66,7 @@ void Optimizer::step() {
 
 torch::Tensor& Optimizer::buffer(const std::string& param, const char* name, const torch::Tensor& like) {
   auto& slot = buffers_[param][name];
-  if (!slot.defined()) slot = torch::zeros_like(like, torch::MemoryFormat::Preserve);
+  if (!slot.defined()) slot = torch::zeros_like(like);
   return slot;
 }
 
