@@ -11,6 +11,7 @@
 #include "train/optimizer.h"
 #include "train/schedule.h"
 #include "util/npy.h"
+#include "yolo26n_params.h"
 
 namespace {
 
@@ -396,6 +397,26 @@ TEST_CASE("collect_params and module_state walk a libtorch module tree") {
   y26::ModelEMA ema(y26::module_state(*copy));
   ema.copy_from(st);
   EXPECT(torch::equal(copy->named_parameters()["0.weight"], seq->named_parameters()["0.weight"]));
+}
+
+TEST_CASE("param groups of the real yolo26n parameter list") {
+  auto ps = y26test::yolo26n_params(y26test::fixture("det/yolo26n-coco-random.keys.json"));
+  EXPECT(ps.size() == 366);
+  int64_t total = 0;
+  for (auto& p : ps) total += p.tensor.numel();
+  EXPECT(total == 2572280);  // the reference's unfused parameter count
+  // Facts sheet: 126 muon (every 4-D conv weight), 114 BN weights, 126 biases.
+  auto sgd = y26::build_param_groups(ps, y26::OptimKind::SGD, 0.01, 0.937, 5e-4);
+  EXPECT(sgd.size() == 3);
+  EXPECT(sgd[0].params.size() == 126 && sgd[1].params.size() == 114 && sgd[2].params.size() == 126);
+  auto mu = y26::build_param_groups(ps, y26::OptimKind::MuSGD, 0.01, 0.9, 5e-4);
+  std::vector<size_t> sizes;
+  for (auto& g : mu) sizes.push_back(g.params.size());
+  // (x3, rest) for weight, bn, bias, muon; the x3 halves are model.23.cv3.* and model.23.one2one_cv3.*.
+  EXPECT((sizes == std::vector<size_t>{0, 0, 24, 90, 30, 96, 30, 96}));
+  for (auto& nt : mu[6].params)
+    EXPECT(nt.first.rfind("model.23.cv3.", 0) == 0 || nt.first.rfind("model.23.one2one_cv3.", 0) == 0);
+  EXPECT(mu[6].use_muon && mu[7].use_muon && !mu[5].use_muon);
 }
 
 TEST_MAIN()
