@@ -197,6 +197,9 @@ TEST_CASE("optimizer state import rejects a foreign state") {
   y26::OptimizerState wrong_shape;
   wrong_shape.tensors.emplace_back("model.0.weight.momentum_buffer", torch::zeros({2}));
   EXPECT_THROWS(opt->load_state_dict(wrong_shape));
+  auto adam = y26::make_optimizer(y26::OptimKind::AdamW,
+                                 y26::build_param_groups(s.params, y26::OptimKind::AdamW, 0.01, 0.9, 0));
+  EXPECT_THROWS(opt->load_state_dict(adam->state_dict()));  // another optimizer's state
   y26::OptimizerState wrong_groups;
   wrong_groups.scalars.emplace_back("group.7.lr", 0.1);
   EXPECT_THROWS(opt->load_state_dict(wrong_groups));

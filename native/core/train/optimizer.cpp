@@ -76,6 +76,7 @@ OptimizerState Optimizer::state_dict() const {
     for (const auto& [name, t] : bufs) s.tensors.emplace_back(param + "." + name, t.detach().clone());
   for (const auto& [param, n] : steps_)
     s.tensors.emplace_back(param + ".step", torch::tensor((float)n, torch::kFloat32));
+  s.scalars.emplace_back("optimizer_kind", (double)(int)kind_);
   for (size_t i = 0; i < groups_.size(); ++i) {
     const std::string k = "group." + std::to_string(i) + ".";
     const auto& g = groups_[i];
@@ -114,6 +115,9 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
     buffers[param][name] = t.detach().to(p.device(), p.scalar_type()).clone();
   }
   for (const auto& [key, v] : state.scalars) {
+    if (key == "optimizer_kind" && (int)v != (int)kind_)
+      fail(std::string("optimizer state: saved by ") + optimizer_kind_name((OptimKind)(int)v) + ", cannot resume " +
+           optimizer_kind_name(kind_) + "; use the same optimizer as the checkpoint or start without its state");
     if (key.rfind("group.", 0) != 0) continue;
     size_t dot = key.find('.', 6);
     size_t gi = std::strtoul(key.substr(6, dot - 6).c_str(), nullptr, 10);

@@ -37,7 +37,8 @@ struct ParamGroup {
 };
 
 // Everything needed to resume: per-parameter buffers named "<param name>.<buffer>" (momentum_buffer,
-// momentum_buffer_SGD, exp_avg, exp_avg_sq, step) and per-group scalars "group.<i>.<field>".
+// momentum_buffer_SGD, exp_avg, exp_avg_sq, step), per-group scalars "group.<i>.<field>" (lr, initial_lr, momentum,
+// weight_decay) and "optimizer_kind" (the OptimKind value, checked on load).
 struct OptimizerState {
   NamedTensors tensors;
   std::vector<std::pair<std::string, double>> scalars;
