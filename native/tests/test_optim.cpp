@@ -422,4 +422,25 @@ TEST_CASE("param groups of the real yolo26n parameter list") {
   EXPECT(mu[6].use_muon && mu[7].use_muon && !mu[5].use_muon);
 }
 
+TEST_CASE("first steps by hand: SGD Nesterov, Adam (L2) and AdamW (decoupled)") {
+  auto one = [](y26::OptimKind kind, bool nesterov) {
+    y26::ParamGroup g;
+    g.kind = "weight";
+    g.params = {{"p", torch::ones({1})}};
+    g.lr = g.initial_lr = 0.1;
+    g.momentum = 0.9;
+    g.weight_decay = 0.1;
+    g.nesterov = nesterov;
+    auto opt = y26::make_optimizer(kind, {g});
+    opt->groups()[0].params[0].second.mutable_grad() = torch::full({1}, 0.5);
+    opt->step();
+    return opt->groups()[0].params[0].second.item<double>();
+  };
+  EXPECT_NEAR(one(y26::OptimKind::SGD, true), 1 - 0.1 * (0.6 + 0.9 * 0.6), 1e-7);  // g' = .6, buf = .6
+  EXPECT_NEAR(one(y26::OptimKind::SGD, false), 1 - 0.1 * 0.6, 1e-7);
+  EXPECT_NEAR(one(y26::OptimKind::Adam, true), 0.9, 1e-6);    // bias-corrected first step moves by lr
+  EXPECT_NEAR(one(y26::OptimKind::AdamW, true), 0.89, 1e-6);  // p *= 1 - lr*wd first
+  EXPECT_NEAR(one(y26::OptimKind::MuSGD, true), 1 - 0.1 * (0.6 + 0.9 * 0.6), 1e-7);  // non-Muon group: SGD
+}
+
 TEST_MAIN()
