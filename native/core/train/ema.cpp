@@ -1,34 +1,44 @@
 #include "train/ema.h"
 
 #include <cmath>
+#include <numeric>
 
 #include "util/error.h"
 
 namespace y26 {
 
+NamedTensors module_state(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) out.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
 ModelEMA::ModelEMA(NamedTensors ema_state, double decay, double tau, int64_t updates)
-    : ema_(std::move(ema_state)), decay_(decay), tau_(tau), updates_(updates) {
+    : ema_(std::move(ema_state)), cache_(ema_.size()), decay_(decay), tau_(tau), updates_(updates) {
+  std::iota(cache_.begin(), cache_.end(), 0);
   for (const auto& [name, t] : ema_)
     if (!t.defined()) fail("ModelEMA: state entry '" + name + "' is an undefined tensor");
 }
 
 double ModelEMA::decay_at(int64_t updates) const { return decay_ * (1 - std::exp(-(double)updates / tau_)); }
 
-// Entry i of the EMA in `state`: same position when the orders agree (the usual case), else by name.
+// Entry i of the EMA in `state`: the cached position when its name still agrees (one compare per entry per
+// update), else a by-name search that refreshes the cache.
 const torch::Tensor& ModelEMA::find(const NamedTensors& state, size_t i, const std::string& what) const {
   const std::string& name = ema_[i].first;
-  const torch::Tensor* t = nullptr;
-  if (i < state.size() && state[i].first == name) {
-    t = &state[i].second;
-  } else {
-    for (const auto& [n, v] : state)
-      if (n == name) { t = &v; break; }
+  size_t& at = cache_[i];
+  if (at >= state.size() || state[at].first != name) {
+    at = i < state.size() && state[i].first == name ? i : state.size();
+    for (size_t k = 0; at == state.size() && k < state.size(); ++k)
+      if (state[k].first == name) at = k;
   }
-  if (!t) fail("ModelEMA: " + what + " has no entry '" + name + "'; the EMA was made from another model");
-  if (t->sizes() != ema_[i].second.sizes())
-    fail("ModelEMA: " + what + " entry '" + name + "' has shape " + c10::str(t->sizes()) + ", the EMA has " +
+  if (at >= state.size()) fail("ModelEMA: " + what + " has no entry '" + name + "'; the EMA was made from another model");
+  const torch::Tensor& t = state[at].second;
+  if (t.sizes() != ema_[i].second.sizes())
+    fail("ModelEMA: " + what + " entry '" + name + "' has shape " + c10::str(t.sizes()) + ", the EMA has " +
          c10::str(ema_[i].second.sizes()));
-  return *t;
+  return t;
 }
 
 void ModelEMA::update(const NamedTensors& model_state) {

@@ -1,15 +1,19 @@
 // ModelEMA: exponential moving average of every floating-point state entry (parameters and BatchNorm
 // buffers), with the official ramped decay d(u) = decay * (1 - exp(-u / tau)), u = optimizer steps so far.
 #pragma once
+#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
 #include "train/optimizer.h"
 
 namespace y26 {
+
+// A module's state entries (parameters, then buffers such as BN running stats), named as state_dict() names them.
+NamedTensors module_state(const torch::nn::Module& module);
 
 class ModelEMA {
  public:
@@ -32,6 +36,7 @@ class ModelEMA {
  private:
   const torch::Tensor& find(const NamedTensors& state, size_t i, const std::string& what) const;
   NamedTensors ema_;
+  mutable std::vector<size_t> cache_;  // position of each EMA entry in the last state seen
   double decay_, tau_;
   int64_t updates_;
 };

@@ -66,7 +66,7 @@ void Optimizer::step() {
 
 torch::Tensor& Optimizer::buffer(const std::string& param, const char* name, const torch::Tensor& like) {
   auto& slot = buffers_[param][name];
-  if (!slot.defined()) slot = torch::zeros_like(like, torch::MemoryFormat::Preserve);
+  if (!slot.defined()) slot = torch::zeros_like(like);
   return slot;
 }
 
@@ -76,6 +76,7 @@ OptimizerState Optimizer::state_dict() const {
     for (const auto& [name, t] : bufs) s.tensors.emplace_back(param + "." + name, t.detach().clone());
   for (const auto& [param, n] : steps_)
     s.tensors.emplace_back(param + ".step", torch::tensor((float)n, torch::kFloat32));
+  s.scalars.emplace_back("optimizer_kind", (double)(int)kind_);
   for (size_t i = 0; i < groups_.size(); ++i) {
     const std::string k = "group." + std::to_string(i) + ".";
     const auto& g = groups_[i];
@@ -114,6 +115,9 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
     buffers[param][name] = t.detach().to(p.device(), p.scalar_type()).clone();
   }
   for (const auto& [key, v] : state.scalars) {
+    if (key == "optimizer_kind" && (int)v != (int)kind_)
+      fail(std::string("optimizer state: saved by ") + optimizer_kind_name((OptimKind)(int)v) + ", cannot resume " +
+           optimizer_kind_name(kind_) + "; use the same optimizer as the checkpoint or start without its state");
     if (key.rfind("group.", 0) != 0) continue;
     size_t dot = key.find('.', 6);
     size_t gi = std::strtoul(key.substr(6, dot - 6).c_str(), nullptr, 10);
@@ -291,6 +295,16 @@ static std::string last_model_layer(const std::vector<ParamInfo>& params) {
     if (end != n.c_str() + 6 && (*end == '.' || *end == '\0')) best = std::max(best, idx);
   }
   return best < 0 ? "" : "model." + std::to_string(best);
+}
+
+std::vector<ParamInfo> collect_params(const torch::nn::Module& root, const std::string& prefix, bool include_frozen) {
+  std::vector<ParamInfo> out;
+  for (const auto& item : root.named_modules(prefix, /*include_self=*/true))
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
+      if (!include_frozen && !p.value().requires_grad()) continue;
+      out.push_back({item.key(), item.value()->name(), p.key(), p.value()});
+    }
+  return out;
 }
 
 std::vector<ParamGroup> build_param_groups(const std::vector<ParamInfo>& params, OptimKind kind, double lr,
