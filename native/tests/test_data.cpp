@@ -483,6 +483,52 @@ TEST_CASE("seeded batches: same seed identical, different seed different") {
   EXPECT(any_diff);
 }
 
+// Y26_DUMP_DIR=/some/dir writes a training batch with its boxes drawn, for eyeballing the augmentation.
+TEST_CASE("training batch: boxes inside the image, sizes and dtypes (optional preview dump)") {
+  SyntheticOptions so;
+  so.train_images = 16;
+  so.val_images = 1;
+  so.width = 320;
+  so.height = 240;
+  std::string yaml = write_synthetic_dataset(tmp_root() + "/synth_preview", so);
+  DatasetOptions dopt;
+  dopt.imgsz = 256;
+  dopt.fast_decode = true;
+  dopt.verbose = false;
+  IndexOptions io;
+  io.verbose = false;
+  auto ds = Dataset::open(load_data_yaml(yaml), "train", dopt, io);
+  LoaderOptions lo;
+  lo.batch = 8;
+  lo.workers = 2;
+  lo.hyp.mixup = 0.2f;
+  DataLoader dl(ds, lo);
+  Batch b;
+  EXPECT(dl.next(b));
+  EXPECT(b.img.sizes() == torch::IntArrayRef({8, 3, 256, 256}));
+  EXPECT(b.cls.dtype() == torch::kFloat32 && b.bboxes.dim() == 2 && b.bboxes.size(1) == 4);
+  EXPECT(b.cls.size(0) > 8);  // mosaics of 1-4 shapes per image
+  auto bx = b.bboxes;
+  EXPECT((bx.select(1, 2) > 0).all().item<bool>() && (bx.select(1, 3) > 0).all().item<bool>());
+  auto x1 = bx.select(1, 0) - bx.select(1, 2) / 2, x2 = bx.select(1, 0) + bx.select(1, 2) / 2;
+  EXPECT((x1 >= -1e-5).all().item<bool>() && (x2 <= 1 + 1e-5).all().item<bool>());
+  EXPECT((b.cls >= 0).all().item<bool>() && (b.cls < 3).all().item<bool>());
+  const char* dump = std::getenv("Y26_DUMP_DIR");
+  if (!dump) return;
+  for (int i = 0; i < b.size(); ++i) {
+    torch::Tensor chw = b.img[i].permute({1, 2, 0}).contiguous();
+    cv::Mat rgb(256, 256, CV_8UC3, chw.data_ptr<uint8_t>()), bgr;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    for (int64_t k = 0; k < b.cls.size(0); ++k) {
+      if (b.batch_idx[k].item<float>() != i) continue;
+      float cx = b.bboxes[k][0].item<float>() * 256, cy = b.bboxes[k][1].item<float>() * 256;
+      float w = b.bboxes[k][2].item<float>() * 256, h = b.bboxes[k][3].item<float>() * 256;
+      cv::rectangle(bgr, cv::Point2f(cx - w / 2, cy - h / 2), cv::Point2f(cx + w / 2, cy + h / 2), cv::Scalar(255, 255, 255));
+    }
+    cv::imwrite(std::string(dump) + "/batch_" + std::to_string(i) + ".png", bgr);
+  }
+}
+
 TEST_CASE("close_mosaic: epochs-based and set_mosaic(false)") {
   auto ds = rect_dataset("closemosaic", 128, 8);
   LoaderOptions lo;
