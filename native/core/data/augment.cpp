@@ -163,55 +163,53 @@ void warp(const cv::Mat& src, cv::Mat& dst, const cv::Matx33d& M, cv::Size out, 
   else cv::warpAffine(src, dst, cv::Mat(M).rowRange(0, 2), out, cv::INTER_LINEAR, cv::BORDER_CONSTANT, kPadColor);
 }
 
-// out(X, Y) = bilinear sample of src at ((X - bx) / a, (Y - by) / a), edges replicated, for the output pixels in r.
-// Separable: per output row, the two source rows are blended over the needed span (contiguous, vectorised), then
-// resampled horizontally with precomputed taps. Several times faster than cv::warpAffine for a scale + shift.
-void scale_blit(const cv::Mat& src, cv::Mat& out, cv::Rect r, double a, double bx, double by) {
-  const int w = src.cols, h = src.rows;
-  auto tap = [](double u, int size, int& i0, int& i1, uint32_t& frac) {  // 8-bit fixed-point weights
-    u = std::min(std::max(u, 0.0), (double)(size - 1));
-    i0 = (int)u;
-    frac = (uint32_t)std::lround((u - i0) * 256);
-    if (frac == 256) { frac = 0; i0 = std::min(i0 + 1, size - 1); }
-    i1 = std::min(i0 + 1, size - 1);
+// Plans one axis of a scale + shift drawn with cv::resize: which output range this image owns (output pixels
+// whose source position lies in [-0.5, size - 0.5)), the source crop (with a margin) that feeds it, and the
+// integer offset D of the resized crop. The shift b is snapped by at most half an output pixel so that the
+// resized crop lands on whole pixels; the caller moves the labels with the snapped value.
+struct AxisPlan {
+  int X0 = 0, X1 = 0, u0 = 0, u1 = 0, D = 0;
+  double b = 0;
+  bool empty() const { return X1 <= X0; }
+};
+
+AxisPlan plan_axis(int src_size, int out_size, double a, double b) {
+  AxisPlan p;
+  p.b = b;
+  auto own = [&](double bb, int& X0, int& X1) {
+    X0 = std::max(0, (int)std::ceil(a * -0.5 + bb));
+    X1 = std::min(out_size, (int)std::ceil(a * (src_size - 0.5) + bb));
   };
-  thread_local std::vector<int> x0s, x1s;
-  thread_local std::vector<uint16_t> wxs, blend;
-  x0s.resize(r.width); x1s.resize(r.width); wxs.resize(r.width);
-  for (int i = 0; i < r.width; ++i) {
-    int i0, i1;
-    uint32_t f;
-    tap((r.x + i - bx) / a, w, i0, i1, f);
-    x0s[i] = i0; x1s[i] = i1; wxs[i] = (uint16_t)f;
-  }
-  const int u0 = x0s.front(), span = (x1s.back() - u0 + 1) * 3;  // taps are monotonic in X
-  for (int i = 0; i < r.width; ++i) { x0s[i] = (x0s[i] - u0) * 3; x1s[i] = (x1s[i] - u0) * 3; }
-  blend.resize(span);
-  uint16_t* vb = blend.data();
-  for (int j = 0; j < r.height; ++j) {
-    int y0, y1;
-    uint32_t fy;
-    tap((r.y + j - by) / a, h, y0, y1, fy);
-    const uint8_t *s0 = src.ptr<uint8_t>(y0) + u0 * 3, *s1 = src.ptr<uint8_t>(y1) + u0 * 3;
-    const uint32_t gy = 256 - fy;
-    for (int k = 0; k < span; ++k) vb[k] = (uint16_t)(s0[k] * gy + s1[k] * fy);
-    uint8_t* o = out.ptr<uint8_t>(r.y + j) + r.x * 3;
-    for (int i = 0; i < r.width; ++i, o += 3) {
-      const uint16_t *p0 = vb + x0s[i], *p1 = vb + x1s[i];
-      const uint32_t fx = wxs[i], gx = 256 - fx;
-      o[0] = (uint8_t)((p0[0] * gx + p1[0] * fx + 32768) >> 16);
-      o[1] = (uint8_t)((p0[1] * gx + p1[1] * fx + 32768) >> 16);
-      o[2] = (uint8_t)((p0[2] * gx + p1[2] * fx + 32768) >> 16);
-    }
-  }
+  own(b, p.X0, p.X1);
+  if (p.empty()) return p;
+  const int margin = 2 + (int)std::ceil(0.5 / a);
+  p.u0 = std::min(std::max((int)std::floor((p.X0 - b) / a) - margin, 0), src_size);
+  p.u1 = std::min(std::max((int)std::ceil((p.X1 - 1 - b) / a) + margin + 1, 0), src_size);
+  // cv::resize(fx = a) maps crop pixel c to output c' with u0 + c = (c' + 0.5) / a - 0.5, i.e. X = a*u + b when
+  // X = c' + D and b = D - a*u0 - 0.5 + 0.5a.
+  p.D = (int)std::lround(a * p.u0 + 0.5 - 0.5 * a + b);
+  p.b = p.D - a * p.u0 - 0.5 + 0.5 * a;
+  own(p.b, p.X0, p.X1);
+  const int resized = (int)std::lround((p.u1 - p.u0) * a);  // cv::resize's output size for fx = a
+  p.X0 = std::max(p.X0, p.D);
+  p.X1 = std::min(p.X1, p.D + resized);
+  return p;
 }
 
-// Draws src into out under X = a*u + bx, Y = a*v + by, over the output pixels nearest to its own pixels
-// (source position in [-0.5, size - 0.5)), so neighbouring tiles never overwrite each other.
-void draw_scaled(const cv::Mat& src, cv::Mat& out, double a, double bx, double by) {
-  int X0 = std::max(0, (int)std::ceil(a * -0.5 + bx)), X1 = std::min(out.cols, (int)std::ceil(a * (src.cols - 0.5) + bx));
-  int Y0 = std::max(0, (int)std::ceil(a * -0.5 + by)), Y1 = std::min(out.rows, (int)std::ceil(a * (src.rows - 0.5) + by));
-  if (X1 > X0 && Y1 > Y0) scale_blit(src, out, cv::Rect(X0, Y0, X1 - X0, Y1 - Y0), a, bx, by);
+// Draws src into out under X = a*u + bx, Y = a*v + by (bilinear, OpenCV's SIMD resize), over the output pixels it
+// owns, so neighbouring mosaic tiles never overwrite each other. Returns the snapped (bx, by) actually used.
+cv::Point2d draw_scaled(const cv::Mat& src, cv::Mat& out, double a, double bx, double by) {
+  AxisPlan px = plan_axis(src.cols, out.cols, a, bx), py = plan_axis(src.rows, out.rows, a, by);
+  if (px.empty() || py.empty()) return {bx, by};
+  thread_local cv::Mat tmp;
+  cv::Mat crop = src(cv::Rect(px.u0, py.u0, px.u1 - px.u0, py.u1 - py.u0));
+  cv::resize(crop, tmp, cv::Size(), a, a, cv::INTER_LINEAR);
+  // cv::resize rounds its output size; keep to what it produced.
+  int X1 = std::min(px.X1, px.D + tmp.cols), Y1 = std::min(py.X1, py.D + tmp.rows);
+  if (X1 > px.X0 && Y1 > py.X0)
+    tmp(cv::Rect(px.X0 - px.D, py.X0 - py.D, X1 - px.X0, Y1 - py.X0))
+        .copyTo(out(cv::Rect(px.X0, py.X0, X1 - px.X0, Y1 - py.X0)));
+  return {px.b, py.b};
 }
 
 // Area of the intersection of box b (x1,y1,x2,y2) with area a over the area of b (the official bbox_ioa).
@@ -413,11 +411,13 @@ Sample TrainAugmenter::letterbox_perspective(size_t index, SampleRng& rng) {
   cv::Matx33d M = random_perspective_matrix(cfg_, {s, s}, {s, s}, rng, &scale);
   bool persp = cfg_.perspective > 0;
   if (cfg_.degrees == 0 && cfg_.shear == 0 && !persp) {
-    // Scale + shift only: the fast separable resampler over the image's part of the output, 114 elsewhere.
+    // Scale + shift only: a resize of the image's visible part into the output, 114 elsewhere.
     out.img = cv::Mat(s, s, CV_8UC3, kPadColor);
     cv::Mat src = l.img;
     if (unpad != l.img.size()) cv::resize(l.img, src, unpad, 0, 0, cv::INTER_LINEAR);
-    draw_scaled(src, out.img, M(0, 0), M(0, 2) + M(0, 0) * left, M(1, 2) + M(1, 1) * top);
+    cv::Point2d b = draw_scaled(src, out.img, M(0, 0), M(0, 2) + M(0, 0) * left, M(1, 2) + M(1, 1) * top);
+    M(0, 2) = b.x - M(0, 0) * left;  // the labels follow the (sub-pixel) snapped shift
+    M(1, 2) = b.y - M(1, 1) * top;
   } else {
     cv::Matx33d place = translation(left, top) * cv::Matx33d(r, 0, 0, 0, r, 0, 0, 0, 1);
     warp(l.img, out.img, M * place, {s, s}, persp);
@@ -470,19 +470,30 @@ Sample TrainAugmenter::mosaic_perspective(size_t index, SampleRng& rng) {
     if (x2a <= x1a || y2a <= y1a) continue;
     cv::Mat src = img(cv::Rect(x1b, y1b, x2a - x1a, y2a - y1a));
     Instances inst = labels_in_pixels(*ds_, tiles[k].index, img.size(), cv::Point2f((float)(x1a - x1b), (float)(y1a - y1b)));
+    // Official mosaic: labels clipped to the canvas and zero-area boxes removed before the perspective step.
+    clip_instances(inst, (float)S2, (float)S2, ds_->kpt_dims());
+    std::vector<uint8_t> keep(inst.size());
+    for (size_t i = 0; i < keep.size(); ++i)
+      keep[i] = inst.xyxy[4 * i + 2] > inst.xyxy[4 * i] && inst.xyxy[4 * i + 3] > inst.xyxy[4 * i + 1];
+    inst.keep(keep);
+    if (!axis_aligned) {
+      src.copyTo(canvas(cv::Rect(x1a, y1a, x2a - x1a, y2a - y1a)));
+      out.inst.append(inst);
+      continue;
+    }
+    // Straight into the output: canvas position x1a + u maps to a * (x1a + u) + ox. The tile's labels follow its
+    // own (sub-pixel) snapped shift.
+    cv::Point2d b = draw_scaled(src, out.img, M(0, 0), M(0, 2) + M(0, 0) * x1a, M(1, 2) + M(1, 1) * y1a);
+    cv::Matx33d Mk = M;
+    Mk(0, 2) = b.x - M(0, 0) * x1a;
+    Mk(1, 2) = b.y - M(1, 1) * y1a;
+    transform_instances(inst, Mk, {s, s}, scale, false, ds_->kpt_dims());
     out.inst.append(inst);
-    if (!axis_aligned) { src.copyTo(canvas(cv::Rect(x1a, y1a, x2a - x1a, y2a - y1a))); continue; }
-    // Straight into the output: canvas position x1a + u maps to a * (x1a + u) + ox.
-    draw_scaled(src, out.img, M(0, 0), M(0, 2) + M(0, 0) * x1a, M(1, 2) + M(1, 1) * y1a);
   }
-  if (!axis_aligned) warp(canvas, out.img, M, {s, s}, persp);
-  // Official mosaic: labels clipped to the canvas and zero-area boxes removed before the perspective step.
-  clip_instances(out.inst, (float)S2, (float)S2, ds_->kpt_dims());
-  std::vector<uint8_t> keep(out.inst.size());
-  for (size_t i = 0; i < keep.size(); ++i)
-    keep[i] = out.inst.xyxy[4 * i + 2] > out.inst.xyxy[4 * i] && out.inst.xyxy[4 * i + 3] > out.inst.xyxy[4 * i + 1];
-  out.inst.keep(keep);
-  transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims());
+  if (!axis_aligned) {
+    warp(canvas, out.img, M, {s, s}, persp);
+    transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims());
+  }
   return out;
 }
 
