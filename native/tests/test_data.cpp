@@ -640,6 +640,37 @@ TEST_CASE("loader device: CUDA batches (pinned, non_blocking) equal CPU batches;
   EXPECT(same(cpu.img, gpu.img.cpu()) && same(cpu.bboxes, gpu.bboxes.cpu()));
 }
 
+TEST_CASE("polygon datasets: batch polygons and segmentation masks") {
+  std::string d = fresh_dir("segbatch");
+  // A big square and a small triangle inside it, as polygons.
+  std::string img = add_image(d, "s.png", plain(128, 128),
+                              "0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n1 0.4 0.4 0.6 0.4 0.5 0.6\n");
+  IndexOptions io = quiet(2);
+  io.use_cache = false;
+  DatasetOptions dopt;
+  dopt.imgsz = 128;
+  dopt.verbose = false;
+  auto ds = std::make_shared<Dataset>(DatasetIndex::build({img}, io), dopt);
+  EXPECT(ds->has_segments());
+  LoaderOptions lo;
+  lo.batch = 1;
+  lo.workers = 1;
+  lo.augment = false;
+  DataLoader dl(ds, lo);
+  Batch b;
+  EXPECT(dl.next(b));
+  EXPECT(b.segments.size() == 2 && b.segments[0].size(0) == 4);
+  EXPECT_NEAR(b.segments[0][1][0].item<float>(), 0.75, 1e-5);
+  torch::Tensor ov = polygon_masks(b, 4, true);
+  EXPECT(ov.sizes() == torch::IntArrayRef({1, 32, 32}));
+  EXPECT(ov[0][16][16].item<int>() == 2);  // the small triangle is drawn over the square
+  EXPECT(ov[0][10][10].item<int>() == 1 && ov[0][2][2].item<int>() == 0);
+  torch::Tensor sep = polygon_masks(b, 4, false);
+  EXPECT(sep.sizes() == torch::IntArrayRef({2, 32, 32}));
+  int64_t area = sep[0].sum().item<int64_t>();
+  EXPECT_MSG(area >= 15 * 15 && area <= 18 * 18, "square mask area " << area);
+}
+
 TEST_CASE("cache ram and disk give the same images as no cache") {
   SyntheticOptions so;
   so.train_images = 6;
