@@ -4,6 +4,7 @@
 #include <opencv2/core.hpp>
 
 #include <atomic>
+#include <ctime>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "data/augment.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/loader.h"
@@ -23,14 +25,26 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// CPU seconds used by the whole process (all threads): a contention-independent cost measure.
+double cpu_s() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+double thread_cpu_s() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Threads reading and fully decoding the files (libjpeg-turbo, like the loader): the floor the loader is held to.
-double decode_rate(const std::vector<std::string>& files, int threads) {
+double decode_rate(const std::vector<std::string>& files, int threads, double* cpu_ms_per_image) {
   std::atomic<size_t> next{0};
-  double t0 = now_s();
+  double t0 = now_s(), c0 = cpu_s();
   auto work = [&] {
     for (size_t i; (i = next++) < files.size();) {
       cv::Mat m = read_image_bgr(files[i]);
@@ -41,10 +55,11 @@ double decode_rate(const std::vector<std::string>& files, int threads) {
   for (int t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
+  *cpu_ms_per_image = (cpu_s() - c0) * 1000 / files.size();
   return files.size() / (now_s() - t0);
 }
 
-struct Result { int imgsz, workers; bool ram; double ips, decode_ips, mean_wait_ms; };
+struct Result { int imgsz, workers; bool ram; double ips, decode_ips, mean_wait_ms, cpu_ms, decode_cpu_ms; };
 
 // One epoch of the training loader; the first two batches (thread start, first decodes) are not timed.
 Result loader_rate(const std::vector<std::string>& files, int imgsz, int batch, int workers, bool ram) {
@@ -66,11 +81,44 @@ Result loader_rate(const std::vector<std::string>& files, int imgsz, int batch, 
   int64_t warm = 0;
   for (int i = 0; i < 2 && dl.next(b); ++i) warm += b.size();
   dl.reset_stats();
-  double t0 = now_s();
+  double t0 = now_s(), c0 = cpu_s();
   int64_t n = 0;
   while (dl.next(b)) n += b.size();
   double dt = now_s() - t0;
-  return {imgsz, workers, ram, n / dt, 0, dl.stats().mean_wait_ms()};
+  return {imgsz, workers, ram, n / dt, 0, dl.stats().mean_wait_ms(), (cpu_s() - c0) * 1000 / n, 0};
+}
+
+// CPU cost of each stage per sample, timed directly on this thread (contention-independent).
+void stage_profile(const std::vector<std::string>& files, int imgsz) {
+  IndexOptions io;
+  io.verbose = false;
+  DatasetOptions dopt;
+  dopt.imgsz = imgsz;
+  dopt.fast_decode = true;
+  dopt.verbose = false;
+  auto ds = std::make_shared<Dataset>(DatasetIndex::build(files, io), dopt);
+  const size_t n = std::min<size_t>(ds->size(), 200);
+  double t0 = thread_cpu_s();
+  for (size_t i = 0; i < n; ++i) ds->load_image(i);
+  double decode = (thread_cpu_s() - t0) * 1000 / n;
+  AugmentConfig geo;  // mosaic + perspective only
+  geo.hsv_h = geo.hsv_s = geo.hsv_v = 0;
+  geo.fliplr = 0;
+  TrainAugmenter aug(ds, geo, 64);
+  std::vector<Sample> samples;
+  t0 = thread_cpu_s();
+  for (size_t i = 0; i < n; ++i) samples.push_back(aug.make(i, i, true));
+  double mosaic = (thread_cpu_s() - t0) * 1000 / n;
+  AugmentConfig def;
+  SampleRng rng(1);
+  t0 = thread_cpu_s();
+  for (auto& s : samples) random_hsv(s.img, def.hsv_h, def.hsv_s, def.hsv_v, rng);
+  double hsv = (thread_cpu_s() - t0) * 1000 / n;
+  t0 = thread_cpu_s();
+  for (auto& s : samples) flip_sample(s, true, 0, 0, {});
+  double flip = (thread_cpu_s() - t0) * 1000 / n;
+  std::printf("stages at imgsz %d, CPU ms per sample: decode+resize %.2f | mosaic+perspective incl. its decode %.2f | "
+              "HSV %.2f | fliplr (when it fires) %.2f\n", imgsz, decode, mosaic, hsv, flip);
 }
 
 }  // namespace
@@ -126,13 +174,15 @@ int main(int argc, char** argv) {
     for (int s : sizes)
       for (int w : worker_counts) {
         Result r = loader_rate(files, s, batch, w, false);
-        r.decode_ips = decode_rate(files, w);
+        r.decode_ips = decode_rate(files, w, &r.decode_cpu_ms);
         results.push_back(r);
-        std::printf("imgsz %4d  workers %d  loader %7.1f img/s  decode floor %7.1f img/s  ratio %.2f  mean wait %.1f ms/batch\n",
-                    s, w, r.ips, r.decode_ips, r.ips / r.decode_ips, r.mean_wait_ms);
+        std::printf("imgsz %4d  workers %d  loader %7.1f img/s  decode floor %7.1f img/s  ratio %.2f  mean wait %.1f ms/batch"
+                    "  | CPU ms/img: loader %.2f decode %.2f\n",
+                    s, w, r.ips, r.decode_ips, r.ips / r.decode_ips, r.mean_wait_ms, r.cpu_ms, r.decode_cpu_ms);
         std::fflush(stdout);
       }
     Result ram = loader_rate(files, sizes.front(), batch, worker_counts.back(), true);
+    for (int s : sizes) stage_profile(files, s);
     std::printf("imgsz %4d  workers %d  cache=ram loader %7.1f img/s\n", ram.imgsz, ram.workers, ram.ips);
     // The headline: first imgsz, most workers.
     const Result* head = &results.front();
@@ -146,7 +196,8 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < results.size(); ++i)
         j << (i ? "," : "") << "{\"imgsz\":" << results[i].imgsz << ",\"workers\":" << results[i].workers
           << ",\"imagesPerSecond\":" << results[i].ips << ",\"decodeImagesPerSecond\":" << results[i].decode_ips
-          << ",\"meanWaitMs\":" << results[i].mean_wait_ms << "}";
+          << ",\"meanWaitMs\":" << results[i].mean_wait_ms << ",\"cpuMsPerImage\":" << results[i].cpu_ms
+          << ",\"decodeCpuMsPerImage\":" << results[i].decode_cpu_ms << "}";
       j << "]}";
       std::cout << j.str() << "\n";
     }

@@ -483,6 +483,52 @@ TEST_CASE("seeded batches: same seed identical, different seed different") {
   EXPECT(any_diff);
 }
 
+// Y26_DUMP_DIR=/some/dir writes a training batch with its boxes drawn, for eyeballing the augmentation.
+TEST_CASE("training batch: boxes inside the image, sizes and dtypes (optional preview dump)") {
+  SyntheticOptions so;
+  so.train_images = 16;
+  so.val_images = 1;
+  so.width = 320;
+  so.height = 240;
+  std::string yaml = write_synthetic_dataset(tmp_root() + "/synth_preview", so);
+  DatasetOptions dopt;
+  dopt.imgsz = 256;
+  dopt.fast_decode = true;
+  dopt.verbose = false;
+  IndexOptions io;
+  io.verbose = false;
+  auto ds = Dataset::open(load_data_yaml(yaml), "train", dopt, io);
+  LoaderOptions lo;
+  lo.batch = 8;
+  lo.workers = 2;
+  lo.hyp.mixup = 0.2f;
+  DataLoader dl(ds, lo);
+  Batch b;
+  EXPECT(dl.next(b));
+  EXPECT(b.img.sizes() == torch::IntArrayRef({8, 3, 256, 256}));
+  EXPECT(b.cls.dtype() == torch::kFloat32 && b.bboxes.dim() == 2 && b.bboxes.size(1) == 4);
+  EXPECT(b.cls.size(0) > 8);  // mosaics of 1-4 shapes per image
+  auto bx = b.bboxes;
+  EXPECT((bx.select(1, 2) > 0).all().item<bool>() && (bx.select(1, 3) > 0).all().item<bool>());
+  auto x1 = bx.select(1, 0) - bx.select(1, 2) / 2, x2 = bx.select(1, 0) + bx.select(1, 2) / 2;
+  EXPECT((x1 >= -1e-5).all().item<bool>() && (x2 <= 1 + 1e-5).all().item<bool>());
+  EXPECT((b.cls >= 0).all().item<bool>() && (b.cls < 3).all().item<bool>());
+  const char* dump = std::getenv("Y26_DUMP_DIR");
+  if (!dump) return;
+  for (int i = 0; i < b.size(); ++i) {
+    torch::Tensor chw = b.img[i].permute({1, 2, 0}).contiguous();
+    cv::Mat rgb(256, 256, CV_8UC3, chw.data_ptr<uint8_t>()), bgr;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    for (int64_t k = 0; k < b.cls.size(0); ++k) {
+      if (b.batch_idx[k].item<float>() != i) continue;
+      float cx = b.bboxes[k][0].item<float>() * 256, cy = b.bboxes[k][1].item<float>() * 256;
+      float w = b.bboxes[k][2].item<float>() * 256, h = b.bboxes[k][3].item<float>() * 256;
+      cv::rectangle(bgr, cv::Point2f(cx - w / 2, cy - h / 2), cv::Point2f(cx + w / 2, cy + h / 2), cv::Scalar(255, 255, 255));
+    }
+    cv::imwrite(std::string(dump) + "/batch_" + std::to_string(i) + ".png", bgr);
+  }
+}
+
 TEST_CASE("close_mosaic: epochs-based and set_mosaic(false)") {
   auto ds = rect_dataset("closemosaic", 128, 8);
   LoaderOptions lo;
@@ -570,6 +616,59 @@ TEST_CASE("loader: each sample once per epoch, new order per epoch, wait stats, 
   Batch b;
   std::string e = error_of([&] { bad.next(b); });
   EXPECT_MSG(contains(e, fs::path(ds->labels(0).im_file).filename().string()), e);
+}
+
+TEST_CASE("loader device: CUDA batches (pinned, non_blocking) equal CPU batches; clear error without CUDA") {
+  auto ds = rect_dataset("device", 128, 4);
+  LoaderOptions lo;
+  lo.batch = 4;
+  lo.workers = 1;
+  lo.seed = 9;
+  if (!torch::cuda::is_available()) {
+    lo.device = "cuda:0";
+    std::string e = error_of([&] { DataLoader dl(ds, lo); });
+    EXPECT_MSG(contains(e, "CUDA") && contains(e, "cpu"), e);
+    return;
+  }
+  Batch cpu, gpu;
+  DataLoader a(ds, lo);
+  EXPECT(a.next(cpu));
+  lo.device = "cuda:0";
+  DataLoader b(ds, lo);
+  EXPECT(b.next(gpu));
+  EXPECT(gpu.img.is_cuda() && gpu.bboxes.is_cuda());
+  EXPECT(same(cpu.img, gpu.img.cpu()) && same(cpu.bboxes, gpu.bboxes.cpu()));
+}
+
+TEST_CASE("polygon datasets: batch polygons and segmentation masks") {
+  std::string d = fresh_dir("segbatch");
+  // A big square and a small triangle inside it, as polygons.
+  std::string img = add_image(d, "s.png", plain(128, 128),
+                              "0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n1 0.4 0.4 0.6 0.4 0.5 0.6\n");
+  IndexOptions io = quiet(2);
+  io.use_cache = false;
+  DatasetOptions dopt;
+  dopt.imgsz = 128;
+  dopt.verbose = false;
+  auto ds = std::make_shared<Dataset>(DatasetIndex::build({img}, io), dopt);
+  EXPECT(ds->has_segments());
+  LoaderOptions lo;
+  lo.batch = 1;
+  lo.workers = 1;
+  lo.augment = false;
+  DataLoader dl(ds, lo);
+  Batch b;
+  EXPECT(dl.next(b));
+  EXPECT(b.segments.size() == 2 && b.segments[0].size(0) == 4);
+  EXPECT_NEAR(b.segments[0][1][0].item<float>(), 0.75, 1e-5);
+  torch::Tensor ov = polygon_masks(b, 4, true);
+  EXPECT(ov.sizes() == torch::IntArrayRef({1, 32, 32}));
+  EXPECT(ov[0][16][16].item<int>() == 2);  // the small triangle is drawn over the square
+  EXPECT(ov[0][10][10].item<int>() == 1 && ov[0][2][2].item<int>() == 0);
+  torch::Tensor sep = polygon_masks(b, 4, false);
+  EXPECT(sep.sizes() == torch::IntArrayRef({2, 32, 32}));
+  int64_t area = sep[0].sum().item<int64_t>();
+  EXPECT_MSG(area >= 15 * 15 && area <= 18 * 18, "square mask area " << area);
 }
 
 TEST_CASE("cache ram and disk give the same images as no cache") {

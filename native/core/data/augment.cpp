@@ -163,6 +163,55 @@ void warp(const cv::Mat& src, cv::Mat& dst, const cv::Matx33d& M, cv::Size out, 
   else cv::warpAffine(src, dst, cv::Mat(M).rowRange(0, 2), out, cv::INTER_LINEAR, cv::BORDER_CONSTANT, kPadColor);
 }
 
+// Plans one axis of a scale + shift drawn with cv::resize: which output range this image owns (output pixels
+// whose source position lies in [-0.5, size - 0.5)), the source crop (with a margin) that feeds it, and the
+// integer offset D of the resized crop. The shift b is snapped by at most half an output pixel so that the
+// resized crop lands on whole pixels; the caller moves the labels with the snapped value.
+struct AxisPlan {
+  int X0 = 0, X1 = 0, u0 = 0, u1 = 0, D = 0;
+  double b = 0;
+  bool empty() const { return X1 <= X0; }
+};
+
+AxisPlan plan_axis(int src_size, int out_size, double a, double b) {
+  AxisPlan p;
+  p.b = b;
+  auto own = [&](double bb, int& X0, int& X1) {
+    X0 = std::max(0, (int)std::ceil(a * -0.5 + bb));
+    X1 = std::min(out_size, (int)std::ceil(a * (src_size - 0.5) + bb));
+  };
+  own(b, p.X0, p.X1);
+  if (p.empty()) return p;
+  const int margin = 2 + (int)std::ceil(0.5 / a);
+  p.u0 = std::min(std::max((int)std::floor((p.X0 - b) / a) - margin, 0), src_size);
+  p.u1 = std::min(std::max((int)std::ceil((p.X1 - 1 - b) / a) + margin + 1, 0), src_size);
+  // cv::resize(fx = a) maps crop pixel c to output c' with u0 + c = (c' + 0.5) / a - 0.5, i.e. X = a*u + b when
+  // X = c' + D and b = D - a*u0 - 0.5 + 0.5a.
+  p.D = (int)std::lround(a * p.u0 + 0.5 - 0.5 * a + b);
+  p.b = p.D - a * p.u0 - 0.5 + 0.5 * a;
+  own(p.b, p.X0, p.X1);
+  const int resized = (int)std::lround((p.u1 - p.u0) * a);  // cv::resize's output size for fx = a
+  p.X0 = std::max(p.X0, p.D);
+  p.X1 = std::min(p.X1, p.D + resized);
+  return p;
+}
+
+// Draws src into out under X = a*u + bx, Y = a*v + by (bilinear, OpenCV's SIMD resize), over the output pixels it
+// owns, so neighbouring mosaic tiles never overwrite each other. Returns the snapped (bx, by) actually used.
+cv::Point2d draw_scaled(const cv::Mat& src, cv::Mat& out, double a, double bx, double by) {
+  AxisPlan px = plan_axis(src.cols, out.cols, a, bx), py = plan_axis(src.rows, out.rows, a, by);
+  if (px.empty() || py.empty()) return {bx, by};
+  thread_local cv::Mat tmp;
+  cv::Mat crop = src(cv::Rect(px.u0, py.u0, px.u1 - px.u0, py.u1 - py.u0));
+  cv::resize(crop, tmp, cv::Size(), a, a, cv::INTER_LINEAR);
+  // cv::resize rounds its output size; keep to what it produced.
+  int X1 = std::min(px.X1, px.D + tmp.cols), Y1 = std::min(py.X1, py.D + tmp.rows);
+  if (X1 > px.X0 && Y1 > py.X0)
+    tmp(cv::Rect(px.X0 - px.D, py.X0 - py.D, X1 - px.X0, Y1 - py.X0))
+        .copyTo(out(cv::Rect(px.X0, py.X0, X1 - px.X0, Y1 - py.X0)));
+  return {px.b, py.b};
+}
+
 // Area of the intersection of box b (x1,y1,x2,y2) with area a over the area of b (the official bbox_ioa).
 float ioa(const float* a, const float* b) {
   float iw = std::max(0.f, std::min(a[2], b[2]) - std::max(a[0], b[0]));
@@ -272,16 +321,21 @@ void transform_instances(Instances& inst, const cv::Matx33d& M, cv::Size out, do
 void random_hsv(cv::Mat& bgr, float hgain, float sgain, float vgain, SampleRng& rng) {
   if (!hgain && !sgain && !vgain) return;
   double rh = rng.uniform(-1, 1) * hgain, rs = rng.uniform(-1, 1) * sgain, rv = rng.uniform(-1, 1) * vgain;
-  cv::Mat lut(1, 256, CV_8UC3);
+  uint8_t lut[3][256];
   for (int x = 0; x < 256; ++x) {
     double h = std::fmod(x + rh * 180, 180.0);
     if (h < 0) h += 180;
-    lut.at<cv::Vec3b>(0, x) = cv::Vec3b((uint8_t)h, (uint8_t)std::min(std::max(x * (1 + rs), 0.0), 255.0),
-                                        (uint8_t)std::min(std::max(x * (1 + rv), 0.0), 255.0));
+    lut[0][x] = (uint8_t)h;
+    lut[1][x] = (uint8_t)std::min(std::max(x * (1 + rs), 0.0), 255.0);
+    lut[2][x] = (uint8_t)std::min(std::max(x * (1 + rv), 0.0), 255.0);
   }
-  cv::Mat hsv;
+  thread_local cv::Mat hsv;
   cv::cvtColor(bgr, hsv, cv::COLOR_BGR2HSV);
-  cv::LUT(hsv, lut, hsv);
+  // A plain loop: cv::LUT with a 3-channel table is several times slower.
+  for (int y = 0; y < hsv.rows; ++y) {
+    uint8_t* p = hsv.ptr<uint8_t>(y);
+    for (int x = 0; x < hsv.cols; ++x, p += 3) { p[0] = lut[0][p[0]]; p[1] = lut[1][p[1]]; p[2] = lut[2][p[2]]; }
+  }
   cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
 }
 
@@ -356,8 +410,18 @@ Sample TrainAugmenter::letterbox_perspective(size_t index, SampleRng& rng) {
   double scale = 1;
   cv::Matx33d M = random_perspective_matrix(cfg_, {s, s}, {s, s}, rng, &scale);
   bool persp = cfg_.perspective > 0;
-  cv::Matx33d place = translation(left, top) * cv::Matx33d(r, 0, 0, 0, r, 0, 0, 0, 1);
-  warp(l.img, out.img, M * place, {s, s}, persp);
+  if (cfg_.degrees == 0 && cfg_.shear == 0 && !persp) {
+    // Scale + shift only: a resize of the image's visible part into the output, 114 elsewhere.
+    out.img = cv::Mat(s, s, CV_8UC3, kPadColor);
+    cv::Mat src = l.img;
+    if (unpad != l.img.size()) cv::resize(l.img, src, unpad, 0, 0, cv::INTER_LINEAR);
+    cv::Point2d b = draw_scaled(src, out.img, M(0, 0), M(0, 2) + M(0, 0) * left, M(1, 2) + M(1, 1) * top);
+    M(0, 2) = b.x - M(0, 0) * left;  // the labels follow the (sub-pixel) snapped shift
+    M(1, 2) = b.y - M(1, 1) * top;
+  } else {
+    cv::Matx33d place = translation(left, top) * cv::Matx33d(r, 0, 0, 0, r, 0, 0, 0, 1);
+    warp(l.img, out.img, M * place, {s, s}, persp);
+  }
   out.inst = labels_in_pixels(*ds_, index, unpad, cv::Point2f((float)left, (float)top));
   transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims());
   out.gain_w = (double)l.img.cols / L.width;
@@ -406,25 +470,30 @@ Sample TrainAugmenter::mosaic_perspective(size_t index, SampleRng& rng) {
     if (x2a <= x1a || y2a <= y1a) continue;
     cv::Mat src = img(cv::Rect(x1b, y1b, x2a - x1a, y2a - y1a));
     Instances inst = labels_in_pixels(*ds_, tiles[k].index, img.size(), cv::Point2f((float)(x1a - x1b), (float)(y1a - y1b)));
+    // Official mosaic: labels clipped to the canvas and zero-area boxes removed before the perspective step.
+    clip_instances(inst, (float)S2, (float)S2, ds_->kpt_dims());
+    std::vector<uint8_t> keep(inst.size());
+    for (size_t i = 0; i < keep.size(); ++i)
+      keep[i] = inst.xyxy[4 * i + 2] > inst.xyxy[4 * i] && inst.xyxy[4 * i + 3] > inst.xyxy[4 * i + 1];
+    inst.keep(keep);
+    if (!axis_aligned) {
+      src.copyTo(canvas(cv::Rect(x1a, y1a, x2a - x1a, y2a - y1a)));
+      out.inst.append(inst);
+      continue;
+    }
+    // Straight into the output: canvas position x1a + u maps to a * (x1a + u) + ox. The tile's labels follow its
+    // own (sub-pixel) snapped shift.
+    cv::Point2d b = draw_scaled(src, out.img, M(0, 0), M(0, 2) + M(0, 0) * x1a, M(1, 2) + M(1, 1) * y1a);
+    cv::Matx33d Mk = M;
+    Mk(0, 2) = b.x - M(0, 0) * x1a;
+    Mk(1, 2) = b.y - M(1, 1) * y1a;
+    transform_instances(inst, Mk, {s, s}, scale, false, ds_->kpt_dims());
     out.inst.append(inst);
-    if (!axis_aligned) { src.copyTo(canvas(cv::Rect(x1a, y1a, x2a - x1a, y2a - y1a))); continue; }
-    // Output pixels whose canvas position is nearest to this tile's pixels: [a*(x1a-.5)+ox, a*(x2a-.5)+ox).
-    const double a = M(0, 0), ox = M(0, 2), oy = M(1, 2);
-    int X0 = std::max(0, (int)std::ceil(a * (x1a - 0.5) + ox)), X1 = std::min(s, (int)std::ceil(a * (x2a - 0.5) + ox));
-    int Y0 = std::max(0, (int)std::ceil(a * (y1a - 0.5) + oy)), Y1 = std::min(s, (int)std::ceil(a * (y2a - 0.5) + oy));
-    if (X1 <= X0 || Y1 <= Y0) continue;
-    cv::Mat dst = out.img(cv::Rect(X0, Y0, X1 - X0, Y1 - Y0));
-    cv::Matx23d A(a, 0, a * x1a + ox - X0, 0, a, a * y1a + oy - Y0);
-    cv::warpAffine(src, dst, A, dst.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
   }
-  if (!axis_aligned) warp(canvas, out.img, M, {s, s}, persp);
-  // Official mosaic: labels clipped to the canvas and zero-area boxes removed before the perspective step.
-  clip_instances(out.inst, (float)S2, (float)S2, ds_->kpt_dims());
-  std::vector<uint8_t> keep(out.inst.size());
-  for (size_t i = 0; i < keep.size(); ++i)
-    keep[i] = out.inst.xyxy[4 * i + 2] > out.inst.xyxy[4 * i] && out.inst.xyxy[4 * i + 3] > out.inst.xyxy[4 * i + 1];
-  out.inst.keep(keep);
-  transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims());
+  if (!axis_aligned) {
+    warp(canvas, out.img, M, {s, s}, persp);
+    transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims());
+  }
   return out;
 }
 

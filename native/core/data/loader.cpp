@@ -5,6 +5,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <opencv2/imgproc.hpp>
+
 #include "util/error.h"
 #include "util/system.h"
 
@@ -38,6 +40,51 @@ std::vector<cv::Size> rect_batch_shapes(const std::vector<cv::Size>& sizes, int 
   }
   if (order) *order = std::move(idx);
   return shapes;
+}
+
+torch::Tensor polygon_masks(const Batch& batch, int mask_ratio, bool overlap) {
+  if (mask_ratio < 1) fail("mask_ratio must be >= 1");
+  const int64_t B = batch.size(), N = batch.cls.defined() ? batch.cls.size(0) : 0;
+  const int H = (int)batch.img.size(2) / mask_ratio, W = (int)batch.img.size(3) / mask_ratio;
+  if (N && (int64_t)batch.segments.size() != N)
+    fail("polygon_masks needs polygons for every instance (a dataset with polygon labels)");
+  torch::Tensor bidx = N ? batch.batch_idx.cpu() : torch::Tensor();
+  auto poly_px = [&](int64_t k) {
+    torch::Tensor t = batch.segments[k].cpu().contiguous();
+    const float* p = t.data_ptr<float>();
+    std::vector<cv::Point> pts;
+    for (int64_t i = 0; i < t.size(0); ++i) pts.emplace_back((int)std::lround(p[2 * i] * W), (int)std::lround(p[2 * i + 1] * H));
+    return pts;
+  };
+  if (!overlap) {
+    torch::Tensor out = torch::zeros({N, H, W}, torch::kUInt8);
+    for (int64_t k = 0; k < N; ++k) {
+      auto pts = poly_px(k);
+      if (pts.size() < 3) continue;
+      cv::Mat m(H, W, CV_8U, out[k].data_ptr<uint8_t>());
+      cv::fillPoly(m, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(1));
+    }
+    return out;
+  }
+  torch::Tensor out = torch::zeros({B, H, W}, torch::kInt32);
+  std::vector<std::vector<int64_t>> per_image(B);
+  for (int64_t k = 0; k < N; ++k) per_image[(int64_t)bidx[k].item<float>()].push_back(k);
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<std::pair<double, int64_t>> order;  // (area, instance)
+    for (int64_t k : per_image[b]) {
+      auto pts = poly_px(k);
+      order.emplace_back(pts.size() >= 3 ? std::fabs(cv::contourArea(pts)) : 0.0, k);
+    }
+    std::stable_sort(order.begin(), order.end(), [](auto& x, auto& y) { return x.first > y.first; });
+    cv::Mat m(H, W, CV_32S, out[b].data_ptr<int32_t>());
+    for (auto& [area, k] : order) {
+      auto pts = poly_px(k);
+      if (pts.size() < 3) continue;
+      int j = (int)(std::find(per_image[b].begin(), per_image[b].end(), k) - per_image[b].begin());
+      cv::fillPoly(m, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(j + 1));
+    }
+  }
+  return out;
 }
 
 DataLoader::DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt) : ds_(std::move(ds)), opt_(opt) {

@@ -65,6 +65,13 @@ struct LoaderStats {
 std::vector<cv::Size> rect_batch_shapes(const std::vector<cv::Size>& sizes, int batch, int imgsz, int stride, float pad,
                                         std::vector<size_t>* order);
 
+// Segmentation targets from a batch's polygons, as the official loader builds them (masks at 1/mask_ratio of the
+// image size, polygons filled with cv::fillPoly). overlap = true: (B, H/r, W/r) int32 where pixel value j + 1 marks
+// the j-th instance of that image (instances in batch order); larger instances are drawn first so smaller ones
+// stay visible, like the official polygons2masks_overlap (which reorders the labels instead). overlap = false:
+// (N, H/r, W/r) uint8 0/1, one mask per instance. Instances without a polygon get an empty mask.
+torch::Tensor polygon_masks(const Batch& batch, int mask_ratio = 4, bool overlap = true);
+
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt);
