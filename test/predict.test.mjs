@@ -1,0 +1,139 @@
+// predict() end to end: reference results, sources, corrupt inputs, backpressure and saving.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { predict } from '../dist/index.js';
+import { fixture } from './helpers.mjs';
+
+const model = fixture('det/yolo26n-shapes.pt');
+
+function metaResults(image, imgsz, conf) {
+  const meta = JSON.parse(fs.readFileSync(fixture(`det/shapes_outputs/${image}/imgsz${imgsz}/meta.json`), 'utf8'));
+  return meta.predict_results_original_coords[`conf_${conf}`];
+}
+
+function assertSameDetections(r, want, label) {
+  assert.equal(r.boxes.length, want.conf.length, `${label}: count`);
+  for (let i = 0; i < want.conf.length; i++) {
+    assert.ok(Math.abs(r.boxes.conf[i] - want.conf[i]) <= 1e-5, `${label}: conf ${i} ${r.boxes.conf[i]} vs ${want.conf[i]}`);
+    assert.equal(r.boxes.cls[i], want.cls[i], `${label}: cls ${i}`);
+    for (let k = 0; k < 4; k++)
+      assert.ok(Math.abs(r.boxes.xyxy[i][k] - want.xyxy[i][k]) <= 2e-3, `${label}: box ${i}.${k} ${r.boxes.xyxy[i][k]} vs ${want.xyxy[i][k]}`);
+  }
+}
+
+test('square image at 320 and 640 gives the official predict() results', async () => {
+  for (const imgsz of [320, 640]) {
+    const [r] = await predict({ model, source: fixture('images/val/s11_val_0000.png'), imgsz, conf: 0.25 });
+    assert.deepEqual(r.origShape, [320, 320]);
+    assertSameDetections(r, metaResults('s11_val_0000', imgsz, '0.25'), `s11_val_0000@${imgsz}`);
+    assert.deepEqual(r.names, { 0: 'rectangle', 1: 'ellipse', 2: 'triangle' });
+    assert.ok(r.speed.inference > 0);
+    assert.equal(r.boxes.xywh.length, r.boxes.length);
+    const j = r.toJSON();
+    assert.equal(j.length, r.boxes.length);
+  }
+});
+
+test('non-square image (rect letterbox) at conf 0.001 matches the reference boxes', async () => {
+  const [r] = await predict({ model, source: fixture('images/extra/wide_480x300.png'), imgsz: 640, conf: 0.001 });
+  assert.deepEqual(r.origShape, [300, 480]);
+  const want = metaResults('wide_480x300', 640, '0.001');
+  assert.ok(Math.abs(r.boxes.length - want.conf.length) <= 2, `count ${r.boxes.length} vs ${want.conf.length}`);
+  const n = Math.min(20, want.conf.length);
+  for (let i = 0; i < n; i++) {
+    assert.ok(Math.abs(r.boxes.conf[i] - want.conf[i]) <= 1e-5, `conf ${i}`);
+    for (let k = 0; k < 4; k++) assert.ok(Math.abs(r.boxes.xyxy[i][k] - want.xyxy[i][k]) <= 2e-3, `box ${i}.${k}`);
+  }
+  const n01 = r.boxes.xyxyn.flat();
+  assert.ok(n01.every((v) => v >= 0 && v <= 1));
+});
+
+test('Buffer and raw-pixel sources give the same results as the file', async () => {
+  const file = fixture('images/val/s11_val_0000.png');
+  const [a] = await predict({ model, source: file, imgsz: 320 });
+  const [b] = await predict({ model, source: fs.readFileSync(file), imgsz: 320 });
+  assert.deepEqual(b.boxes.xyxy, a.boxes.xyxy);
+  assert.deepEqual(b.boxes.cls, a.boxes.cls);
+  await assert.rejects(predict({ model, source: { data: new Uint8Array(10), width: 8, height: 8, channels: 3 }, imgsz: 64 }).toArray(), /fewer than|pixels/);
+});
+
+test('a directory with a corrupt image: good results first, then an error naming the file; skip_errors skips', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-pred-'));
+  try {
+    fs.copyFileSync(fixture('images/val/s11_val_0000.png'), path.join(dir, 'a.png'));
+    fs.copyFileSync(fixture('images/val/s11_val_0001.png'), path.join(dir, 'c.png'));
+    fs.writeFileSync(path.join(dir, 'b.jpg'), Buffer.from('definitely not a jpeg'));
+    const seen = [];
+    await assert.rejects(
+      (async () => {
+        for await (const r of predict({ model, source: dir, imgsz: 320 })) seen.push(path.basename(r.path));
+      })(),
+      (e) => /b\.jpg/.test(e.message) && /skip_errors/.test(e.message),
+    );
+    assert.deepEqual(seen, ['a.png', 'c.png']);
+    const warnings = [];
+    const onWarn = (w) => warnings.push(w.message);
+    process.on('warning', onWarn);
+    const all = await predict({ model, source: dir, imgsz: 320, skip_errors: true });
+    await new Promise((r) => setImmediate(r));
+    process.off('warning', onWarn);
+    assert.equal(all.length, 2);
+    assert.ok(warnings.some((w) => w.includes('b.jpg')), `warnings: ${warnings}`);
+    await assert.rejects(predict({ model, source: path.join(dir, 'nope'), imgsz: 320 }).toArray(), /nope/);
+    const empty = path.join(dir, 'empty');
+    fs.mkdirSync(empty);
+    await assert.rejects(predict({ model, source: empty, imgsz: 320 }).toArray(), /empty/);
+    await assert.rejects(predict({ model: path.join(dir, 'a.png'), source: dir }).toArray(), /a\.png/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('save, save_txt and plot() write real files', async () => {
+  const project = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-runs-'));
+  try {
+    const stream = predict({ model, source: fixture('images/val/s11_val_0000.png'), imgsz: 320, save: true, save_txt: true, save_conf: true, project, name: 'p' });
+    const results = await stream.toArray();
+    assert.equal(stream.saveDir, path.join(project, 'detect', 'p'));
+    assert.ok(fs.existsSync(path.join(stream.saveDir, 's11_val_0000.png')) || fs.existsSync(path.join(stream.saveDir, 's11_val_0000.jpg')));
+    const txt = fs.readFileSync(path.join(stream.saveDir, 'labels', 's11_val_0000.txt'), 'utf8').trim().split('\n');
+    assert.equal(txt.length, results[0].boxes.length);
+    assert.equal(txt[0].split(' ').length, 6);
+    const again = predict({ model, source: fixture('images/val/s11_val_0000.png'), imgsz: 320, save: true, project, name: 'p' });
+    await again.toArray();
+    assert.equal(again.saveDir, path.join(project, 'detect', 'p2'));
+    const jpg = results[0].plot();
+    assert.equal(jpg[0], 0xff);
+    assert.equal(jpg[1], 0xd8);
+    const png = results[0].plot({ format: 'png' });
+    assert.equal(png.subarray(1, 4).toString(), 'PNG');
+  } finally {
+    fs.rmSync(project, { recursive: true, force: true });
+  }
+});
+
+test('a 1000-image stream consumed slowly keeps memory flat (backpressure)', { timeout: 600000 }, async () => {
+  const jpg = fs.readFileSync(fixture('images/jpeg_originals/s11_val_0000.jpg'));
+  const source = Array.from({ length: 1000 }, () => jpg);
+  let n = 0;
+  let rssAt100 = 0;
+  for await (const r of predict({ model: 'yolo26n.yaml', source, imgsz: 64, conf: 0.5 })) {
+    n++;
+    assert.deepEqual(r.origShape, [320, 320]);
+    if (n === 100) rssAt100 = process.memoryUsage().rss;
+    if (n % 100 === 0) await new Promise((res) => setTimeout(res, 20));
+  }
+  assert.equal(n, 1000);
+  const growth = (process.memoryUsage().rss - rssAt100) / 1048576;
+  assert.ok(growth < 150, `resident memory grew ${growth.toFixed(0)} MiB over 900 images`);
+});
+
+test('bad predict options are clear errors', () => {
+  assert.throws(() => predict({ model, source: 'x.png', confidence: 0.3 }), /unknown option 'confidence'\. Did you mean 'conf'\?/);
+  assert.throws(() => predict({ model }), /source/);
+  assert.throws(() => predict({ model, source: 'rtsp://cam/stream' }), /network URL/);
+});
