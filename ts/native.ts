@@ -41,6 +41,7 @@ export function native(): NativeAddon {
   const load = require('node-gyp-build') as (dir: string) => NativeAddon;
   try {
     cached = load(packageRoot);
+    (cached.setModelsDir as (dir: string) => void)(path.join(packageRoot, 'models'));
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     throw new Yolo26Error(

@@ -132,8 +132,16 @@ static Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   });
 }
 
+// The package tells the engine where its builtin model YAMLs live (a prebuilt addon's compile-time path is
+// another machine's).
+static Napi::Value SetModelsDir(const Napi::CallbackInfo& info) {
+  y26::set_models_dir(info[0].ToString().Utf8Value());
+  return info.Env().Undefined();
+}
+
 static void InitModel(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env, exports);
+  exports.Set("setModelsDir", Napi::Function::New(env, SetModelsDir));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
 }
 Y26_ADDON_REGISTER(InitModel);
