@@ -4,6 +4,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "io/checkpoint.h"
 #include "model/config.h"
 #include "model/postprocess.h"
 #include "model/yolo.h"
@@ -179,26 +180,9 @@ TEST_CASE("state_dict names, order and shapes equal the official yolo26n (nc=80)
 
 namespace {
 
-// Weights of a fixture checkpoint. Before the checkpoint reader lands, a state_dict dumped to .npy files
-// (index.txt + <i>.npy) in $YOLO26_TEST_STATE_DUMP/<stem>/ is used.
-std::shared_ptr<YoloModel> fixture_model(const std::string& rel_pt, const std::string& yaml, int nc) {
-  auto m = build_model(yaml, nc);
-  const char* dump = std::getenv("YOLO26_TEST_STATE_DUMP");
-  EXPECT_MSG(dump, "no checkpoint reader yet: set YOLO26_TEST_STATE_DUMP");
-  if (!dump) throw Error("no weights for " + rel_pt);
-  std::string stem = rel_pt.substr(rel_pt.rfind('/') + 1);
-  stem = stem.substr(0, stem.find('.'));
-  std::string dir = std::string(dump) + "/" + stem;
-  std::ifstream idx(dir + "/index.txt");
-  StateDict sd;
-  std::string key;
-  for (int i = 0; std::getline(idx, key); ++i) {
-    auto a = read_npy(dir + "/" + std::to_string(i) + ".npy");
-    auto t = a.dtype == "i8" ? torch::tensor(a.as_int64()).view(a.shape) : torch::tensor(a.as_float()).view(a.shape);
-    if (key.find("num_batches_tracked") != std::string::npos) t = t.reshape({});
-    sd.emplace_back(key, t);
-  }
-  m->load_state_dict(sd, rel_pt);
+// A fixture checkpoint, built from its own model YAML dict, in eval mode.
+std::shared_ptr<YoloModel> fixture_model(const std::string& rel_pt) {
+  auto m = load_model(fixture_path(rel_pt));
   m->eval();
   return m;
 }
@@ -220,7 +204,7 @@ void check_det_case(YoloModel& m, const std::string& dir, bool fused) {
 }  // namespace
 
 TEST_CASE("shapes model (nc=3): raw outputs and end2end match the official run at 320 and 640, unfused and fused") {
-  auto m = fixture_model("det/yolo26n-shapes.pt", "yolo26n.yaml", 3);
+  auto m = fixture_model("det/yolo26n-shapes.pt");
   const char* dirs[] = {"det/shapes_outputs/s11_val_0000/imgsz320", "det/shapes_outputs/wide_480x300/imgsz320",
                         "det/shapes_outputs/wide_480x300/imgsz640"};
   for (const char* d : dirs) check_det_case(*m, d, false);
@@ -239,7 +223,7 @@ TEST_CASE("shapes model (nc=3): raw outputs and end2end match the official run a
 }
 
 TEST_CASE("coco-random model (nc=80) at 640: raw tensors strict, end2end as a set") {
-  auto m = fixture_model("det/yolo26n-coco-random.pt", "yolo26n.yaml", 80);
+  auto m = fixture_model("det/yolo26n-coco-random.pt");
   const std::string dir = "det/coco_random_outputs/wide_480x300/imgsz640";
   auto out = m->forward(load_input("det/shapes_outputs/wide_480x300/imgsz640"));
   expect_raw_close(out.one2one.boxes, dir + "/one2one_boxes_ltrb.npy");
@@ -252,7 +236,7 @@ TEST_CASE("coco-random model (nc=80) at 640: raw tensors strict, end2end as a se
 }
 
 TEST_CASE("pose-random model: raw boxes, logits, keypoints and the (1,300,57) end2end output") {
-  auto m = fixture_model("pose/yolo26n-pose-random.pt", "yolo26n-pose.yaml", 1);
+  auto m = fixture_model("pose/yolo26n-pose-random.pt");
   const std::string dir = "pose/outputs/wide_480x300/imgsz640";
   auto x = load_input("det/shapes_outputs/wide_480x300/imgsz640");
   auto out = m->forward(x);
