@@ -410,4 +410,19 @@ TEST_CASE("GFLOPs, layer counts and the info() summary") {
   EXPECT_MSG(contains(verbose, "Segment26") && contains(verbose, "C2PSA"), verbose);
 }
 
+TEST_CASE("p2 and p6 variants: four levels with strides 4..32 and 8..64") {
+  auto p2 = build_model("yolo26n-p2.yaml", 2);
+  EXPECT(p2->stride() == std::vector<double>({4, 8, 16, 32}));
+  auto p6 = build_model("yolo26s-p6.yaml", 2);
+  EXPECT(p6->stride() == std::vector<double>({8, 16, 32, 64}));
+  for (auto* m : {p2.get(), p6.get()}) {
+    m->eval();
+    auto out = m->forward(torch::rand({1, 3, 128, 128}));
+    int64_t A = 0;
+    for (double s : m->stride()) A += (int64_t)(128 / s) * (int64_t)(128 / s);
+    EXPECT(out.one2one.scores.sizes() == torch::IntArrayRef({1, 2, A}));
+    EXPECT(out.end2end.sizes() == torch::IntArrayRef({1, std::min<int64_t>(300, A), 6}));
+  }
+}
+
 TEST_MAIN()

@@ -219,7 +219,10 @@ std::vector<torch::Tensor> YoloModel::run_backbone(const torch::Tensor& input, t
       case Kind::Block: x = s.block->forward(get(s.from[0], i)); break;
       case Kind::Upsample: {
         const auto& in = get(s.from[0], i);
-        x = torch::upsample_nearest2d(in, std::vector<int64_t>{in.size(2) * 2, in.size(3) * 2});
+        x = torch::nn::functional::interpolate(
+            in, torch::nn::functional::InterpolateFuncOptions()
+                    .size(std::vector<int64_t>{in.size(2) * 2, in.size(3) * 2})
+                    .mode(torch::kNearest));
         break;
       }
       case Kind::Concat: {
