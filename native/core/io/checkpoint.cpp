@@ -349,7 +349,22 @@ static std::string str_or_empty(const PyValue& v) { return v.is_str() ? v.as_str
 
 // ---- load ---------------------------------------------------------------------------------------
 
+static Checkpoint load_checkpoint_unchecked(const std::string& path);
+
 Checkpoint load_checkpoint(const std::string& path) {
+  // Accessor errors deep in the metadata do not know the file: prefix it.
+  try {
+    return load_checkpoint_unchecked(path);
+  } catch (const Error& e) {
+    std::string m = e.what();
+    if (m.rfind(path, 0) == 0) throw;
+    fail(path + ": unexpected checkpoint content: " + m);
+  } catch (const std::exception& e) {
+    fail(path + ": " + describe_exception(std::current_exception()));
+  }
+}
+
+static Checkpoint load_checkpoint_unchecked(const std::string& path) {
   Checkpoint ck;
   ck.path = path;
   ck.raw = load_torch_file(path);
@@ -513,7 +528,7 @@ void save_checkpoint(const std::string& path, const CheckpointData& data, const 
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
   try {
-    ZipWriter zip(tmp);
+    ZipWriter zip(tmp);  // its errors name the temporary file; the catch below adds the target
     const std::string prefix = "archive/";
     zip.add(prefix + "data.pkl", pkl.data(), pkl.size());
     static const std::string byteorder = "little";
@@ -525,9 +540,11 @@ void save_checkpoint(const std::string& path, const CheckpointData& data, const 
     zip.finish();  // fsyncs the file
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       fail(path + ": could not move the new checkpoint into place (" + std::strerror(errno) + ")");
-  } catch (...) {
+  } catch (const std::exception& e) {
     std::remove(tmp.c_str());
-    throw;
+    std::string m = e.what();
+    if (m.rfind(path + ":", 0) == 0) throw;
+    fail(path + ": saving failed, the previous file (if any) is unchanged: " + m);
   }
   // Make the rename itself durable.
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
