@@ -69,6 +69,24 @@ static const char* kPickleProto0Hex =
     "286470300a56610a70310a286c70320a49310a6146322e350a6156780a70330a614e614930310a617356620a70340a284933"
     "0a7470350a732e";
 
+// {'np_f': np.float64(0.5), 'np_i': np.int64(-7), 'np_f4': np.float32(0.25), 'np_b': np.bool_(True),
+//  'dev': torch.device('cuda', 1), 'cpu': torch.device('cpu'), 'dt': torch.float16,
+//  'dd': collections.defaultdict(list, {'k': [1]})}, protocol 2.
+static const char* kPickleNumpyTorchHex =
+    "80027d71002858040000006e705f667101636e756d70792e636f72652e6d756c746961727261790a7363616c61720a710263"
+    "6e756d70790a64747970650a71035802000000663871048988877105527106284b0358010000003c71074e4e4e4affffffff"
+    "4affffffff4b0074710862635f636f646563730a656e636f64650a71095809000000000000000000c3a03f710a5806000000"
+    "6c6174696e31710b86710c52710d86710e52710f58040000006e705f69711068026803580200000069387111898887711252"
+    "7113284b0368074e4e4e4affffffff4affffffff4b007471146268095810000000c3b9c3bfc3bfc3bfc3bfc3bfc3bfc3bf71"
+    "15680b86711652711786711852711958050000006e705f6634711a6802680358020000006634711b898887711c52711d284b"
+    "0368074e4e4e4affffffff4affffffff4b0074711e62680958050000000000c2803e711f680b867120527121867122527123"
+    "58040000006e705f627124680268035802000000623171258988877126527127284b0358010000007c71284e4e4e4affffff"
+    "ff4affffffff4b00747129626809580100000001712a680b86712b52712c86712d52712e5803000000646576712f63746f72"
+    "63680a6465766963650a713058040000006375646171314b0186713252713358030000006370757134683058030000006370"
+    "75713585713652713758020000006474713863746f7263680a666c6f617431360a713958020000006464713a63636f6c6c65"
+    "6374696f6e730a64656661756c74646963740a713b635f5f6275696c74696e5f5f0a6c6973740a713c85713d52713e580100"
+    "00006b713f5d71404b016173752e";
+
 std::vector<uint8_t> from_hex(const std::string& h) {
   std::vector<uint8_t> out;
   for (size_t k = 0; k + 1 < h.size(); k += 2) out.push_back(uint8_t(std::stoi(h.substr(k, 2), nullptr, 16)));
@@ -332,6 +350,16 @@ TEST_CASE("unpickles a protocol 0 (text) pickle") {
   EXPECT(a.size() == 5 && a[0].as_int() == 1 && a[1].as_float() == 2.5 && a[2].as_str() == "x");
   EXPECT(a[3].is_none() && a[4].is_bool() && a[4].as_bool());
   EXPECT(v.get("b")->is_tuple() && v.get("b")->items()[0].as_int() == 3);
+}
+
+TEST_CASE("unpickles numpy scalars, torch.device, dtypes and defaultdict") {
+  PyValue v = unpickle_bytes(from_hex(kPickleNumpyTorchHex));
+  EXPECT(v.get("np_f")->is_float() && v.get("np_f")->as_float() == 0.5);
+  EXPECT(v.get("np_i")->is_int() && v.get("np_i")->as_int() == -7);
+  EXPECT(v.get("np_f4")->as_float() == 0.25 && v.get("np_b")->is_bool() && v.get("np_b")->as_bool());
+  EXPECT(v.get("dev")->as_str() == "cuda:1" && v.get("cpu")->as_str() == "cpu");
+  EXPECT(v.get("dt")->is_global() && v.get("dt")->qualname() == "torch.float16");
+  EXPECT(v.get("dd")->is_dict() && v.get("dd")->get("k")->items()[0].as_int() == 1);
 }
 
 TEST_CASE("pickler round trip, including tensors") {
