@@ -574,6 +574,52 @@ TEST_CASE("loads a training-style checkpoint (EMA model, fp16 optimizer state)")
   EXPECT(ck.extra["train_metrics"]["fitness"].as<double>() == 0.375 && ck.extra["scaler"].IsNull());
 }
 
+// The train_like.pt model rebuilt in libtorch: Conv(conv, bn, act) then a plain Conv2d.
+struct ConvBlockImpl : torch::nn::Module {
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+  ConvBlockImpl(int64_t c1, int64_t c2) {
+    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(c1, c2, 3).bias(false)));
+    bn = register_module("bn", torch::nn::BatchNorm2d(c2));
+  }
+  torch::Tensor forward(torch::Tensor x) { return torch::silu(bn(conv(x))); }
+};
+TORCH_MODULE(ConvBlock);
+struct TinyModelImpl : torch::nn::Module {
+  torch::nn::Sequential model{nullptr};
+  TinyModelImpl(int64_t c_out) {
+    model = register_module("model", torch::nn::Sequential(ConvBlock(3, 4), torch::nn::Conv2d(torch::nn::Conv2dOptions(4, c_out, 1))));
+  }
+};
+TORCH_MODULE(TinyModel);
+
+TEST_CASE("state_dict_of/load_state_dict follow PyTorch names and order") {
+  y26::Checkpoint ck = y26::load_checkpoint(fixture("io/train_like.pt"));
+  TinyModel m(2);
+  y26::NamedTensors mine = y26::state_dict_of(*m);
+  EXPECT(mine.size() == ck.state_dict.size());
+  for (size_t k = 0; k < std::min(mine.size(), ck.state_dict.size()); ++k)
+    EXPECT_MSG(mine[k].first == ck.state_dict[k].first, mine[k].first << " vs " << ck.state_dict[k].first);
+  y26::load_state_dict(*m, ck.state_dict);
+  EXPECT(torch::equal(m->model[1]->as<torch::nn::Conv2d>()->bias, ck.state_dict[7].second));
+  EXPECT(m->model[0]->as<ConvBlock>()->bn->num_batches_tracked.item<int64_t>() == 42);
+  EXPECT(m->model[0]->as<ConvBlock>()->bn->running_var.sum().item<float>() == 3.f);
+
+  // A model of another width: nothing is copied and the error lists the mismatch.
+  TinyModel other(5);
+  torch::Tensor before = other->model[0]->as<ConvBlock>()->conv->weight.clone();
+  std::string err = error_of([&] { y26::load_state_dict(*other, ck.state_dict, true, "train_like.pt"); });
+  EXPECT_MSG(contains(err, "train_like.pt") && contains(err, "2 shape mismatches: model.1.weight"), err);
+  EXPECT(torch::equal(other->model[0]->as<ConvBlock>()->conv->weight, before));
+
+  // Missing and unexpected names: errors when strict, ignored otherwise.
+  y26::NamedTensors partial(ck.state_dict.begin(), ck.state_dict.begin() + 6);
+  partial.emplace_back("model.9.extra", torch::zeros({1}));
+  err = error_of([&] { y26::load_state_dict(*m, partial); });
+  EXPECT_MSG(contains(err, "2 missing: model.1.weight, model.1.bias") && contains(err, "1 unexpected: model.9.extra"), err);
+  y26::load_state_dict(*m, partial, /*strict=*/false);
+}
+
 // ---- our format ---------------------------------------------------------------------------------
 
 static y26::CheckpointData sample_training_data() {

@@ -106,6 +106,57 @@ NamedTensors module_state_dict(const PyValue& module) {
   return out;
 }
 
+static void collect_libtorch(const torch::nn::Module& m, const std::string& prefix, NamedTensors& out) {
+  for (const auto& p : m.named_parameters(/*recurse=*/false))
+    if (p.value().defined()) out.emplace_back(prefix + p.key(), p.value());
+  for (const auto& b : m.named_buffers(/*recurse=*/false))
+    if (b.value().defined()) out.emplace_back(prefix + b.key(), b.value());
+  for (const auto& c : m.named_children()) collect_libtorch(*c.value(), prefix + c.key() + ".", out);
+}
+
+NamedTensors state_dict_of(const torch::nn::Module& module) {
+  NamedTensors out;
+  collect_libtorch(module, "", out);
+  return out;
+}
+
+static std::string first_few(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t k = 0; k < v.size() && k < 5; ++k) s += (k ? ", " : "") + v[k];
+  if (v.size() > 5) s += ", ...";
+  return s;
+}
+
+void load_state_dict(torch::nn::Module& module, const NamedTensors& state, bool strict, const std::string& source) {
+  NamedTensors targets = state_dict_of(module);
+  std::unordered_map<std::string, const torch::Tensor*> given;
+  for (const auto& kv : state) given[kv.first] = &kv.second;
+  std::vector<std::string> missing, mismatched, unexpected;
+  std::vector<std::pair<torch::Tensor, const torch::Tensor*>> copies;
+  std::unordered_set<std::string> known;
+  for (const auto& kv : targets) {
+    known.insert(kv.first);
+    auto it = given.find(kv.first);
+    if (it == given.end()) { missing.push_back(kv.first); continue; }
+    if (it->second->sizes() != kv.second.sizes()) {
+      mismatched.push_back(kv.first + " (checkpoint " + c10::str(it->second->sizes()) + ", model " + c10::str(kv.second.sizes()) + ")");
+      continue;
+    }
+    copies.emplace_back(kv.second, it->second);
+  }
+  for (const auto& kv : state)
+    if (!known.count(kv.first)) unexpected.push_back(kv.first);
+  std::string problems;
+  if (!mismatched.empty()) problems += std::to_string(mismatched.size()) + " shape mismatches: " + first_few(mismatched) + "; ";
+  if (strict && !missing.empty()) problems += std::to_string(missing.size()) + " missing: " + first_few(missing) + "; ";
+  if (strict && !unexpected.empty()) problems += std::to_string(unexpected.size()) + " unexpected: " + first_few(unexpected) + "; ";
+  if (!problems.empty())
+    fail(source + ": the weights do not fit the model (" + problems.substr(0, problems.size() - 2) +
+         "); check that the model YAML, scale, nc and task match the checkpoint");
+  torch::NoGradGuard no_grad;
+  for (auto& c : copies) c.first.copy_(*c.second);
+}
+
 // Floating tensors -> contiguous float32 (fp16/bf16 widen exactly); integer tensors keep their dtype.
 static torch::Tensor to_engine(const torch::Tensor& t) {
   torch::Tensor c = t.is_floating_point() ? t.to(torch::kFloat) : t;
