@@ -426,6 +426,66 @@ TEST_CASE("unpickler rejects bad input with clear errors") {
   EXPECT(v.is_object() && v.qualname() == "os.system" && v.as_object().args.items()[0].as_str() == "ls");
 }
 
+TEST_CASE("mutated pickles fail with y26::Error, never crash") {
+  y26::ZipReader zip(fixture("io/train_like.pt"));
+  const std::vector<uint8_t> good = zip.read("train_like/data.pkl");
+  auto loader = [](const PyValue& pid) {
+    int64_t numel = pid.items().at(4).as_int();
+    if (numel < 0 || numel > 100000) y26::fail("fuzz: storage size out of range");
+    return PyValue::tensor(torch::zeros({numel}));
+  };
+  std::mt19937 gen(7);
+  int ok = 0, errors = 0, other = 0;
+  for (int it = 0; it < 3000; ++it) {
+    std::vector<uint8_t> b = good;
+    if (it % 4 == 0) {
+      b.resize(gen() % b.size());  // truncated
+    } else {
+      for (int k = 0, n = 1 + int(gen() % 4); k < n; ++k) b[gen() % b.size()] = uint8_t(gen());
+    }
+    try {
+      PyValue v = y26::unpickle(b.data(), b.size(), loader, "fuzz");
+      v.repr(3);
+      y26::to_yaml(v);
+      ++ok;
+    } catch (const y26::Error&) {
+      ++errors;
+    } catch (const std::exception& e) {
+      if (other++ < 3) std::cerr << "  non-y26 exception: " << e.what() << "\n";
+    }
+  }
+  std::cout << "  3000 mutations: " << ok << " parsed, " << errors << " y26::Error, " << other << " other\n";
+  EXPECT(other == 0);
+  EXPECT(errors > 1000);  // most mutations must be caught
+}
+
+TEST_CASE("mutated checkpoint files fail with y26::Error, never crash") {
+  const std::vector<uint8_t> good = slurp(fixture("io/train_like.pt"));
+  const std::string p = tmp_dir() + "/mutated.pt";
+  std::mt19937 gen(11);
+  int ok = 0, errors = 0, other = 0;
+  for (int it = 0; it < 400; ++it) {
+    std::vector<uint8_t> b = good;
+    // Mostly hit the zip structures (local headers at the front, central directory at the end).
+    for (int k = 0, n = 1 + int(gen() % 3); k < n; ++k) {
+      size_t at = it % 2 ? b.size() - 1 - gen() % std::min<size_t>(b.size(), 3000) : gen() % b.size();
+      b[at] = uint8_t(gen());
+    }
+    spit(p, b);
+    try {
+      y26::load_checkpoint(p);
+      ++ok;
+    } catch (const y26::Error&) {
+      ++errors;
+    } catch (const std::exception& e) {
+      if (other++ < 3) std::cerr << "  non-y26 exception: " << e.what() << "\n";
+    }
+  }
+  std::cout << "  400 file mutations: " << ok << " loaded, " << errors << " y26::Error, " << other << " other\n";
+  EXPECT(other == 0);
+  EXPECT(errors > 100);
+}
+
 TEST_CASE("PyValue accessors report kind mismatches") {
   PyValue s = PyValue::str("x");
   std::string err = error_of([&] { s.as_int(); });
