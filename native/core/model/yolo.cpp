@@ -290,24 +290,9 @@ StateDict YoloModel::state_dict() const {
 }
 
 void YoloModel::load_state_dict(const StateDict& sd, const std::string& source) {
-  auto mine = state_dict();
-  std::unordered_map<std::string, const torch::Tensor*> want;
-  for (const auto& kv : mine) want.emplace(kv.first, &kv.second);
-  const std::string fix = " (the weights do not fit this " + display_name() +
-                          " model: check the task, nc, kpt_shape and scale of the YAML)";
-  std::unordered_map<std::string, const torch::Tensor*> given;
-  for (const auto& [k, t] : sd) {
-    auto it = want.find(k);
-    if (it == want.end()) fail(source + ": unexpected key '" + k + "'" + fix);
-    if (!t.defined() || t.sizes() != it->second->sizes())
-      fail(source + ": key '" + k + "' has shape " + (t.defined() ? shape_str(t) : "<none>") + ", the model expects " +
-           shape_str(*it->second) + fix);
-    given.emplace(k, &t);
-  }
-  for (const auto& kv : mine)
-    if (!given.count(kv.first)) fail(source + ": missing key '" + kv.first + "'" + fix);
-  torch::NoGradGuard ng;
-  for (auto& kv : mine) kv.second.copy_(given[kv.first]->to(kv.second.device(), kv.second.scalar_type()));
+  // Before fuse() the module tree is exactly the official one, so the generic all-or-nothing loader applies.
+  if (fused_) fail(source + ": load weights before fuse(), the fused model has no BatchNorm or one2many head");
+  ::y26::load_state_dict(static_cast<torch::nn::Module&>(*this), sd, /*strict=*/true, source);
 }
 
 void YoloModel::load_state_dict(const std::map<std::string, torch::Tensor>& sd, const std::string& source) {

@@ -40,7 +40,8 @@ class YoloModel : public torch::nn::Module {
 
   // Official names and order (params then buffers per module, children in registration order).
   StateDict state_dict() const;
-  // Exact key set and shapes required; the error names the first mismatching key and `source`.
+  // Exact key set and shapes required (io/checkpoint's loader: the error names `source` and the first
+  // mismatching keys); nothing is copied unless everything fits. Only before fuse().
   void load_state_dict(const StateDict& sd, const std::string& source);
   void load_state_dict(const std::map<std::string, torch::Tensor>& sd, const std::string& source);
 
