@@ -261,6 +261,12 @@ TEST_CASE("builtin names resolve to family files and scales; YOLO26_MODELS_DIR /
   EXPECT(cfg.kpt_shape == std::vector<int64_t>({17, 3}));
   EXPECT(cfg.end2end && cfg.reg_max == 1 && cfg.layers.size() == 24);
   EXPECT(load_model_config("yolo26m-cls.yaml").task == "classify");
+  // The dict kept for checkpoints carries scale, yaml_file and channels like the official one.
+  EXPECT(cfg.yaml["scale"].as<std::string>() == "x" && cfg.yaml["yaml_file"].as<std::string>() == "yolo26x-pose.yaml");
+  EXPECT(cfg.yaml["channels"].as<int>() == 3 && cfg.yaml["backbone"].size() == 11);
+  // A checkpoint-style dict (scale inside, args with None) round-trips into the same network.
+  auto again = std::make_shared<YoloModel>(parse_model_config(YAML::Load(YAML::Dump(cfg.yaml)), "dumped"));
+  EXPECT(again->config().scale == "x" && again->num_params() == 62914350);
   // A YAML without a scale letter takes the first listed scale, as the official tooling does.
   EXPECT(load_model_config(models_dir() + "/yolo26-obb.yaml").scale == "n");
   set_models_dir("/nonexistent");

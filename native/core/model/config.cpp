@@ -82,7 +82,12 @@ ModelConfig load_model_config(const std::string& name_or_path) {
     fail(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
   if (!root.IsMap()) fail(path + ": a model YAML must be a mapping with nc, scales, backbone and head");
-  return parse_model_config(root, path, scale);
+  ModelConfig cfg = parse_model_config(root, path, scale);
+  // Keys the official model adds to its yaml dict, so saved checkpoints carry them too.
+  if (!cfg.yaml["scale"] && !cfg.scale.empty()) cfg.yaml["scale"] = cfg.scale;
+  if (!cfg.yaml["yaml_file"]) cfg.yaml["yaml_file"] = basename_of(name_or_path);
+  if (!cfg.yaml["channels"]) cfg.yaml["channels"] = cfg.channels;
+  return cfg;
 }
 
 ModelConfig parse_model_config(const YAML::Node& yaml_in, const std::string& source, const std::string& scale_in) {
