@@ -436,4 +436,24 @@ TEST_CASE("p2 and p6 variants: four levels with strides 4..32 and 8..64") {
   }
 }
 
+TEST_CASE("clone_model gives an independent copy with the same outputs") {
+  auto m = build_model("yolo26n.yaml", 3);
+  randomize_bn(*m, 3);
+  m->eval();
+  auto c = m->clone_model();
+  EXPECT(!c->is_training() && c->num_params() == m->num_params());
+  auto x = torch::rand({1, 3, 128, 160});
+  auto a = m->forward(x), b = c->forward(x);
+  EXPECT(a.one2one.scores.equal(b.one2one.scores) && a.one2many.boxes.equal(b.one2many.boxes));
+  {
+    torch::NoGradGuard ng;
+    c->state_dict().front().second.add_(1.0);  // the copy owns its storage
+  }
+  EXPECT(!m->state_dict().front().second.equal(c->state_dict().front().second));
+  m->fuse();
+  auto f = m->clone_model();
+  EXPECT(f->is_fused() && f->num_params() == m->num_params());
+  EXPECT((f->forward(x).end2end - m->forward(x).end2end).abs().max().item<double>() == 0);
+}
+
 TEST_MAIN()

@@ -308,6 +308,25 @@ void YoloModel::fuse() {
   fused_ = true;
 }
 
+std::shared_ptr<YoloModel> YoloModel::clone_model() const {
+  auto m = std::make_shared<YoloModel>(cfg_);
+  if (fused_) m->fuse();
+  auto src = state_dict();
+  if (!src.empty()) m->to(src.front().second.device());
+  auto dst = m->state_dict();
+  {
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < src.size(); ++i) {
+      dst[i].second.set_data(src[i].second.detach().clone());
+      if (dst[i].second.is_floating_point()) dst[i].second.set_requires_grad(src[i].second.requires_grad());
+    }
+  }
+  m->max_det = max_det;
+  m->compute_classic = compute_classic;
+  m->train(is_training());
+  return m;
+}
+
 int64_t YoloModel::num_params(bool trainable_only) const {
   StateDict ps;
   for (const auto& c : named_children()) collect(*c.value(), "", false, ps, nullptr);

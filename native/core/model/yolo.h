@@ -49,6 +49,9 @@ class YoloModel : public torch::nn::Module {
   void fuse();
   bool is_fused() const { return fused_; }
 
+  // An independent copy (same config, weights, buffers, fused state, device and mode): EMA, export.
+  std::shared_ptr<YoloModel> clone_model() const;
+
   int64_t num_params(bool trainable_only = false) const;
   int64_t num_layers() const;  // modules in the (fuse-aware) tree
   double gflops(int imgsz = 640);  // 2 x multiply-adds of convs, linears and attention matmuls at imgsz x imgsz
