@@ -411,12 +411,19 @@ TEST_CASE("GFLOPs, layer counts and the info() summary") {
   double g = m->gflops(640);
   EXPECT_MSG(g > 5.6 && g < 6.6, "yolo26n unfused GFLOPs " << g << " (official 6.1)");
   EXPECT(m->is_training());  // gflops() restores the mode
+  // Same count as len(list(model.modules())) of the official model (fixtures' keys.json).
+  EXPECT_MSG(m->num_layers() == 454, "layers " << m->num_layers());
+  auto pose = build_model("yolo26n-pose.yaml", 1);
+  EXPECT_MSG(pose->num_layers() == 596, "pose layers " << pose->num_layers());
+  pose->fuse();
+  EXPECT_MSG(pose->num_layers() == 305, "pose fused layers " << pose->num_layers());
   auto text = m->info();
   EXPECT_MSG(contains(text, "YOLO26n summary: ") && contains(text, "2,572,280 parameters"), text);
   m->fuse();
   double gf = m->gflops(640);
   EXPECT_MSG(gf > 5.0 && gf < 5.8, "yolo26n fused GFLOPs " << gf << " (official 5.4)");
   EXPECT(contains(m->info(), "YOLO26n summary (fused)"));
+  EXPECT_MSG(m->num_layers() == 284, "fused layers " << m->num_layers());
   auto verbose = build_model("yolo26n-seg.yaml")->info(true, 320);
   EXPECT_MSG(contains(verbose, "Segment26") && contains(verbose, "C2PSA"), verbose);
 }

@@ -59,8 +59,20 @@ std::string thousands(int64_t v) {
   return s;
 }
 
+// Parameter-free modules the official tree holds inside `m` that ours computes functionally: Identity acts,
+// MaxPool, the dfl Identity, the SiLUs that deepcopy gives each one2one branch, Classify's pool/dropout,
+// RealNVP's activations. Counted so num_layers() equals len(list(model.modules())) upstream.
+int64_t functional_modules(const torch::nn::Module& m) {
+  if (auto* c = dynamic_cast<const Conv*>(&m)) return c->has_act() ? 0 : 1;
+  if (dynamic_cast<const SPPF*>(&m)) return 1;
+  if (dynamic_cast<const ClassifyHead*>(&m)) return 2;
+  if (auto* f = dynamic_cast<const FlowMLP*>(&m)) return f->tanh ? 3 : 2;
+  if (auto* h = dynamic_cast<const DetectHead*>(&m)) return 1 + (h->spec.end2end ? (h->one2one_cv4 ? 3 : 2) : 0);
+  return 0;
+}
+
 void collect(const torch::nn::Module& m, const std::string& prefix, bool buffers, StateDict& out, int64_t* modules) {
-  if (modules) ++*modules;
+  if (modules) *modules += 1 + functional_modules(m);
   for (const auto& p : m.named_parameters(false)) out.emplace_back(prefix + p.key(), p.value());
   if (buffers)
     for (const auto& b : m.named_buffers(false)) out.emplace_back(prefix + b.key(), b.value());
@@ -338,8 +350,9 @@ int64_t YoloModel::num_params(bool trainable_only) const {
 
 int64_t YoloModel::num_layers() const {
   StateDict ps;
-  int64_t n = 0;
+  int64_t n = 2;  // the model itself and the one SiLU instance all activated Convs share upstream
   for (const auto& c : named_children()) collect(*c.value(), "", false, ps, &n);
+  for (const auto& s : steps_) n += s.kind == Kind::Concat || s.kind == Kind::Upsample;
   return n;
 }
 
