@@ -82,14 +82,19 @@ ModelConfig load_model_config(const std::string& name_or_path) {
     fail(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
   if (!root.IsMap()) fail(path + ": a model YAML must be a mapping with nc, scales, backbone and head");
-  return parse_model_config(root, path, scale);
+  ModelConfig cfg = parse_model_config(root, path, scale);
+  // Keys the official model adds to its yaml dict, so saved checkpoints carry them too.
+  if (!cfg.yaml["scale"] && !cfg.scale.empty()) cfg.yaml["scale"] = cfg.scale;
+  if (!cfg.yaml["yaml_file"]) cfg.yaml["yaml_file"] = basename_of(name_or_path);
+  if (!cfg.yaml["channels"]) cfg.yaml["channels"] = cfg.channels;
+  return cfg;
 }
 
 ModelConfig parse_model_config(const YAML::Node& yaml_in, const std::string& source, const std::string& scale_in) {
   ModelConfig cfg;
   cfg.source = source;
   cfg.yaml = YAML::Clone(yaml_in);
-  const YAML::Node& y = cfg.yaml;
+  const YAML::Node& y = yaml_in;  // read the original: clones lose the line marks
   auto need = [&](const char* key) {
     if (!y[key]) fail(source + ": missing key '" + std::string(key) + "' (every model YAML needs nc, backbone, head)");
     return y[key];

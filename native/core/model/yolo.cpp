@@ -5,6 +5,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "io/checkpoint.h"
 #include "model/postprocess.h"
 #include "util/error.h"
 
@@ -58,8 +59,20 @@ std::string thousands(int64_t v) {
   return s;
 }
 
+// Parameter-free modules the official tree holds inside `m` that ours computes functionally: Identity acts,
+// MaxPool, the dfl Identity, the SiLUs that deepcopy gives each one2one branch, Classify's pool/dropout,
+// RealNVP's activations. Counted so num_layers() equals len(list(model.modules())) upstream.
+int64_t functional_modules(const torch::nn::Module& m) {
+  if (auto* c = dynamic_cast<const Conv*>(&m)) return c->has_act() ? 0 : 1;
+  if (dynamic_cast<const SPPF*>(&m)) return 1;
+  if (dynamic_cast<const ClassifyHead*>(&m)) return 2;
+  if (auto* f = dynamic_cast<const FlowMLP*>(&m)) return f->tanh ? 3 : 2;
+  if (auto* h = dynamic_cast<const DetectHead*>(&m)) return 1 + (h->spec.end2end ? (h->one2one_cv4 ? 3 : 2) : 0);
+  return 0;
+}
+
 void collect(const torch::nn::Module& m, const std::string& prefix, bool buffers, StateDict& out, int64_t* modules) {
-  if (modules) ++*modules;
+  if (modules) *modules += 1 + functional_modules(m);
   for (const auto& p : m.named_parameters(false)) out.emplace_back(prefix + p.key(), p.value());
   if (buffers)
     for (const auto& b : m.named_buffers(false)) out.emplace_back(prefix + b.key(), b.value());
@@ -218,7 +231,10 @@ std::vector<torch::Tensor> YoloModel::run_backbone(const torch::Tensor& input, t
       case Kind::Block: x = s.block->forward(get(s.from[0], i)); break;
       case Kind::Upsample: {
         const auto& in = get(s.from[0], i);
-        x = torch::upsample_nearest2d(in, std::vector<int64_t>{in.size(2) * 2, in.size(3) * 2});
+        x = torch::nn::functional::interpolate(
+            in, torch::nn::functional::InterpolateFuncOptions()
+                    .size(std::vector<int64_t>{in.size(2) * 2, in.size(3) * 2})
+                    .mode(torch::kNearest));
         break;
       }
       case Kind::Concat: {
@@ -286,24 +302,9 @@ StateDict YoloModel::state_dict() const {
 }
 
 void YoloModel::load_state_dict(const StateDict& sd, const std::string& source) {
-  auto mine = state_dict();
-  std::unordered_map<std::string, const torch::Tensor*> want;
-  for (const auto& kv : mine) want.emplace(kv.first, &kv.second);
-  const std::string fix = " (the weights do not fit this " + display_name() +
-                          " model: check the task, nc, kpt_shape and scale of the YAML)";
-  std::unordered_map<std::string, const torch::Tensor*> given;
-  for (const auto& [k, t] : sd) {
-    auto it = want.find(k);
-    if (it == want.end()) fail(source + ": unexpected key '" + k + "'" + fix);
-    if (!t.defined() || t.sizes() != it->second->sizes())
-      fail(source + ": key '" + k + "' has shape " + (t.defined() ? shape_str(t) : "<none>") + ", the model expects " +
-           shape_str(*it->second) + fix);
-    given.emplace(k, &t);
-  }
-  for (const auto& kv : mine)
-    if (!given.count(kv.first)) fail(source + ": missing key '" + kv.first + "'" + fix);
-  torch::NoGradGuard ng;
-  for (auto& kv : mine) kv.second.copy_(given[kv.first]->to(kv.second.device(), kv.second.scalar_type()));
+  // Before fuse() the module tree is exactly the official one, so the generic all-or-nothing loader applies.
+  if (fused_) fail(source + ": load weights before fuse(), the fused model has no BatchNorm or one2many head");
+  ::y26::load_state_dict(static_cast<torch::nn::Module&>(*this), sd, /*strict=*/true, source);
 }
 
 void YoloModel::load_state_dict(const std::map<std::string, torch::Tensor>& sd, const std::string& source) {
@@ -319,6 +320,25 @@ void YoloModel::fuse() {
   fused_ = true;
 }
 
+std::shared_ptr<YoloModel> YoloModel::clone_model() const {
+  auto m = std::make_shared<YoloModel>(cfg_);
+  if (fused_) m->fuse();
+  auto src = state_dict();
+  if (!src.empty()) m->to(src.front().second.device());
+  auto dst = m->state_dict();
+  {
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < src.size(); ++i) {
+      dst[i].second.set_data(src[i].second.detach().clone());
+      if (dst[i].second.is_floating_point()) dst[i].second.set_requires_grad(src[i].second.requires_grad());
+    }
+  }
+  m->max_det = max_det;
+  m->compute_classic = compute_classic;
+  m->train(is_training());
+  return m;
+}
+
 int64_t YoloModel::num_params(bool trainable_only) const {
   StateDict ps;
   for (const auto& c : named_children()) collect(*c.value(), "", false, ps, nullptr);
@@ -330,8 +350,9 @@ int64_t YoloModel::num_params(bool trainable_only) const {
 
 int64_t YoloModel::num_layers() const {
   StateDict ps;
-  int64_t n = 0;
+  int64_t n = 2;  // the model itself and the one SiLU instance all activated Convs share upstream
   for (const auto& c : named_children()) collect(*c.value(), "", false, ps, &n);
+  for (const auto& s : steps_) n += s.kind == Kind::Concat || s.kind == Kind::Upsample;
   return n;
 }
 
@@ -383,6 +404,20 @@ std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc) 
   auto cfg = load_model_config(name_or_path);
   if (nc > 0) set_num_classes(cfg, nc);
   return std::make_shared<YoloModel>(cfg);
+}
+
+std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::string& source) {
+  if (!ckpt.yaml || !ckpt.yaml.IsMap() || !ckpt.yaml["backbone"])
+    fail(source + ": the checkpoint has no model YAML (backbone/head); build from a YAML and load the weights");
+  auto cfg = parse_model_config(ckpt.yaml, source);
+  if (ckpt.nc > 0 && ckpt.nc != cfg.nc) set_num_classes(cfg, (int)ckpt.nc);
+  auto m = std::make_shared<YoloModel>(cfg);
+  m->load_state_dict(ckpt.state_dict, source);
+  return m;
+}
+
+std::shared_ptr<YoloModel> load_model(const std::string& checkpoint_path) {
+  return build_model(load_checkpoint(checkpoint_path), checkpoint_path);
 }
 
 }  // namespace y26
