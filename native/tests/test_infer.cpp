@@ -490,6 +490,46 @@ TEST_CASE("pipeline: results in source order, scaled back, timings, batches of m
   EXPECT(p.warnings().empty());
 }
 
+TEST_CASE("pipeline: parallel decoders keep source order and give the same results") {
+  fs::path d = scratch("pipe_workers");
+  write_images(d, 23, 64, 48);
+  std::ofstream(d / "img_07x.png") << "corrupt";
+  std::vector<std::vector<uint8_t>> encoded;
+  for (int i = 0; i < 9; ++i) {
+    std::vector<uint8_t> buf;
+    cv::imencode(".png", cv::Mat(40, 40, CV_8UC3, cv::Scalar(20 * i, 0, 0)), buf);
+    encoded.push_back(buf);
+  }
+  auto collect = [&](std::unique_ptr<y26::Source> src, int workers, int batch) {
+    y26::PipelineOptions po;
+    po.imgsz_h = po.imgsz_w = 64;
+    po.workers = workers;
+    po.batch = batch;
+    y26::Pipeline p(std::move(src), fake_forward, po);
+    std::vector<y26::Result> out;
+    y26::Result r;
+    while (p.next(r)) out.push_back(r);
+    return out;
+  };
+  auto one = collect(y26::open_path_source(d.string()), 1, 1);
+  auto many = collect(y26::open_path_source(d.string()), 4, 3);
+  EXPECT(one.size() == 24 && many.size() == 24);
+  if (one.size() == 24 && many.size() == 24) {
+    for (size_t i = 0; i < 24; ++i) {
+      EXPECT(one[i].path == many[i].path && one[i].index == many[i].index && one[i].error.empty() == many[i].error.empty());
+      if (one[i].size() && many[i].size()) EXPECT(torch::equal(one[i].conf, many[i].conf) && torch::equal(one[i].boxes, many[i].boxes));
+    }
+    for (size_t i = 0; i + 1 < 23; ++i) EXPECT(many[i].index < many[i + 1].index);
+    EXPECT(!many[23].error.empty() && many[23].path.find("img_07x.png") != std::string::npos);
+  }
+  auto mem = collect(y26::open_encoded_source(encoded), 3, 2);
+  EXPECT(mem.size() == 9);
+  for (size_t i = 0; i < mem.size(); ++i) {
+    EXPECT(mem[i].path == "memory:" + std::to_string(i));
+    if (i > 0 && mem[i].size() && mem[i - 1].size()) EXPECT(mem[i].conf[0].item<float>() > mem[i - 1].conf[0].item<float>());
+  }
+}
+
 TEST_CASE("pipeline: skip_errors warns instead of yielding the error item") {
   fs::path d = scratch("pipe_skip");
   write_images(d, 2);
@@ -520,9 +560,12 @@ TEST_CASE("pipeline: a slow consumer keeps decoding bounded (backpressure)") {
     ++consumed;
     std::this_thread::sleep_for(std::chrono::milliseconds(40));  // the worker is far faster than this consumer
   }
-  // Ahead of the consumer: the queue (2 batches), the batch being handed out and the one the worker holds.
+  // Ahead of the consumer: the decode window, the queue (2 batches), the batch being handed out and the one the
+  // batcher holds.
   const int64_t ahead = counter->produced - consumed;
-  EXPECT_MSG(ahead <= po.batch * (po.queue_batches + 2), ahead << " frames decoded ahead of the consumer");
+  const int64_t bound = p.decode_window() + po.workers - 1 + po.batch * (po.queue_batches + 2);
+  EXPECT_MSG(ahead <= bound, ahead << " frames decoded ahead of the consumer (bound " << bound << ")");
+  EXPECT(ahead >= po.batch);  // and it did read ahead
   EXPECT(p.max_queue_depth() <= 2);
   EXPECT(p.max_queue_depth() >= 1);
   EXPECT(p.frames_read() == counter->produced);

@@ -130,11 +130,26 @@ cv::Mat to_bgr3(const cv::Mat& m) {
   return out;
 }
 
+void decode_image_file(Frame& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f.image = cv::imread(f.path, cv::IMREAD_COLOR);
+  if (f.image.empty())
+    f.error = "image " + f.path + " cannot be decoded: the file is corrupt or truncated, or not an image format OpenCV reads";
+  f.decode_ms = ms_since(t0);
+}
+
 // Files (images and videos) in order; videos are expanded frame by frame.
 class FileSource : public Source {
  public:
   FileSource(std::vector<std::string> files, SourceOptions opt) : files_(std::move(files)), opt_(opt) {}
   bool next(Frame& out) override {
+    DecodeJob job;
+    if (!next_deferred(out, job)) return false;
+    if (job) job(out);
+    return true;
+  }
+  bool next_deferred(Frame& out, DecodeJob& job) override {
+    job = nullptr;
     out = Frame{};
     auto t0 = std::chrono::steady_clock::now();
     while (true) {
@@ -166,10 +181,7 @@ class FileSource : public Source {
         next_frame_ = 0;
         continue;
       }
-      out.image = cv::imread(path, cv::IMREAD_COLOR);
-      if (out.image.empty())
-        out.error = "image " + path + " cannot be decoded: the file is corrupt or truncated, or not an image format OpenCV reads";
-      out.decode_ms = ms_since(t0);
+      job = decode_image_file;
       return true;
     }
   }
@@ -190,16 +202,27 @@ class EncodedSource : public Source {
  public:
   explicit EncodedSource(std::vector<std::vector<uint8_t>> items) : items_(std::move(items)) {}
   bool next(Frame& out) override {
+    DecodeJob job;
+    if (!next_deferred(out, job)) return false;
+    job(out);
+    return true;
+  }
+  bool next_deferred(Frame& out, DecodeJob& job) override {
     if (pos_ >= items_.size()) return false;
     out = Frame{};
-    auto t0 = std::chrono::steady_clock::now();
     out.path = "memory:" + std::to_string(pos_);
-    std::vector<uint8_t> bytes = std::move(items_[pos_++]);  // release the buffer once decoded
-    if (!bytes.empty()) out.image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data()), cv::IMREAD_COLOR);
-    if (out.image.empty())
-      out.error = "image " + out.path + " (" + std::to_string(bytes.size()) +
+    // The job owns the bytes, so the source lets go of each buffer once it is handed out.
+    auto bytes = std::make_shared<std::vector<uint8_t>>(std::move(items_[pos_++]));
+    job = [bytes](Frame& f) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (!bytes->empty()) f.image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes->size()), CV_8UC1, bytes->data()), cv::IMREAD_COLOR);
+      if (f.image.empty())
+        f.error = "image " + f.path + " (" + std::to_string(bytes->size()) +
                   " bytes in memory) cannot be decoded: pass the complete bytes of a JPEG, PNG, BMP, WebP or TIFF file";
-    out.decode_ms = ms_since(t0);
+      f.decode_ms = ms_since(t0);
+      bytes->clear();
+      bytes->shrink_to_fit();
+    };
     return true;
   }
   std::string describe() const override { return std::to_string(items_.size()) + " encoded images in memory"; }
