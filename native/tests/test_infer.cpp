@@ -24,6 +24,7 @@
 #include "util/npy.h"
 
 namespace fs = std::filesystem;
+using torch::indexing::None;
 using torch::indexing::Slice;
 
 namespace {
@@ -277,6 +278,53 @@ TEST_CASE("classic non_max_suppression: conf, class-aware vs agnostic, multi-lab
   po.classes = {1};
   out = y26::non_max_suppression(p, po);
   EXPECT(out[0].size(0) == 1 && out[0][0][5].item<float>() == 1.f);
+}
+
+TEST_CASE("classic NMS on the real one2many output is exactly greedy NMS (independent check)") {
+  torch::Tensor dec = npy_tensor(std::string(kOutputs) + "s11_val_0000/imgsz640/one2many_decoded.npy");  // xyxy
+  y26::PostprocessOptions po;
+  po.end2end = false;
+  po.classic_xywh = false;
+  po.conf = 0.01f;
+  po.max_det = 100000;
+  torch::Tensor kept = y26::non_max_suppression(dec, po).at(0);
+  // Candidates as the NMS saw them: best class per anchor above conf.
+  torch::Tensor boxes = dec[0].index({Slice(0, 4)}).t();
+  auto [score, cls] = dec[0].index({Slice(4, None)}).max(0);
+  torch::Tensor cand = score > po.conf;
+  boxes = boxes.index({cand});
+  score = score.index({cand});
+  cls = cls.index({cand});
+  EXPECT_MSG(kept.size(0) > 20 && kept.size(0) < boxes.size(0), kept.size(0) << " kept of " << boxes.size(0));
+  auto iou = [](const torch::Tensor& a, const torch::Tensor& b) {  // (N,4) x (M,4) -> (N,M)
+    torch::Tensor lt = torch::max(a.index({Slice(), None, Slice(0, 2)}), b.index({None, Slice(), Slice(0, 2)}));
+    torch::Tensor rb = torch::min(a.index({Slice(), None, Slice(2, 4)}), b.index({None, Slice(), Slice(2, 4)}));
+    torch::Tensor inter = (rb - lt).clamp_min(0).prod(2);
+    torch::Tensor area_a = (a.select(1, 2) - a.select(1, 0)) * (a.select(1, 3) - a.select(1, 1));
+    torch::Tensor area_b = (b.select(1, 2) - b.select(1, 0)) * (b.select(1, 3) - b.select(1, 1));
+    return inter / (area_a.unsqueeze(1) + area_b.unsqueeze(0) - inter);
+  };
+  torch::Tensor kb = kept.index({Slice(), Slice(0, 4)}), ks = kept.select(1, 4), kc = kept.select(1, 5).to(torch::kInt64);
+  EXPECT((ks.index({Slice(1, None)}) <= ks.index({Slice(0, -1)})).all().item<bool>());  // sorted by score
+  // 1) no two kept boxes of one class overlap above the threshold;
+  torch::Tensor same = kc.unsqueeze(1) == kc.unsqueeze(0);
+  torch::Tensor kk = iou(kb, kb) * same.to(torch::kFloat32);
+  kk.fill_diagonal_(0);
+  EXPECT_MSG(kk.max().item<float>() <= po.iou, "kept boxes overlap: " << kk.max().item<float>());
+  // 2) every candidate is either kept (found verbatim in the output) or overlaps a kept box of its class that
+  //    scores at least as high, never both.
+  torch::Tensor cls_match = cls.unsqueeze(1) == kc.unsqueeze(0);
+  torch::Tensor identical = (boxes.unsqueeze(1) == kb.unsqueeze(0)).all(2) & cls_match;
+  torch::Tensor is_kept = identical.any(1);
+  EXPECT(is_kept.sum().item<int64_t>() == kept.size(0));
+  torch::Tensor suppressor = (iou(boxes, kb) > po.iou) & cls_match & (ks.unsqueeze(0) >= score.unsqueeze(1)) & ~identical;
+  torch::Tensor covered = suppressor.any(1);
+  EXPECT_MSG((covered ^ is_kept).all().item<bool>(), (covered & is_kept).sum().item<int64_t>() << " kept but covered, "
+             << (~covered & ~is_kept).sum().item<int64_t>() << " dropped without cause");
+  // The top detection agrees with the one2one head's top row (same object, same class).
+  torch::Tensor e2e = npy_tensor(std::string(kOutputs) + "s11_val_0000/imgsz640/end2end_fused.npy")[0];
+  EXPECT(iou(kb.index({Slice(0, 1)}), e2e.index({Slice(0, 1), Slice(0, 4)})).item<float>() > 0.5f);
+  EXPECT(kc[0].item<int64_t>() == static_cast<int64_t>(e2e[0][5].item<float>()));
 }
 
 // ---- sources ---------------------------------------------------------------------------------------------------
