@@ -59,6 +59,20 @@ y26::Letterboxed letterbox_png(const std::string& name, int imgsz) {
   return y26::letterbox(im, lo);
 }
 
+std::string message_of(const std::function<void()>& fn) {
+  try { fn(); } catch (const y26::Error& e) { return e.what(); } catch (const std::exception& e) { return std::string("other: ") + e.what(); }
+  return "";
+}
+
+// A fake end2end model on the input's device: one box (8,8)-(40,24), class 1, score from the image content.
+torch::Tensor fake_forward_any_device(const torch::Tensor& x) {
+  torch::Tensor y = torch::zeros({x.size(0), 300, 6}, x.options().dtype(torch::kFloat32));
+  y.index_put_({Slice(), 0, Slice(0, 4)}, torch::tensor({8.f, 8.f, 40.f, 24.f}).to(x.device()));
+  y.index_put_({Slice(), 0, 4}, 0.5 + 0.5 * x.index({Slice(), 2}).to(torch::kFloat32).mean({1, 2}));
+  y.index_put_({Slice(), 0, 5}, 1.f);
+  return y;
+}
+
 }  // namespace
 
 // ---- letterbox -------------------------------------------------------------------------------------------------
@@ -222,6 +236,56 @@ TEST_CASE("pose end2end postprocess: boxes match predict(), keypoints scaled lik
   }
 }
 
+TEST_CASE("obb end2end postprocess: xywhr scaled back, enclosing box clipped") {
+  // One row: centre (100, 60) in a 320x224 input of a 480x300 image (gain 2/3, pad 12 top), 60x30, angle pi/2.
+  torch::Tensor rows = torch::zeros({1, 300, 7});
+  rows[0][0][0] = 100; rows[0][0][1] = 60; rows[0][0][2] = 60; rows[0][0][3] = 30;
+  rows[0][0][4] = 0.9; rows[0][0][5] = 4; rows[0][0][6] = static_cast<float>(M_PI / 2);
+  y26::Letterboxed meta;
+  meta.orig_h = 300;
+  meta.orig_w = 480;
+  meta.ratio_pad = {2.0 / 3.0, 2.0 / 3.0, 0, 12};
+  y26::PostprocessOptions po;
+  po.task = y26::Task::Obb;
+  y26::Result r = y26::postprocess(rows, {meta}, po).at(0);
+  EXPECT(r.size() == 1 && r.obb.defined() && r.obb.size(1) == 5);
+  EXPECT_NEAR(r.obb[0][0].item<float>(), 150, 1e-4);
+  EXPECT_NEAR(r.obb[0][1].item<float>(), 72, 1e-4);
+  EXPECT_NEAR(r.obb[0][2].item<float>(), 90, 1e-4);
+  EXPECT_NEAR(r.obb[0][3].item<float>(), 45, 1e-4);
+  EXPECT_NEAR(r.obb[0][4].item<float>(), M_PI / 2, 1e-6);
+  // Rotated by 90 degrees, the enclosing box is 45 wide and 90 high around (150, 72); the top clips at 0.
+  EXPECT_NEAR(r.boxes[0][0].item<float>(), 127.5, 1e-3);
+  EXPECT_NEAR(r.boxes[0][2].item<float>(), 172.5, 1e-3);
+  EXPECT_NEAR(r.boxes[0][1].item<float>(), 27, 1e-3);
+  EXPECT_NEAR(r.boxes[0][3].item<float>(), 117, 1e-3);
+  EXPECT(r.cls[0].item<int64_t>() == 4);
+}
+
+TEST_CASE("preprocess on CUDA (pinned, non_blocking) equals CPU; without CUDA the device is refused clearly") {
+  cv::Mat im = cv::imread(image_path("wide_480x300"));
+  y26::LetterboxOptions lo;
+  lo.height = lo.width = 320;
+  cv::Mat boxed = y26::letterbox(im, lo).image;
+  torch::Tensor cpu = y26::preprocess_batch({boxed, boxed}, torch::kCPU);
+  EXPECT(cpu.sizes() == torch::IntArrayRef({2, 3, 224, 320}));
+  torch::Tensor ref = npy_tensor(std::string(kOutputs) + "wide_480x300/imgsz320/input_u8.npy").to(torch::kFloat32) / 255;
+  EXPECT(torch::equal(cpu[1], ref[0]));
+  y26::PipelineOptions po;
+  po.device = "cuda:0";
+  if (torch::cuda::is_available()) {
+    torch::Tensor gpu = y26::preprocess_batch({boxed, boxed}, torch::Device("cuda:0"));
+    EXPECT(gpu.is_cuda() && torch::equal(gpu.cpu(), cpu));
+    torch::Tensor half = y26::preprocess_batch({boxed}, torch::Device("cuda:0"), true);
+    EXPECT(half.scalar_type() == torch::kFloat16);
+    auto rs = y26::predict_all(y26::open_mat_source({im, im, im}), fake_forward_any_device, po);
+    EXPECT(rs.size() == 3 && rs[2].size() == 1);
+  } else {
+    std::string m = message_of([&] { y26::Pipeline(y26::open_mat_source({im}), fake_forward_any_device, po); });
+    EXPECT_MSG(m.find("cuda:0") != std::string::npos && m.find("cpu") != std::string::npos, m);
+  }
+}
+
 // ---- NMS -------------------------------------------------------------------------------------------------------
 
 TEST_CASE("nms keeps the best of overlapping boxes and all disjoint ones") {
@@ -345,11 +409,6 @@ std::vector<y26::Frame> drain(y26::Source& s) {
   y26::Frame f;
   while (s.next(f)) out.push_back(f);
   return out;
-}
-
-std::string message_of(const std::function<void()>& fn) {
-  try { fn(); } catch (const y26::Error& e) { return e.what(); } catch (const std::exception& e) { return std::string("other: ") + e.what(); }
-  return "";
 }
 
 }  // namespace
@@ -485,18 +544,7 @@ class CountingSource : public y26::Source {
   int w_, h_;
 };
 
-// A fake model: one box per image at input pixels (8,8)-(40,24), score = mean of the input's R channel of the
-// image (so it depends on the image), class = 1; 299 more rows with score 0.
-torch::Tensor fake_forward(const torch::Tensor& x) {
-  const int64_t b = x.size(0);
-  torch::Tensor y = torch::zeros({b, 300, 6});
-  for (int64_t i = 0; i < b; ++i) {
-    y[i][0][0] = 8; y[i][0][1] = 8; y[i][0][2] = 40; y[i][0][3] = 24;
-    y[i][0][4] = 0.5 + 0.5 * x[i][2].mean().item<float>();  // channel 2 = B of the BGR original
-    y[i][0][5] = 1;
-  }
-  return y;
-}
+torch::Tensor fake_forward(const torch::Tensor& x) { return fake_forward_any_device(x); }
 
 }  // namespace
 
@@ -699,7 +747,7 @@ TEST_CASE("annotate draws boxes, labels and skeletons; plot encodes JPEG/PNG") {
   EXPECT(out.at<cv::Vec3b>(100, 100) == cv::Vec3b(243, 243, 243));
   EXPECT(r.orig_image.at<cv::Vec3b>(100, 100) == cv::Vec3b(30, 30, 30));
   EXPECT(y26::class_color(0) == cv::Scalar(0xFF, 0x2A, 0x04));
-  std::vector<uint8_t> jpg = y26::encode_image(out, ".jpg"), png = y26::encode_image(out, "png");
+  std::vector<uint8_t> jpg = y26::plot(r, {"rectangle", "ellipse", "triangle"}), png = y26::encode_image(out, "png");
   EXPECT(jpg.size() > 100 && jpg[0] == 0xFF && jpg[1] == 0xD8);
   EXPECT(png.size() > 100 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
   cv::Mat back = cv::imdecode(png, cv::IMREAD_COLOR);

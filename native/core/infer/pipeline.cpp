@@ -247,4 +247,12 @@ bool Pipeline::next(Result& out) {
   }
 }
 
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt) {
+  Pipeline p(std::move(source), std::move(forward), std::move(opt));
+  std::vector<Result> out;
+  Result r;
+  while (p.next(r)) out.push_back(std::move(r));
+  return out;
+}
+
 }  // namespace y26

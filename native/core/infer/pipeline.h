@@ -97,4 +97,7 @@ class Pipeline {
   std::atomic<bool> source_done_{false};
 };
 
+// Runs a whole (finite) source and returns every result, error items included: the one-call predict().
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt);
+
 }  // namespace y26

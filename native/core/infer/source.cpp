@@ -5,6 +5,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <opencv2/videoio/registry.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -112,6 +113,12 @@ void expand_one(const std::string& spec, const fs::path& txt_parent, std::vector
   out.push_back(p.string());
 }
 
+// FFmpeg when OpenCV has it (the other backends, GStreamer above all, spam the console on files they cannot read).
+bool open_video(cv::VideoCapture& cap, const std::string& path) {
+  static const bool has_ffmpeg = cv::videoio_registry::hasBackend(cv::CAP_FFMPEG);
+  return cap.open(path, has_ffmpeg ? cv::CAP_FFMPEG : cv::CAP_ANY);
+}
+
 // Grabs vid_stride frames and decodes the last; false at the end of the stream.
 bool read_strided(cv::VideoCapture& cap, int stride, cv::Mat& image, int64_t& next_index, int64_t& frame_index) {
   bool ok = false;
@@ -171,7 +178,7 @@ class FileSource : public Source {
       out = Frame{};
       out.path = path;
       if (is_video_extension(lower_ext(path))) {
-        if (!cap_.open(path)) {
+        if (!open_video(cap_, path)) {
           out.is_video = true;
           out.error = "video " + path + " will not open: the container or codec is not supported by this OpenCV build (FFmpeg)";
           return true;
@@ -306,8 +313,8 @@ std::unique_ptr<Source> open_path_list_source(const std::vector<std::string>& sp
   }
   // A video named directly must open now, so the caller gets the error before the stream starts.
   if (specs.size() == 1 && files.size() == 1 && is_video_extension(lower_ext(files[0]))) {
-    cv::VideoCapture probe(files[0]);
-    if (!probe.isOpened())
+    cv::VideoCapture probe;
+    if (!open_video(probe, files[0]))
       fail("video " + files[0] + " will not open: the container or codec is not supported by this OpenCV build (FFmpeg), or the file is damaged");
   }
   return std::make_unique<FileSource>(std::move(files), opt);
