@@ -684,6 +684,21 @@ TEST_CASE("pipeline: cancel stops an endless stream and a forward error names th
   p.reset();  // joins the worker
   EXPECT(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
 
+  // A source that breaks mid-stream: the good results come first, then next() throws a y26::Error naming it.
+  struct BrokenSource : CountingSource {
+    BrokenSource() : CountingSource(-1) {}
+    bool next(y26::Frame& out) override {
+      if (produced >= 3) throw std::runtime_error("disk went away");
+      return CountingSource::next(out);
+    }
+    std::string describe() const override { return "broken test source"; }
+  };
+  y26::Pipeline b(std::make_unique<BrokenSource>(), fake_forward, po);
+  int good = 0;
+  std::string err = message_of([&] { while (b.next(r)) ++good; });
+  EXPECT(good == 3);
+  EXPECT_MSG(err.find("broken test source") != std::string::npos && err.find("disk went away") != std::string::npos, err);
+
   auto bad = [](const torch::Tensor& x) -> torch::Tensor { return torch::matmul(x, torch::zeros({7, 7})); };
   y26::Pipeline q(std::make_unique<CountingSource>(3), bad, po);
   std::string m = message_of([&] { q.next(r); });

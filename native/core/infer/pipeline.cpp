@@ -232,7 +232,13 @@ bool Pipeline::next(Result& out) {
         if (worker_error_) {
           std::exception_ptr e = worker_error_;
           worker_error_ = nullptr;
-          std::rethrow_exception(e);
+          try {
+            std::rethrow_exception(e);
+          } catch (const Error&) {
+            throw;
+          } catch (...) {
+            fail("predict: reading " + source_->describe() + " failed: " + describe_exception(std::current_exception()));
+          }
         }
         if (deferred_.empty()) return false;
         out = std::move(deferred_.front());
