@@ -262,6 +262,62 @@ TEST_CASE("obb end2end postprocess: xywhr scaled back, enclosing box clipped") {
   EXPECT(r.cls[0].item<int64_t>() == 4);
 }
 
+TEST_CASE("segment: process_masks crops to the box, scale_masks removes the padding, pipeline drops empty masks") {
+  // Channel 0 is +1 everywhere, channel 1 is -1: coef (1,0) gives a mask that is the box itself.
+  torch::Tensor proto = torch::stack({torch::ones({16, 16}), -torch::ones({16, 16})});
+  torch::Tensor coef = torch::tensor({{1.f, 0.f}, {0.f, 1.f}});
+  torch::Tensor boxes = torch::tensor({{0.f, 16.f, 32.f, 48.f}, {0.f, 0.f, 64.f, 64.f}});
+  torch::Tensor m = y26::process_masks(proto, coef, boxes, 64, 64);
+  EXPECT(m.sizes() == torch::IntArrayRef({2, 64, 64}) && m.scalar_type() == torch::kUInt8);
+  EXPECT(m[0][30][10].item<int>() == 1 && m[0][10][10].item<int>() == 0 && m[0][30][40].item<int>() == 0);
+  EXPECT(m[1].sum().item<int64_t>() == 0);  // negative everywhere
+  // Bilinear upsampling of the cropped 4x-coarser mask, then > 0, bleeds up to 2 px past the box edges.
+  const int64_t area = m[0].sum().item<int64_t>();
+  EXPECT_MSG(area >= 32 * 32 && area <= 36 * 36, area);
+  // 64x64 input of a 96x128 original: gain 0.5, pad 8 top/bottom; the content rows 8..55 map to the whole image.
+  y26::RatioPad rp{0.5, 0.5, 0, 8};
+  torch::Tensor in = torch::zeros({1, 64, 64}, torch::kUInt8);
+  in.index_put_({0, Slice(8, 56), Slice(0, 32)}, 1);
+  torch::Tensor o = y26::scale_masks(in, rp, 96, 128);
+  EXPECT(o.sizes() == torch::IntArrayRef({1, 96, 128}));
+  EXPECT(o[0][0][10].item<int>() == 1 && o[0][95][60].item<int>() == 1 && o[0][50][70].item<int>() == 0);
+  EXPECT_NEAR(o.sum().item<double>(), 96 * 64, 96 * 2);
+
+  // A fake segment model through the pipeline: row 0 has a real mask, row 1's mask is empty and is dropped.
+  auto seg_forward = [](const torch::Tensor& x) {
+    const int64_t b = x.size(0);
+    torch::Tensor y = torch::zeros({b, 300, 8});
+    y.index_put_({Slice(), 0, Slice(0, 8)}, torch::tensor({8.f, 8.f, 40.f, 40.f, 0.9f, 2.f, 1.f, 0.f}));
+    y.index_put_({Slice(), 1, Slice(0, 8)}, torch::tensor({8.f, 8.f, 40.f, 40.f, 0.8f, 1.f, 0.f, 1.f}));
+    torch::Tensor p = torch::stack({torch::ones({16, 16}), -torch::ones({16, 16})}).unsqueeze(0).expand({b, 2, 16, 16});
+    return std::vector<torch::Tensor>{y, p};
+  };
+  y26::PipelineOptions po;
+  po.imgsz_h = po.imgsz_w = 64;
+  po.post.task = y26::Task::Segment;
+  po.keep_images = true;
+  cv::Mat im(64, 64, CV_8UC3, cv::Scalar(0, 0, 0));
+  auto rs = y26::predict_all(y26::open_mat_source({im}), y26::ForwardOutputsFn(seg_forward), po);
+  EXPECT(rs.size() == 1 && rs[0].size() == 1 && rs[0].masks.defined());
+  if (rs.size() == 1 && rs[0].size() == 1) {
+    EXPECT(rs[0].masks.sizes() == torch::IntArrayRef({1, 64, 64}));
+    EXPECT(rs[0].cls[0].item<int64_t>() == 2);
+    EXPECT(rs[0].masks[0][20][20].item<int>() == 1 && rs[0].masks[0][50][50].item<int>() == 0);
+    cv::Mat drawn = y26::annotate(rs[0].orig_image, rs[0], {});
+    EXPECT(drawn.at<cv::Vec3b>(20, 20) != cv::Vec3b(0, 0, 0) && drawn.at<cv::Vec3b>(55, 55) == cv::Vec3b(0, 0, 0));
+    // save_txt writes the outline polygon: class, then x y pairs in [0, 1].
+    std::istringstream line(y26::format_yolo_txt(rs[0], false));
+    std::vector<double> v;
+    double x;
+    while (line >> x) v.push_back(x);
+    EXPECT(v.size() >= 9 && v.size() % 2 == 1 && v[0] == 2);
+    for (size_t i = 1; i < v.size(); ++i) EXPECT(v[i] >= 0 && v[i] <= 1);
+  }
+  po.post.task = y26::Task::Segment;
+  std::string msg = message_of([&] { y26::predict_all(y26::open_mat_source({im}), fake_forward_any_device, po); });
+  EXPECT_MSG(msg.find("proto") != std::string::npos, msg);
+}
+
 TEST_CASE("preprocess on CUDA (pinned, non_blocking) equals CPU; without CUDA the device is refused clearly") {
   cv::Mat im = cv::imread(image_path("wide_480x300"));
   y26::LetterboxOptions lo;

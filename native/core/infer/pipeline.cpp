@@ -15,7 +15,17 @@ using Clock = std::chrono::steady_clock;
 double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 }  // namespace
 
+namespace {
+ForwardOutputsFn as_outputs(ForwardFn f) {
+  if (!f) fail("predict: no model forward function");
+  return [f = std::move(f)](const torch::Tensor& x) { return std::vector<torch::Tensor>{f(x)}; };
+}
+}  // namespace
+
 Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt)
+    : Pipeline(std::move(source), as_outputs(std::move(forward)), std::move(opt)) {}
+
+Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardOutputsFn forward, PipelineOptions opt)
     : source_(std::move(source)), forward_(std::move(forward)), opt_(std::move(opt)), device_(opt_.device) {
   if (!source_) fail("predict: no source");
   if (!forward_) fail("predict: no model forward function");
@@ -185,7 +195,7 @@ void Pipeline::run_batch(Prepared& p) {
   torch::Tensor x = normalize_batch(p.input_u8, device_, opt_.half);
   p.input_u8 = torch::Tensor();
   const auto t1 = Clock::now();
-  torch::Tensor y;
+  std::vector<torch::Tensor> y;
   try {
     y = forward_(x);
   } catch (...) {
@@ -194,8 +204,8 @@ void Pipeline::run_batch(Prepared& p) {
   }
   if (device_.is_cuda()) torch::cuda::synchronize();
   const auto t2 = Clock::now();
-  if (!y.defined()) fail("predict: the model forward returned no tensor");
-  std::vector<Result> results = postprocess(y, p.metas, opt_.post);
+  if (y.empty() || !y[0].defined()) fail("predict: the model forward returned no tensor");
+  std::vector<Result> results = postprocess(y[0], p.metas, opt_.post, y.size() > 1 ? y[1] : torch::Tensor());
   const auto t3 = Clock::now();
   Speed speed;
   speed.decode = p.decode_ms / n;
@@ -254,6 +264,10 @@ bool Pipeline::next(Result& out) {
 }
 
 std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt) {
+  return predict_all(std::move(source), as_outputs(std::move(forward)), std::move(opt));
+}
+
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardOutputsFn forward, PipelineOptions opt) {
   Pipeline p(std::move(source), std::move(forward), std::move(opt));
   std::vector<Result> out;
   Result r;

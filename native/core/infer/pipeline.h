@@ -25,6 +25,8 @@ namespace y26 {
 
 // The model as the pipeline sees it: (B,3,H,W) float input on the device -> raw output (end2end rows or classic).
 using ForwardFn = std::function<torch::Tensor(const torch::Tensor&)>;
+// Models with several outputs return them in order: detections first, then (segment) the mask prototypes (B,c,mh,mw).
+using ForwardOutputsFn = std::function<std::vector<torch::Tensor>(const torch::Tensor&)>;
 
 struct PipelineOptions {
   int imgsz_h = 640, imgsz_w = 640;
@@ -43,6 +45,7 @@ struct PipelineOptions {
 class Pipeline {
  public:
   Pipeline(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt);
+  Pipeline(std::unique_ptr<Source> source, ForwardOutputsFn forward, PipelineOptions opt);
   ~Pipeline();  // cancels and joins the worker
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -73,7 +76,7 @@ class Pipeline {
   void run_batch(Prepared& p);
 
   std::unique_ptr<Source> source_;
-  ForwardFn forward_;
+  ForwardOutputsFn forward_;
   PipelineOptions opt_;
   torch::Device device_;
   std::vector<std::thread> decoders_;
@@ -99,5 +102,6 @@ class Pipeline {
 
 // Runs a whole (finite) source and returns every result, error items included: the one-call predict().
 std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt);
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardOutputsFn forward, PipelineOptions opt);
 
 }  // namespace y26
