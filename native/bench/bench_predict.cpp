@@ -1,7 +1,7 @@
 // predict() throughput and memory: per-stage ms per image at batch 1 and 8, the bare forward time in the same
 // run, images/s over a 200-image directory, and VmRSS across a 1000-image stream.
 //   bench_predict [--model fake|<model>] [--source DIR] [--imgsz 640] [--batch 1,8] [--stream 1000]
-//                 [--threads N] [--device cpu] [--json out.json]
+//                 [--threads N] [--workers N] [--device cpu] [--json out.json]
 // Without --source, 200 synthetic 640x480 JPEGs are written to a temporary folder.
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -104,8 +104,10 @@ struct RunStats {
   y26::Speed mean;
 };
 
+// rss_peak: highest VmRSS sampled every 50 images; rss_early: VmRSS after the first 100 images (the steady state
+// a flat pipeline keeps to the end).
 RunStats run_stream(const std::vector<std::string>& specs, const y26::ForwardFn& fwd, y26::PipelineOptions po,
-                    double* rss_peak = nullptr) {
+                    double* rss_peak = nullptr, double* rss_early = nullptr, double* rss_last = nullptr) {
   RunStats st;
   st.batch = po.batch;
   const auto t0 = Clock::now();
@@ -119,7 +121,9 @@ RunStats run_stream(const std::vector<std::string>& specs, const y26::ForwardFn&
     st.mean.inference += r.speed.inference;
     st.mean.postprocess += r.speed.postprocess;
     if (rss_peak && st.images % 50 == 0) *rss_peak = std::max(*rss_peak, vmrss_mb());
+    if (rss_early && st.images == 100) *rss_early = vmrss_mb();
   }
+  if (rss_last) *rss_last = vmrss_mb();  // before the pipeline is torn down
   st.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
   const double n = std::max<int64_t>(st.images, 1);
   st.mean.decode /= n;
@@ -156,7 +160,7 @@ double pure_forward_ms(const y26::ForwardFn& fwd, const std::string& image, cons
 
 int main(int argc, char** argv) {
   std::string model = "fake", source, json_path, device = "cpu";
-  int imgsz = 640, stream_n = 1000, threads = 0;
+  int imgsz = 640, stream_n = 1000, threads = 0, workers = 1;
   std::vector<int> batches = {1, 8};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -170,12 +174,13 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batches = parse_ints(val());
     else if (a == "--stream") stream_n = std::stoi(val());
     else if (a == "--threads") threads = std::stoi(val());
+    else if (a == "--workers") workers = std::stoi(val());
     else if (a == "--device") device = val();
     else if (a == "--json") json_path = val();
     else { std::cerr << "unknown option " << a << " (see the header of bench_predict.cpp)\n"; return 2; }
   }
   try {
-    const int torch_threads = y26::configure_threads(threads, 1);
+    const int torch_threads = y26::configure_threads(threads, workers);
     device = y26::resolve_device(device);
     if (source.empty()) source = make_synthetic_dir(200);
     const std::vector<std::string> files = y26::expand_source_paths(source);
@@ -184,11 +189,12 @@ int main(int argc, char** argv) {
     y26::PipelineOptions po;
     po.imgsz_h = po.imgsz_w = imgsz;
     po.device = device;
+    po.workers = workers;
     po.post.conf = 0.25f;
 
     std::ostringstream js;
     js << "{\n  \"model\": \"" << model << "\", \"device\": \"" << device << "\", \"imgsz\": " << imgsz
-       << ", \"torch_threads\": " << torch_threads << ", \"images\": " << files.size() << ",\n  \"runs\": [";
+       << ", \"torch_threads\": " << torch_threads << ", \"workers\": " << workers << ", \"images\": " << files.size() << ",\n  \"runs\": [";
     for (size_t bi = 0; bi < batches.size(); ++bi) {
       po.batch = batches[bi];
       const double fwd_ms = pure_forward_ms(fwd, files.front(), po, 10);
@@ -198,6 +204,7 @@ int main(int argc, char** argv) {
                   "postprocess %.2f | bare forward %.2f\n",
                   st.batch, static_cast<long long>(st.images), st.wall_s, ips, st.mean.decode, st.mean.preprocess,
                   st.mean.inference, st.mean.postprocess, fwd_ms);
+      std::fflush(stdout);
       js << (bi ? "," : "") << "\n    {\"batch\": " << st.batch << ", \"images\": " << st.images << ", \"wall_s\": " << st.wall_s
          << ", \"images_per_s\": " << ips << ", \"ms_per_image\": {\"decode\": " << st.mean.decode << ", \"preprocess\": "
          << st.mean.preprocess << ", \"inference\": " << st.mean.inference << ", \"postprocess\": " << st.mean.postprocess
@@ -208,13 +215,16 @@ int main(int argc, char** argv) {
     for (int64_t n = 0; n < stream_n; n += static_cast<int64_t>(files.size())) specs.push_back(source);
     po.batch = batches.back();
     const double rss_start = vmrss_mb();
-    double rss_peak = rss_start;
-    RunStats st = run_stream(specs, fwd, po, &rss_peak);
+    double rss_peak = rss_start, rss_100 = 0, rss_last = 0;
+    RunStats st = run_stream(specs, fwd, po, &rss_peak, &rss_100, &rss_last);
     const double rss_end = vmrss_mb();
-    std::printf("stream: %lld images at batch %d, %.1f img/s, VmRSS start %.1f MB, peak %.1f MB, end %.1f MB\n",
-                static_cast<long long>(st.images), po.batch, st.images / st.wall_s, rss_start, rss_peak, rss_end);
+    std::printf("stream: %lld images at batch %d, %.1f img/s, VmRSS MB: start %.1f, after 100 images %.1f, peak %.1f, "
+                "after the last image %.1f, after teardown %.1f\n",
+                static_cast<long long>(st.images), po.batch, st.images / st.wall_s, rss_start, rss_100, rss_peak, rss_last,
+                rss_end);
     js << "\n  ],\n  \"stream\": {\"images\": " << st.images << ", \"batch\": " << po.batch << ", \"images_per_s\": "
        << st.images / st.wall_s << ", \"vmrss_mb_start\": " << rss_start << ", \"vmrss_mb_peak\": " << rss_peak
+       << ", \"vmrss_mb_after_100\": " << rss_100 << ", \"vmrss_mb_after_last\": " << rss_last
        << ", \"vmrss_mb_end\": " << rss_end << "}\n}\n";
     if (!json_path.empty()) {
       std::ofstream(json_path) << js.str();

@@ -3,6 +3,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -89,6 +90,16 @@ cv::Mat annotate(const cv::Mat& image, const Result& r, const std::vector<std::s
                                     : std::max(static_cast<int>(std::lround((im.rows + im.cols) / 2.0 * 0.003)), 2);
   const size_t n = r.size();
   if (n == 0) return im;
+  if (r.masks.defined() && r.masks.size(0) == static_cast<int64_t>(n)) {
+    // Each mask tints its pixels with the class colour at 50 %, lowest confidence first.
+    cv::Mat tinted = im.clone();
+    for (int64_t i = static_cast<int64_t>(n) - 1; i >= 0; --i) {
+      torch::Tensor m = r.masks[i].to(torch::kUInt8).contiguous();
+      cv::Mat mask(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_8UC1, m.data_ptr<uint8_t>());
+      tinted.setTo(class_color(r.cls[i].item<int64_t>()), mask);
+    }
+    cv::addWeighted(im, 0.5, tinted, 0.5, 0, im);
+  }
   torch::Tensor boxes = r.boxes.to(torch::kFloat32).contiguous();
   auto b = boxes.accessor<float, 2>();
   auto conf = r.conf.accessor<float, 1>();
@@ -124,6 +135,11 @@ cv::Mat annotate(const cv::Mat& image, const Result& r, const std::vector<std::s
       draw_keypoints(im, r.keypoints[i].to(torch::kFloat32).contiguous(), lw, opt);
   }
   return im;
+}
+
+std::vector<uint8_t> plot(const Result& r, const std::vector<std::string>& names, const AnnotateOptions& opt,
+                          const std::string& ext, int quality) {
+  return encode_image(annotate(r.orig_image, r, names, opt), ext, quality);
 }
 
 std::vector<uint8_t> encode_image(const cv::Mat& image, const std::string& ext, int quality) {

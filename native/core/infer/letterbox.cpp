@@ -52,6 +52,8 @@ Letterboxed letterbox(const cv::Mat& image, const LetterboxOptions& opt) {
   out.ratio_pad = RatioPad{gain_x, gain_y, static_cast<double>(left), static_cast<double>(top)};
   out.orig_h = h0;
   out.orig_w = w0;
+  out.in_h = out.image.rows;
+  out.in_w = out.image.cols;
   return out;
 }
 

@@ -28,6 +28,7 @@ struct Letterboxed {
   cv::Mat image;      // H x W x C uint8, same channel order as the input
   RatioPad ratio_pad;
   int orig_h = 0, orig_w = 0;
+  int in_h = 0, in_w = 0;  // letterboxed (model input) size
 };
 
 // Resizes (INTER_LINEAR, only when the size changes) and pads with pad_value; bit-exact with the official LetterBox.

@@ -15,7 +15,17 @@ using Clock = std::chrono::steady_clock;
 double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 }  // namespace
 
+namespace {
+ForwardOutputsFn as_outputs(ForwardFn f) {
+  if (!f) fail("predict: no model forward function");
+  return [f = std::move(f)](const torch::Tensor& x) { return std::vector<torch::Tensor>{f(x)}; };
+}
+}  // namespace
+
 Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt)
+    : Pipeline(std::move(source), as_outputs(std::move(forward)), std::move(opt)) {}
+
+Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardOutputsFn forward, PipelineOptions opt)
     : source_(std::move(source)), forward_(std::move(forward)), opt_(std::move(opt)), device_(opt_.device) {
   if (!source_) fail("predict: no source");
   if (!forward_) fail("predict: no model forward function");
@@ -24,14 +34,21 @@ Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardFn forward, PipelineOp
   if (opt_.imgsz_h <= 0 || opt_.imgsz_w <= 0 || opt_.imgsz_h % opt_.stride || opt_.imgsz_w % opt_.stride)
     fail("predict: imgsz " + std::to_string(opt_.imgsz_h) + "x" + std::to_string(opt_.imgsz_w) +
          " must be a positive multiple of the model stride " + std::to_string(opt_.stride));
+  if (opt_.workers < 1) fail("predict: workers must be >= 1 (got " + std::to_string(opt_.workers) + ")");
   if (device_.is_cuda() && !torch::cuda::is_available())
     fail("predict: device " + opt_.device + " was asked for but CUDA is not available; use device 'cpu'");
-  worker_ = std::thread([this] { worker_loop(); });
+  // Enough decoded items ahead to fill the next batch while every decoder stays busy.
+  window_ = opt_.batch + opt_.workers;
+  live_decoders_ = opt_.workers;
+  for (int i = 0; i < opt_.workers; ++i) decoders_.emplace_back([this] { decoder_loop(); });
+  batcher_ = std::thread([this] { batcher_loop(); });
 }
 
 Pipeline::~Pipeline() {
   cancel();
-  if (worker_.joinable()) worker_.join();
+  if (batcher_.joinable()) batcher_.join();
+  for (auto& t : decoders_)
+    if (t.joinable()) t.join();
 }
 
 void Pipeline::cancel() {
@@ -50,7 +67,63 @@ size_t Pipeline::max_queue_depth() const {
   return max_depth_;
 }
 
-void Pipeline::worker_loop() {
+void Pipeline::decoder_loop() {
+  try {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return cancel_ || source_done_ || issued_ - needed_ < window_; });
+        if (cancel_ || source_done_) break;
+      }
+      Frame f;
+      DecodeJob job;
+      int64_t seq = 0;
+      {
+        std::lock_guard<std::mutex> source_lock(source_mu_);
+        if (cancel_ || source_done_) break;
+        if (!source_->next_deferred(f, job)) {
+          source_done_ = true;
+          break;
+        }
+        seq = issued_++;
+      }
+      if (job) {
+        try {
+          job(f);
+        } catch (...) {  // one bad item is an error item, not the end of the stream
+          f.image.release();
+          f.error = f.path + ": " + describe_exception(std::current_exception());
+        }
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      decoded_.emplace(seq, std::move(f));
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!worker_error_) worker_error_ = std::current_exception();
+    source_done_ = true;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  --live_decoders_;
+  cv_.notify_all();
+}
+
+bool Pipeline::take_decoded(Frame& f) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] {
+    return cancel_ || decoded_.count(needed_) > 0 || live_decoders_ == 0 || (source_done_ && needed_ >= issued_);
+  });
+  auto it = decoded_.find(needed_);
+  if (cancel_ || it == decoded_.end()) return false;
+  f = std::move(it->second);
+  decoded_.erase(it);
+  ++needed_;
+  cv_.notify_all();  // the decode window moved
+  return true;
+}
+
+void Pipeline::batcher_loop() {
   int64_t index = 0;
   bool source_done = false;
   try {
@@ -59,8 +132,7 @@ void Pipeline::worker_loop() {
       std::vector<cv::Mat> images;
       while (static_cast<int>(p.frames.size()) < opt_.batch && !cancel_) {
         Frame f;
-        if (!source_->next(f)) { source_done = true; break; }
-        ++frames_read_;
+        if (!take_decoded(f)) { source_done = true; break; }
         const int64_t idx = index++;
         if (!f.error.empty()) {
           std::lock_guard<std::mutex> lock(mu_);
@@ -109,7 +181,7 @@ void Pipeline::worker_loop() {
     }
   } catch (...) {
     std::lock_guard<std::mutex> lock(mu_);
-    worker_error_ = std::current_exception();
+    if (!worker_error_) worker_error_ = std::current_exception();
   }
   std::lock_guard<std::mutex> lock(mu_);
   worker_done_ = true;
@@ -123,7 +195,7 @@ void Pipeline::run_batch(Prepared& p) {
   torch::Tensor x = normalize_batch(p.input_u8, device_, opt_.half);
   p.input_u8 = torch::Tensor();
   const auto t1 = Clock::now();
-  torch::Tensor y;
+  std::vector<torch::Tensor> y;
   try {
     y = forward_(x);
   } catch (...) {
@@ -132,8 +204,8 @@ void Pipeline::run_batch(Prepared& p) {
   }
   if (device_.is_cuda()) torch::cuda::synchronize();
   const auto t2 = Clock::now();
-  if (!y.defined()) fail("predict: the model forward returned no tensor");
-  std::vector<Result> results = postprocess(y, p.metas, opt_.post);
+  if (y.empty() || !y[0].defined()) fail("predict: the model forward returned no tensor");
+  std::vector<Result> results = postprocess(y[0], p.metas, opt_.post, y.size() > 1 ? y[1] : torch::Tensor());
   const auto t3 = Clock::now();
   Speed speed;
   speed.decode = p.decode_ms / n;
@@ -170,7 +242,13 @@ bool Pipeline::next(Result& out) {
         if (worker_error_) {
           std::exception_ptr e = worker_error_;
           worker_error_ = nullptr;
-          std::rethrow_exception(e);
+          try {
+            std::rethrow_exception(e);
+          } catch (const Error&) {
+            throw;
+          } catch (...) {
+            fail("predict: reading " + source_->describe() + " failed: " + describe_exception(std::current_exception()));
+          }
         }
         if (deferred_.empty()) return false;
         out = std::move(deferred_.front());
@@ -183,6 +261,18 @@ bool Pipeline::next(Result& out) {
     }
     run_batch(p);
   }
+}
+
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt) {
+  return predict_all(std::move(source), as_outputs(std::move(forward)), std::move(opt));
+}
+
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardOutputsFn forward, PipelineOptions opt) {
+  Pipeline p(std::move(source), std::move(forward), std::move(opt));
+  std::vector<Result> out;
+  Result r;
+  while (p.next(r)) out.push_back(std::move(r));
+  return out;
 }
 
 }  // namespace y26

@@ -111,7 +111,8 @@ std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const
     torch::Tensor x = p[b].index({candidates[b]});
     torch::Tensor empty = torch::zeros({0, 6 + extra}, p.options().device(torch::kCPU));
     if (x.size(0) == 0) { out.push_back(empty); continue; }
-    torch::Tensor box = xywh2xyxy(x.index({Slice(), Slice(0, 4)}));
+    torch::Tensor box = x.index({Slice(), Slice(0, 4)});
+    if (opt.classic_xywh) box = xywh2xyxy(box);
     torch::Tensor cls = x.index({Slice(), Slice(4, mi)});
     torch::Tensor ext = x.index({Slice(), Slice(mi, None)});
     if (opt.multi_label) {
@@ -134,7 +135,61 @@ std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const
   return out;
 }
 
-Result make_result(const torch::Tensor& det, const RatioPad& rp, int orig_h, int orig_w, const PostprocessOptions& opt) {
+torch::Tensor process_masks(const torch::Tensor& proto, const torch::Tensor& coef, const torch::Tensor& boxes, int in_h,
+                            int in_w) {
+  if (proto.dim() != 3 || coef.dim() != 2 || coef.size(1) != proto.size(0))
+    fail("segment: mask coefficients (n," + std::to_string(coef.size(-1)) + ") do not match the proto's " +
+         std::to_string(proto.size(0)) + " channels");
+  const int64_t c = proto.size(0), mh = proto.size(1), mw = proto.size(2), n = coef.size(0);
+  if (n == 0) return torch::zeros({0, in_h, in_w}, torch::kUInt8);
+  torch::Tensor m = coef.to(proto.device(), torch::kFloat32).matmul(proto.to(torch::kFloat32).reshape({c, -1})).view({n, mh, mw});
+  // Zero everything outside each box, in proto pixels.
+  torch::Tensor b = boxes.to(m.device(), torch::kFloat32) *
+                    torch::tensor({static_cast<float>(mw) / in_w, static_cast<float>(mh) / in_h,
+                                   static_cast<float>(mw) / in_w, static_cast<float>(mh) / in_h}).to(m.device());
+  torch::Tensor cols = torch::arange(mw, m.options()).view({1, 1, mw});
+  torch::Tensor rows = torch::arange(mh, m.options()).view({1, mh, 1});
+  auto col = [&](int k) { return b.select(1, k).view({n, 1, 1}); };
+  torch::Tensor inside = (cols >= col(0)) & (cols < col(2)) & (rows >= col(1)) & (rows < col(3));
+  m = m * inside.to(m.scalar_type());
+  m = torch::nn::functional::interpolate(m.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions()
+                                                             .size(std::vector<int64_t>{in_h, in_w})
+                                                             .mode(torch::kBilinear)
+                                                             .align_corners(false))[0];
+  return (m > 0).to(torch::kUInt8);
+}
+
+torch::Tensor scale_masks(const torch::Tensor& masks, const RatioPad& rp, int orig_h, int orig_w) {
+  const int64_t n = masks.size(0), in_h = masks.size(1), in_w = masks.size(2);
+  if (n == 0) return torch::zeros({0, orig_h, orig_w}, torch::kUInt8);
+  const int64_t top = static_cast<int64_t>(rp.pad_y), left = static_cast<int64_t>(rp.pad_x);
+  const int64_t h = std::min<int64_t>(in_h - top, std::llround(orig_h * rp.gain_y));
+  const int64_t w = std::min<int64_t>(in_w - left, std::llround(orig_w * rp.gain_x));
+  torch::Tensor m = masks.index({Slice(), Slice(top, top + h), Slice(left, left + w)}).to(torch::kFloat32);
+  m = torch::nn::functional::interpolate(m.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions()
+                                                             .size(std::vector<int64_t>{orig_h, orig_w})
+                                                             .mode(torch::kBilinear)
+                                                             .align_corners(false))[0];
+  return (m > 0.5).to(torch::kUInt8);
+}
+
+Result make_result(const torch::Tensor& det_in, const Letterboxed& meta, const PostprocessOptions& opt,
+                   const torch::Tensor& proto) {
+  const RatioPad& rp = meta.ratio_pad;
+  const int orig_h = meta.orig_h, orig_w = meta.orig_w;
+  torch::Tensor det = det_in;
+  torch::Tensor input_masks;
+  if (opt.task == Task::Segment) {
+    if (!proto.defined()) fail("postprocess: a segment model must return its mask prototypes (proto) with the detections");
+    if (meta.in_h <= 0 || meta.in_w <= 0) fail("postprocess: segment needs the letterboxed input size");
+    input_masks = process_masks(proto, det.index({Slice(), Slice(6, None)}), det.index({Slice(), Slice(0, 4)}), meta.in_h, meta.in_w);
+    // Detections whose mask is empty are dropped, as the official predictor does.
+    torch::Tensor keep = input_masks.flatten(1).amax(1).gt(0).to(torch::kCPU);
+    if (input_masks.size(0) > 0 && !keep.all().item<bool>()) {
+      det = det.index({keep.to(det.device())});
+      input_masks = input_masks.index({keep.to(input_masks.device())});
+    }
+  }
   Result r;
   r.orig_h = orig_h;
   r.orig_w = orig_w;
@@ -170,11 +225,12 @@ Result make_result(const torch::Tensor& det, const RatioPad& rp, int orig_h, int
     torch::Tensor k = d.index({Slice(), Slice(6, need)}).reshape({n, opt.kpt_count, opt.kpt_dims});
     r.keypoints = scale_coords(k, rp, orig_h, orig_w).contiguous();
   }
+  if (opt.task == Task::Segment) r.masks = scale_masks(input_masks, rp, orig_h, orig_w).to(torch::kCPU).contiguous();
   return r;
 }
 
 std::vector<Result> postprocess(const torch::Tensor& preds, const std::vector<Letterboxed>& metas,
-                                const PostprocessOptions& opt) {
+                                const PostprocessOptions& opt, const torch::Tensor& proto) {
   std::vector<torch::Tensor> dets = opt.end2end ? select_end2end(preds, opt) : non_max_suppression(preds, opt);
   if (dets.size() != metas.size())
     fail("postprocess: the model returned " + std::to_string(dets.size()) + " images for a batch of " +
@@ -182,7 +238,7 @@ std::vector<Result> postprocess(const torch::Tensor& preds, const std::vector<Le
   std::vector<Result> out;
   out.reserve(dets.size());
   for (size_t i = 0; i < dets.size(); ++i)
-    out.push_back(make_result(dets[i], metas[i].ratio_pad, metas[i].orig_h, metas[i].orig_w, opt));
+    out.push_back(make_result(dets[i], metas[i], opt, proto.defined() ? proto[i] : torch::Tensor()));
   return out;
 }
 

@@ -25,6 +25,7 @@ struct PostprocessOptions {
   bool multi_label = false;         // classic: one row per (box, class) above conf
   int max_nms = 30000;              // classic: boxes fed to NMS at most
   int nc = 0;                       // classic: number of class rows; 0 = every row after the box is a class
+  bool classic_xywh = true;         // classic: boxes are centre x, y, w, h (false: already x1, y1, x2, y2)
   int kpt_count = 17, kpt_dims = 3; // pose keypoint shape
 };
 
@@ -45,6 +46,7 @@ struct Result {
   torch::Tensor cls;           // (N) int64
   torch::Tensor keypoints;     // pose: (N,K,3) x, y in original pixels, visibility; otherwise undefined
   torch::Tensor obb;           // obb: (N,5) cx, cy, w, h, angle (radians) in original pixels; otherwise undefined
+  torch::Tensor masks;         // segment: (N,H,W) uint8 0/1 at the original image size; otherwise undefined
   cv::Mat orig_image;          // BGR original, kept only when the pipeline is asked to (annotate/save)
   std::string error;           // non-empty: this item could not be read or run; the fields above are empty
   Speed speed;
@@ -62,11 +64,22 @@ std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const Post
 // conf filter, optional multi-label, class filter, class-aware (or agnostic) NMS and max_det.
 std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const PostprocessOptions& opt);
 
-// One image's rows (n,6+E) in input pixels -> Result in original pixels (clipped), keypoints/obb per task.
-Result make_result(const torch::Tensor& det, const RatioPad& rp, int orig_h, int orig_w, const PostprocessOptions& opt);
+// Instance masks in input pixels: sigmoid-free coef . proto (c,mh,mw), cropped to each box (input pixels), bilinear
+// upsampling to (in_h, in_w), then > 0. Returns (n,in_h,in_w) uint8 0/1 (the official process_mask, upsample=True).
+torch::Tensor process_masks(const torch::Tensor& proto, const torch::Tensor& coef, const torch::Tensor& boxes, int in_h,
+                            int in_w);
 
-// Whole batch: select (end2end) or NMS (classic), then make_result per image.
+// (n,in_h,in_w) masks in input pixels -> (n,orig_h,orig_w) uint8 0/1: the letterbox padding cut off, bilinear resize,
+// > 0.5 (the official scale_masks).
+torch::Tensor scale_masks(const torch::Tensor& masks, const RatioPad& rp, int orig_h, int orig_w);
+
+// One image's rows (n,6+E) in input pixels -> Result in original pixels (clipped), keypoints/obb/masks per task.
+// Segment needs that image's proto (c,mh,mw) and the input size.
+Result make_result(const torch::Tensor& det, const Letterboxed& meta, const PostprocessOptions& opt,
+                   const torch::Tensor& proto = {});
+
+// Whole batch: select (end2end) or NMS (classic), then make_result per image. proto (B,c,mh,mw) for segment.
 std::vector<Result> postprocess(const torch::Tensor& preds, const std::vector<Letterboxed>& metas,
-                                const PostprocessOptions& opt);
+                                const PostprocessOptions& opt, const torch::Tensor& proto = {});
 
 }  // namespace y26

@@ -1,7 +1,9 @@
 #include "infer/save.h"
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -49,6 +51,23 @@ std::string format_yolo_txt(const Result& r, bool save_conf) {
   for (size_t i = 0; i < r.size(); ++i) {
     std::string line;
     append_g(line, static_cast<double>(r.cls[i].item<int64_t>()));
+    if (r.masks.defined()) {
+      // Segment labels are the outline of the mask (largest contour), normalised, instead of the box.
+      torch::Tensor m = r.masks[i].to(torch::kUInt8).contiguous();
+      cv::Mat mask(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_8UC1, m.data_ptr<uint8_t>());
+      std::vector<std::vector<cv::Point>> contours;
+      cv::findContours(mask.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+      if (contours.empty()) continue;
+      const auto& largest = *std::max_element(contours.begin(), contours.end(),
+                                              [](const auto& a, const auto& b) { return a.size() < b.size(); });
+      for (const auto& pt : largest) {
+        append_g(line, pt.x / w);
+        append_g(line, pt.y / h);
+      }
+      if (save_conf) append_g(line, r.conf[i].item<float>());
+      out += line + "\n";
+      continue;
+    }
     // Computed in float32 like the official xywhn, so the printed digits agree.
     const float x1 = bx[i][0], y1 = bx[i][1], x2 = bx[i][2], y2 = bx[i][3];
     append_g(line, ((x1 + x2) / 2.0f) / static_cast<float>(w));
@@ -107,9 +126,12 @@ std::string ResultSaver::save(const Result& r) {
   const fs::path dir(save_dir_);
   if (opt_.save_txt) {
     const std::string txt = (dir / "labels" / (stem + (r.is_video ? "_" + std::to_string(r.frame) : "") + ".txt")).string();
-    std::ofstream f(txt, std::ios::app);
-    if (!f) fail("save_txt: cannot write " + txt);
-    f << format_yolo_txt(r, opt_.save_conf);
+    const std::string lines = format_yolo_txt(r, opt_.save_conf);
+    if (!lines.empty()) {  // no file for an image without detections, as the official writer
+      std::ofstream f(txt, std::ios::app);
+      if (!f) fail("save_txt: cannot write " + txt);
+      f << lines;
+    }
   }
   if ((opt_.save || opt_.save_crop) && r.orig_image.empty())
     fail("save: result for " + r.path + " has no image; run the pipeline with keep_images to save images or crops");
