@@ -218,6 +218,19 @@ TEST_CASE("shapes model (nc=3): raw outputs and end2end match the official run a
   EXPECT(out.end2end_anchor.slice(1, 0, 20).equal(idx.slice(1, 0, 20)));
   // Classic (non-e2e) output: xywh from one2many + sigmoid scores.
   EXPECT(out.classic.sizes() == torch::IntArrayRef({1, 7, 5460}));
+  if (torch::cuda::is_available()) {
+    // Same checks on the GPU, with TF32 off as the fixture tolerances require.
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+    auto g = fixture_model("det/yolo26n-shapes.pt");
+    g->to(torch::kCUDA);
+    for (const char* d : dirs) {
+      auto o = g->forward(load_input(d).to(torch::kCUDA));
+      expect_raw_close(o.one2one.scores.cpu(), std::string(d) + "/one2one_scores_logits.npy");
+      expect_raw_close(o.one2many.boxes.cpu(), std::string(d) + "/one2many_boxes_ltrb.npy");
+      expect_e2e_close(o.end2end.cpu(), std::string(d) + "/end2end_unfused.npy");
+    }
+  }
   m->fuse();
   for (const char* d : dirs) check_det_case(*m, d, true);
 }
