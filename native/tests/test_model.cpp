@@ -45,8 +45,11 @@ void expect_keys_match(YoloModel& m, const std::string& rel) {
 }
 
 std::string write_temp(const std::string& name, const std::string& text) {
+  static std::vector<std::string> written;
+  static struct Cleanup { ~Cleanup() { for (auto& p : written) std::remove(p.c_str()); } } cleanup;
   std::string path = "/tmp/y26_test_" + std::to_string(getpid()) + "_" + name;
   std::ofstream(path) << text;
+  written.push_back(path);
   return path;
 }
 
@@ -218,6 +221,19 @@ TEST_CASE("shapes model (nc=3): raw outputs and end2end match the official run a
   EXPECT(out.end2end_anchor.slice(1, 0, 20).equal(idx.slice(1, 0, 20)));
   // Classic (non-e2e) output: xywh from one2many + sigmoid scores.
   EXPECT(out.classic.sizes() == torch::IntArrayRef({1, 7, 5460}));
+  if (torch::cuda::is_available()) {
+    // Same checks on the GPU, with TF32 off as the fixture tolerances require.
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+    auto g = fixture_model("det/yolo26n-shapes.pt");
+    g->to(torch::kCUDA);
+    for (const char* d : dirs) {
+      auto o = g->forward(load_input(d).to(torch::kCUDA));
+      expect_raw_close(o.one2one.scores.cpu(), std::string(d) + "/one2one_scores_logits.npy");
+      expect_raw_close(o.one2many.boxes.cpu(), std::string(d) + "/one2many_boxes_ltrb.npy");
+      expect_e2e_close(o.end2end.cpu(), std::string(d) + "/end2end_unfused.npy");
+    }
+  }
   m->fuse();
   for (const char* d : dirs) check_det_case(*m, d, true);
 }
@@ -461,6 +477,38 @@ TEST_CASE("clone_model gives an independent copy with the same outputs") {
   auto f = m->clone_model();
   EXPECT(f->is_fused() && f->num_params() == m->num_params());
   EXPECT((f->forward(x).end2end - m->forward(x).end2end).abs().max().item<double>() == 0);
+}
+
+TEST_CASE("postprocess: rotated-box decode and the two-stage top-k (an anchor may appear with two classes)") {
+  auto grid = anchor_grid({{2, 1}}, {8.0}, torch::kCPU, torch::kFloat32);  // anchors (0.5,0.5), (0.5,1.5)
+  EXPECT(grid.points.sizes() == torch::IntArrayRef({1, 2, 2}));
+  auto ltrb = torch::tensor({1.f, 0.f, 1.f, 0.f, 3.f, 0.f, 1.f, 0.f}).view({1, 4, 2});
+  auto angle = torch::tensor({(float)M_PI / 2, 0.f}).view({1, 1, 2});
+  auto rb = decode_rboxes(ltrb, angle, grid);
+  // half-extent ((r-l)/2, (b-t)/2) = (1, 0) turned by 90 degrees -> (0, 1); size (l+r, t+b) = (4, 2); x stride 8.
+  EXPECT_NEAR(rb[0][0][0].item<double>(), 4.0, 1e-5);
+  EXPECT_NEAR(rb[0][1][0].item<double>(), 12.0, 1e-5);
+  EXPECT_NEAR(rb[0][2][0].item<double>(), 32.0, 1e-5);
+  EXPECT_NEAR(rb[0][3][0].item<double>(), 16.0, 1e-5);
+  auto kp = decode_kpts(torch::tensor({0.25f, -0.5f, 0.f, 0.f, 0.f, 2.f}).view({1, 3, 2}), grid, 3);
+  EXPECT_NEAR(kp[0][0][0].item<double>(), (0.25 + 0.5) * 8, 1e-5);   // x of anchor 0
+  EXPECT_NEAR(kp[0][1][1].item<double>(), (0.0 + 1.5) * 8, 1e-5);    // y of anchor 1
+  EXPECT_NEAR(kp[0][2][1].item<double>(), 1 / (1 + std::exp(-2.0)), 1e-6);
+
+  // decoded (1, 4 + 2, 3): boxes = anchor index, scores per class.
+  auto dec = torch::zeros({1, 6, 3});
+  for (int a = 0; a < 3; ++a) dec[0].narrow(0, 0, 4).select(1, a).fill_(a);
+  dec[0][4] = torch::tensor({0.9f, 0.1f, 0.85f});
+  dec[0][5] = torch::tensor({0.8f, 0.2f, 0.05f});
+  torch::Tensor anchor;
+  auto y = topk_end2end(dec, 2, 3, &anchor)[0];
+  EXPECT(y.sizes() == torch::IntArrayRef({3, 6}));
+  EXPECT(anchor[0].equal(torch::tensor({0L, 2L, 0L})));
+  EXPECT_NEAR(y[0][4].item<double>(), 0.9, 1e-7);
+  EXPECT(y[0][5].item<float>() == 0 && y[1][5].item<float>() == 0 && y[2][5].item<float>() == 1);
+  EXPECT(y[2][0].item<float>() == 0 && y[1][0].item<float>() == 2);  // boxes follow their anchors
+  auto y2 = topk_end2end(dec, 2, 2)[0];
+  EXPECT(y2.size(0) == 2 && y2[1][4].item<float>() == 0.85f);
 }
 
 TEST_MAIN()
