@@ -135,12 +135,17 @@ export class Run extends EventEmitter implements PromiseLike<RunResult> {
   }
 }
 
+/** Unset options (null, empty device) are left out so the engine's defaults table applies. */
+function engineArgs(cfg: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(cfg).filter(([k, v]) => v !== null && v !== undefined && !(k === 'device' && v === '')));
+}
+
 export function train(options: TrainOptions): Run {
   const cfg = parseOptions('train', trainSchema, options);
-  return new Run(native().startTraining as RunStarter, cfg);
+  return new Run(native().startTraining as RunStarter, engineArgs(cfg));
 }
 
 export function val(options: ValOptions): Run {
   const cfg = parseOptions('val', valSchema, options);
-  return new Run(native().startValidation as RunStarter, cfg);
+  return new Run(native().startValidation as RunStarter, engineArgs(cfg));
 }

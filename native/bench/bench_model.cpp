@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "io/checkpoint.h"
 #include "model/yolo.h"
 #include "util/error.h"
 
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
   try {
     torch::set_num_threads(threads);
     auto ends_with = [&](const char* s) { return src.size() > 3 && src.substr(src.size() - 3) == s; };
-    auto m = ends_with(".pt") ? y26::load_model(src) : y26::build_model(src);
+    auto m = ends_with(".pt") ? y26::build_model(y26::load_checkpoint(src), src) : y26::build_model(src);
     torch::Device dev = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
     m->to(dev);
     m->eval();

@@ -185,7 +185,7 @@ namespace {
 
 // A fixture checkpoint, built from its own model YAML dict, in eval mode.
 std::shared_ptr<YoloModel> fixture_model(const std::string& rel_pt) {
-  auto m = load_model(fixture_path(rel_pt));
+  auto m = build_model(load_checkpoint(fixture_path(rel_pt)), fixture_path(rel_pt));
   m->eval();
   return m;
 }

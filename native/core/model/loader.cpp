@@ -24,15 +24,12 @@ LoadedModel load_model(const std::string& path_or_yaml, const std::string& devic
     Checkpoint ck = load_checkpoint(path_or_yaml);
     if (!ck.yaml || !ck.yaml.IsMap())
       fail("checkpoint '" + path_or_yaml + "' holds no model definition (yaml): it is not a YOLO model checkpoint");
-    ModelConfig cfg = parse_model_config(ck.yaml, "checkpoint " + path_or_yaml);
-    if (ck.nc > 0 && ck.nc != cfg.nc) set_num_classes(cfg, (int)ck.nc);
-    out.model = std::make_shared<YoloModel>(cfg);
-    out.model->load_state_dict(ck.state_dict, path_or_yaml);
+    out.model = build_model(ck, path_or_yaml);
     out.from_checkpoint = true;
-    out.task = cfg.task;
-    out.nc = cfg.nc;
+    out.task = out.model->task();
+    out.nc = out.model->nc();
     out.names = ck.names;
-    out.kpt_shape = cfg.kpt_shape;
+    out.kpt_shape = out.model->config().kpt_shape;
     out.imgsz = ck.imgsz;
     out.train_args = ck.train_args;
   } else {

@@ -416,8 +416,5 @@ std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::st
   return m;
 }
 
-std::shared_ptr<YoloModel> load_model(const std::string& checkpoint_path) {
-  return build_model(load_checkpoint(checkpoint_path), checkpoint_path);
-}
 
 }  // namespace y26
