@@ -102,14 +102,15 @@ PyValue unpickle_str(const std::string& s) {
   return y26::unpickle(reinterpret_cast<const uint8_t*>(s.data()), s.size(), nullptr, "test");
 }
 
-std::string tmp_dir() {
-  static std::string dir = [] {
-    std::string d = "/tmp/y26_ckpt_test_" + std::to_string(getpid());
-    mkdir(d.c_str(), 0755);
+const std::string& tmp_dir() {
+  // A pointer, so nothing is destroyed before the exit handler below runs.
+  static const std::string* dir = [] {
+    auto* d = new std::string("/tmp/y26_ckpt_test_" + std::to_string(getpid()));
+    mkdir(d->c_str(), 0755);
     if (!std::getenv("Y26_KEEP_TEST_FILES")) std::atexit([] { std::filesystem::remove_all(tmp_dir()); });
     return d;
   }();
-  return dir;
+  return *dir;
 }
 
 std::vector<uint8_t> slurp(const std::string& p) {
@@ -349,6 +350,13 @@ TEST_CASE("unpickles a protocol 0 (text) pickle") {
   EXPECT(a.size() == 5 && a[0].as_int() == 1 && a[1].as_float() == 2.5 && a[2].as_str() == "x");
   EXPECT(a[3].is_none() && a[4].is_bool() && a[4].as_bool());
   EXPECT(v.get("b")->is_tuple() && v.get("b")->items()[0].as_int() == 3);
+  // {'p': somemod2.P() reduced through copy_reg.__newobj__ with state {'v': 3}, 'od': OrderedDict(a=1)}
+  PyValue w = unpickle_bytes(from_hex(
+      "286470300a56700a70310a63636f70795f7265670a5f5f6e65776f626a5f5f0a70320a2863736f6d656d6f64320a500a70330a"
+      "7470340a5270350a286470360a56760a70370a49330a736273566f640a70380a63636f6c6c656374696f6e730a4f72646572"
+      "6564446963740a70390a2874527031300a56610a7031310a49310a73732e"));
+  EXPECT(w.get("p")->qualname() == "somemod2.P" && w.get("p")->get("v")->as_int() == 3);
+  EXPECT(w.get("od")->as_dict().ordered && w.get("od")->get("a")->as_int() == 1);
 }
 
 TEST_CASE("unpickles numpy scalars, torch.device, dtypes and defaultdict") {

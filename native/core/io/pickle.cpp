@@ -383,7 +383,8 @@ class Unpickler {
   }
   // Memo keys are dense (0, 1, 2, ... as picklers number them), so a vector serves as the memo.
   void memo_put(uint64_t idx) {
-    if (idx > n_) bad("memo key " + std::to_string(idx) + " out of range");
+    // Picklers number memo entries 0, 1, 2, ...; a far larger key is corrupt (and would cost memory).
+    if (idx > 2 * uint64_t(memo_.size()) + 1024) bad("memo key " + std::to_string(idx) + " out of range");
     if (idx >= memo_.size()) {
       memo_.resize(size_t(idx) + 1);
       stored_.resize(size_t(idx) + 1, false);
@@ -456,12 +457,18 @@ PyValue Unpickler::rebuild_tensor(const std::vector<PyValue>& a) {
   for (const PyValue& v : a[3].items()) stride.push_back(v.as_int());
   if (size.size() != stride.size()) bad("tensor record with size and stride of different ranks");
   int64_t last = offset;  // highest element index the view touches
-  bool empty = false;
+  int64_t numel = 1;
+  bool empty = false, overflow = false;
   for (size_t k = 0; k < size.size(); ++k) {
     if (size[k] < 0 || stride[k] < 0) bad("tensor record with a negative size or stride");
-    if (size[k] == 0) empty = true;
-    else last += (size[k] - 1) * stride[k];
+    if (size[k] == 0) { empty = true; continue; }
+    int64_t reach;
+    overflow |= __builtin_mul_overflow(size[k] - 1, stride[k], &reach) || __builtin_add_overflow(last, reach, &last) ||
+                __builtin_mul_overflow(numel, size[k], &numel);
   }
+  // Stride-0 (expanded) views are legal, but not ones that would blow up when made contiguous.
+  if (!empty && (overflow || numel > std::max<int64_t>(storage.numel(), 1) * 4096))
+    bad("tensor record with an implausible shape " + c10::str(c10::IntArrayRef(size)));
   if (!empty && (offset < 0 || last >= storage.numel()))
     fail(label_ + ": a tensor of shape " + c10::str(c10::IntArrayRef(size)) + " needs elements up to " +
          std::to_string(last) + " of a storage of " + std::to_string(storage.numel()) +
@@ -532,6 +539,13 @@ PyValue Unpickler::call(const PyValue& callable, const PyValue& args_in) {
     std::string s = a.empty() ? "cpu" : a[0].as_str();
     if (a.size() > 1 && a[1].is_int()) s += ":" + std::to_string(a[1].as_int());
     return PyValue::str(s);
+  }
+  if (m == "copyreg" && (n == "__newobj__" || n == "__newobj_ex__")) {  // (cls, *args) / (cls, args, kwargs)
+    if (a.empty()) bad("malformed copyreg." + n + " record");
+    std::vector<PyValue> rest;
+    if (n == "__newobj__") rest.assign(a.begin() + 1, a.end());
+    else if (a.size() > 1 && a[1].is_sequence()) rest = a[1].items();
+    return call(a[0], PyValue::tuple(std::move(rest)));
   }
   if (m == "copyreg" && n == "_reconstructor") {  // (cls, base, state): an instance of cls
     if (a.empty()) bad("malformed copyreg._reconstructor record");

@@ -159,6 +159,9 @@ void ZipReader::parse() {
   if (cd_offset > n || cd_size > n - cd_offset)
     fail(where() + "the central directory lies outside the file: truncated or corrupt archive");
 
+  if (count > cd_size / 46)  // a central directory entry takes at least 46 bytes
+    fail(where() + "corrupt central directory (" + std::to_string(count) + " entries cannot fit in " +
+         std::to_string(cd_size) + " bytes): truncated or damaged archive");
   entries_.clear();
   entries_.reserve(size_t(count));
   uint64_t p = cd_offset;
