@@ -6,7 +6,7 @@ import { Yolo26Error } from './errors.js';
 import { exportSchema, parseOptions } from './options.js';
 import type { ExportOptions } from './options.js';
 
-export { train, val, Run } from './train.js';
+export { train, val, demo, Run } from './train.js';
 export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
 
 export { predict, PredictStream } from './predict.js';

@@ -48,6 +48,9 @@ export interface RunResult {
   best?: string;
   last?: string;
   epochsCompleted?: number;
+  /** demo only: the generated data.yaml and the folder of annotated held-out images. */
+  data?: string;
+  predictDir?: string;
 }
 
 const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -76,6 +79,8 @@ function finalResult(r: Record<string, number | string>): RunResult {
   for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && k !== 'epochs_completed') metrics[k] = v;
   return {
     metrics,
+    data: r.data ? String(r.data) : undefined,
+    predictDir: r.predict_dir ? String(r.predict_dir) : undefined,
     saveDir: String(r.save_dir ?? ''),
     best: r.best ? String(r.best) : undefined,
     last: r.last ? String(r.last) : undefined,
@@ -148,4 +153,13 @@ export function train(options: TrainOptions): Run {
 export function val(options: ValOptions): Run {
   const cfg = parseOptions('val', valSchema, options);
   return new Run(native().startValidation as RunStarter, engineArgs(cfg));
+}
+
+/**
+ * The built-in default job: generates a small synthetic shapes data set (no download), trains yolo26n on
+ * it, validates, and predicts on held-out images saving annotated copies. Options: any train() option,
+ * plus images / val_images / predict_images / size for the generated set.
+ */
+export function demo(options: Record<string, unknown> = {}): Run {
+  return new Run(native().startDemo as RunStarter, engineArgs(options));
 }
