@@ -172,6 +172,10 @@ function editDistance(a: string, b: string): number {
 
 /** The closest accepted option name, when one is close enough to be a typo. */
 export function suggest(name: string, accepted: string[]): string | undefined {
+  const lower = name.toLowerCase();
+  // 'confidence' -> 'conf', 'epoch' -> 'epochs': one name abbreviates the other.
+  const prefix = accepted.find((c) => c.length >= 3 && (lower.startsWith(c.toLowerCase()) || c.toLowerCase().startsWith(lower)));
+  if (prefix && lower.length >= 3) return prefix;
   let best: string | undefined;
   let bestD = Infinity;
   for (const cand of accepted) {
