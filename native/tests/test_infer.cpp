@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <unistd.h>
 
 #include "infer/annotate.h"
 #include "infer/letterbox.h"
@@ -43,9 +44,18 @@ torch::Tensor npy_tensor(const std::string& rel) {
   return torch::from_blob(v.data(), a.shape, torch::kFloat32).clone();
 }
 
-// A fresh, empty scratch folder under /tmp for one test.
+// A fresh, empty scratch folder under /tmp for one test (per process, so parallel runs do not collide); all of
+// them are removed when the test program exits.
+struct ScratchCleanup {
+  ~ScratchCleanup() {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec))
+      if (e.path().filename().string().rfind("y26_infer_" + std::to_string(::getpid()) + "_", 0) == 0) fs::remove_all(e.path(), ec);
+  }
+} scratch_cleanup;
+
 fs::path scratch(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("y26_infer_" + name);
+  fs::path p = fs::temp_directory_path() / ("y26_infer_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
