@@ -1,6 +1,6 @@
 // predict() throughput and memory: per-stage ms per image at batch 1 and 8, the bare forward time in the same
 // run, images/s over a 200-image directory, and VmRSS across a 1000-image stream.
-//   bench_predict [--model fake|<model>] [--source DIR] [--imgsz 640] [--batch 1,8] [--stream 1000]
+//   bench_predict [--model fake|<checkpoint.pt>] [--source DIR] [--imgsz 640] [--batch 1,8] [--stream 1000]
 //                 [--threads N] [--workers N] [--device cpu] [--json out.json]
 // Without --source, 200 synthetic 640x480 JPEGs are written to a temporary folder.
 #include <opencv2/imgcodecs.hpp>
@@ -13,6 +13,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "infer/model_forward.h"
 #include "infer/pipeline.h"
 #include "infer/preprocess.h"
 #include "util/error.h"
@@ -33,7 +34,7 @@ double vmrss_mb() {
 }
 
 // A stand-in detector with a realistic input path (strided convs over the whole image) and the end2end output
-// layout (B,300,6), used until a real model is wired in.
+// layout (B,300,6): --model fake measures the pipeline without a checkpoint.
 struct StandInImpl : torch::nn::Module {
   torch::nn::Sequential body{nullptr};
   torch::nn::Linear head{nullptr};
@@ -56,17 +57,25 @@ struct StandInImpl : torch::nn::Module {
 };
 TORCH_MODULE(StandIn);
 
-// The forward callable for --model. "fake" is the stand-in above; a model file needs the YoloModel loader
-// (branch `model`): construct it here and return a lambda calling its end2end forward.
-y26::ForwardFn make_forward(const std::string& model, const torch::Device& device) {
+struct BenchModel {
+  y26::ForwardOutputsFn forward;
+  std::shared_ptr<y26::YoloModel> model;  // null for the stand-in
+};
+
+// --model fake: the stand-in above; otherwise a checkpoint (.pt), loaded, fused and in eval mode as predict() runs it.
+BenchModel make_forward(const std::string& model, const torch::Device& device) {
   if (model == "fake") {
     torch::manual_seed(0);
     StandIn net;
     net->to(device);
     net->eval();
-    return [net](const torch::Tensor& x) mutable { return net->forward(x); };
+    return {[net](const torch::Tensor& x) mutable { return std::vector<torch::Tensor>{net->forward(x)}; }, nullptr};
   }
-  y26::fail("bench_predict: --model " + model + " needs the YoloModel loader, which is not wired into this build yet; use --model fake");
+  auto m = y26::load_model(model);
+  m->eval();
+  m->fuse();
+  m->to(device);
+  return {y26::model_forward(m), m};
 }
 
 std::vector<int> parse_ints(const std::string& s) {
@@ -106,7 +115,7 @@ struct RunStats {
 
 // rss_peak: highest VmRSS sampled every 50 images; rss_early: VmRSS after the first 100 images (the steady state
 // a flat pipeline keeps to the end).
-RunStats run_stream(const std::vector<std::string>& specs, const y26::ForwardFn& fwd, y26::PipelineOptions po,
+RunStats run_stream(const std::vector<std::string>& specs, const y26::ForwardOutputsFn& fwd, y26::PipelineOptions po,
                     double* rss_peak = nullptr, double* rss_early = nullptr, double* rss_last = nullptr) {
   RunStats st;
   st.batch = po.batch;
@@ -134,7 +143,7 @@ RunStats run_stream(const std::vector<std::string>& specs, const y26::ForwardFn&
 }
 
 // Bare forward on a ready input batch, ms per image (median of iters).
-double pure_forward_ms(const y26::ForwardFn& fwd, const std::string& image, const y26::PipelineOptions& po, int iters) {
+double pure_forward_ms(const y26::ForwardOutputsFn& fwd, const std::string& image, const y26::PipelineOptions& po, int iters) {
   cv::Mat im = cv::imread(image);
   y26::LetterboxOptions lo;
   lo.height = po.imgsz_h;
@@ -148,7 +157,7 @@ double pure_forward_ms(const y26::ForwardFn& fwd, const std::string& image, cons
   std::vector<double> ms;
   for (int i = 0; i < iters; ++i) {
     const auto t0 = Clock::now();
-    torch::Tensor y = fwd(x);
+    std::vector<torch::Tensor> y = fwd(x);
     if (dev.is_cuda()) torch::cuda::synchronize();
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / po.batch);
   }
@@ -184,9 +193,11 @@ int main(int argc, char** argv) {
     device = y26::resolve_device(device);
     if (source.empty()) source = make_synthetic_dir(200);
     const std::vector<std::string> files = y26::expand_source_paths(source);
-    y26::ForwardFn fwd = make_forward(model, torch::Device(device));
+    BenchModel bm = make_forward(model, torch::Device(device));
+    const y26::ForwardOutputsFn& fwd = bm.forward;
 
     y26::PipelineOptions po;
+    if (bm.model) po = y26::model_pipeline_options(*bm.model, po);
     po.imgsz_h = po.imgsz_w = imgsz;
     po.device = device;
     po.workers = workers;

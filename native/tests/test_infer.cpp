@@ -11,9 +11,11 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <unistd.h>
 
 #include "infer/annotate.h"
 #include "infer/letterbox.h"
+#include "infer/model_forward.h"
 #include "infer/pipeline.h"
 #include "infer/postprocess.h"
 #include "infer/preprocess.h"
@@ -43,9 +45,18 @@ torch::Tensor npy_tensor(const std::string& rel) {
   return torch::from_blob(v.data(), a.shape, torch::kFloat32).clone();
 }
 
-// A fresh, empty scratch folder under /tmp for one test.
+// A fresh, empty scratch folder under /tmp for one test (per process, so parallel runs do not collide); all of
+// them are removed when the test program exits.
+struct ScratchCleanup {
+  ~ScratchCleanup() {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec))
+      if (e.path().filename().string().rfind("y26_infer_" + std::to_string(::getpid()) + "_", 0) == 0) fs::remove_all(e.path(), ec);
+  }
+} scratch_cleanup;
+
 fs::path scratch(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("y26_infer_" + name);
+  fs::path p = fs::temp_directory_path() / ("y26_infer_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
@@ -340,6 +351,51 @@ TEST_CASE("preprocess on CUDA (pinned, non_blocking) equals CPU; without CUDA th
     std::string m = message_of([&] { y26::Pipeline(y26::open_mat_source({im}), fake_forward_any_device, po); });
     EXPECT_MSG(m.find("cuda:0") != std::string::npos && m.find("cpu") != std::string::npos, m);
   }
+}
+
+TEST_CASE("predict end to end: PNG -> pipeline -> fused yolo26n-shapes.pt reproduces the official predict() results") {
+  auto model = y26::load_model(y26test::fixture("det/yolo26n-shapes.pt"));
+  model->eval();
+  model->fuse();
+  int compared = 0;
+  for (const auto& [name, size] : std::vector<std::pair<std::string, int>>{{"s11_val_0000", 320}, {"wide_480x300", 320}, {"s11_val_0000", 640}}) {
+    YAML::Node meta = YAML::LoadFile(y26test::fixture(std::string(kOutputs) + name + "/imgsz" + std::to_string(size) + "/meta.json"));
+    for (const std::string conf : {"0.25", "0.001"}) {
+      y26::PipelineOptions po;
+      po.imgsz_h = po.imgsz_w = size;
+      po.post.conf = std::stof(conf);
+      po = y26::model_pipeline_options(*model, po);
+      EXPECT(po.stride == 32 && po.post.nc == 3 && po.post.task == y26::Task::Detect);
+      auto rs = y26::predict_all(y26::open_path_source(image_path(name)), y26::model_forward(model), po);
+      YAML::Node want = meta["predict_results_original_coords"]["conf_" + conf];
+      const size_t n = want["conf"].size();
+      EXPECT(rs.size() == 1);
+      if (rs.size() != 1) continue;
+      const y26::Result& r = rs[0];
+      // A score within 1e-5 of the threshold may fall on either side (README tolerances): then the lists differ by
+      // that last row only.
+      bool count_ok = r.size() == n;
+      if (!count_ok && std::max(r.size(), n) - std::min(r.size(), n) == 1) {
+        const double edge = r.size() > n ? r.conf[n].item<double>() : want["conf"][r.size()].as<double>();
+        count_ok = std::fabs(edge - po.post.conf) <= 1e-5;
+      }
+      EXPECT_MSG(count_ok, name << "@" << size << " conf " << conf << ": " << r.size() << " vs " << n);
+      double box_err = 0, conf_err = 0;
+      for (size_t i = 0; i < std::min(n, r.size()); ++i) {
+        EXPECT(r.cls[i].item<int64_t>() == want["cls"][i].as<int64_t>());
+        conf_err = std::max(conf_err, std::fabs(r.conf[i].item<double>() - static_cast<float>(want["conf"][i].as<double>())));
+        // README tolerance for model boxes: 2e-3 px + 1e-5 relative.
+        for (int j = 0; j < 4; ++j) {
+          const double w = static_cast<float>(want["xyxy"][i][j].as<double>());
+          box_err = std::max(box_err, std::fabs(r.boxes[i][j].item<double>() - w) - 1e-5 * std::fabs(w));
+        }
+      }
+      EXPECT_MSG(box_err <= 2e-3, name << "@" << size << " conf " << conf << ": box error beyond the relative part " << box_err);
+      EXPECT_MSG(conf_err <= 1e-5, name << "@" << size << " conf " << conf << ": conf error " << conf_err);
+      compared += static_cast<int>(std::min(n, r.size()));
+    }
+  }
+  EXPECT_MSG(compared > 600, compared << " detections compared");
 }
 
 // ---- NMS -------------------------------------------------------------------------------------------------------
