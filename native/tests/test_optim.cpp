@@ -275,4 +275,127 @@ TEST_CASE("optimizer=auto, nominal batch and weight-decay scaling") {
   EXPECT_NEAR(y26::scaled_weight_decay(5e-4, 24, 3, 64), 5.625e-4, 1e-18);
 }
 
+TEST_CASE("LR schedule factors: linear and one-cycle cosine") {
+  EXPECT_NEAR(y26::linear_lr_factor(0, 30, 0.01), 1.0, 0);
+  EXPECT_NEAR(y26::linear_lr_factor(15, 30, 0.01), 0.505, 1e-15);  // .5 * .99 + .01
+  EXPECT_NEAR(y26::linear_lr_factor(30, 30, 0.01), 0.01, 1e-15);
+  EXPECT_NEAR(y26::linear_lr_factor(40, 30, 0.01), 0.01, 1e-15);   // clamped
+  EXPECT_NEAR(y26::cosine_lr_factor(0, 30, 0.01), 1.0, 1e-15);
+  EXPECT_NEAR(y26::cosine_lr_factor(15, 30, 0.01), 0.505, 1e-15);  // (1 - cos(pi/2))/2 = .5
+  EXPECT_NEAR(y26::cosine_lr_factor(10, 30, 0.01), 1 - 0.25 * 0.99, 1e-15);  // (1 - cos(pi/3))/2 = .25
+  EXPECT_NEAR(y26::cosine_lr_factor(30, 30, 0.01), 0.01, 1e-15);
+  EXPECT_NEAR(y26::lr_factor(10, 30, 0.01, false), y26::linear_lr_factor(10, 30, 0.01), 0);
+  EXPECT_NEAR(y26::lr_factor(10, 30, 0.01, true), y26::cosine_lr_factor(10, 30, 0.01), 0);
+  std::vector<y26::ParamGroup> g(2);
+  g[0].initial_lr = 0.01;
+  g[1].initial_lr = 0.03;
+  y26::set_epoch_lr(g, 0.5);
+  EXPECT_NEAR(g[0].lr, 0.005, 1e-18);
+  EXPECT_NEAR(g[1].lr, 0.015, 1e-18);
+}
+
+TEST_CASE("warmup iterations, ramps and accumulate") {
+  EXPECT(y26::warmup_iterations(3.0, 16) == 100);   // 48 -> at least 100
+  EXPECT(y26::warmup_iterations(3.0, 100) == 300);
+  EXPECT(y26::warmup_iterations(0.0, 100) == -1);
+  EXPECT(y26::warmup_iterations(0.5, 5, 0) == 2);   // round(2.5) = 2, half to even
+  EXPECT(y26::warmup_iterations(1.5, 5, 0) == 8);   // round(7.5) = 8
+  EXPECT(y26::in_warmup(100, 100) && !y26::in_warmup(101, 100) && !y26::in_warmup(0, -1));
+  EXPECT_NEAR(y26::interp_ramp(50, 100, 0.1, 0.01), 0.055, 1e-15);
+  EXPECT_NEAR(y26::interp_ramp(0, 100, 0.1, 0.01), 0.1, 0);
+  EXPECT_NEAR(y26::interp_ramp(100, 100, 0.1, 0.01), 0.01, 0);
+  EXPECT_NEAR(y26::interp_ramp(150, 100, 0.1, 0.01), 0.01, 0);
+  EXPECT(y26::warmup_accumulate(0, 100, 64, 16) == 1);
+  EXPECT(y26::warmup_accumulate(50, 100, 64, 16) == 2);   // 2.5 -> 2 (half to even)
+  EXPECT(y26::warmup_accumulate(80, 100, 64, 16) == 3);   // 1 + 3*.8 = 3.4
+  EXPECT(y26::warmup_accumulate(84, 100, 64, 16) == 4);   // 3.52
+  EXPECT(y26::warmup_accumulate(100, 100, 64, 16) == 4);
+  EXPECT(y26::warmup_accumulate(50, 100, 64, 128) == 1);  // ramp 1 -> .5, never below 1
+
+  std::vector<y26::ParamGroup> groups(2);
+  groups[0].kind = "weight";
+  groups[1].kind = "bias";
+  for (auto& g : groups) g.initial_lr = g.lr = 0.01, g.momentum = 0.937;
+  y26::WarmupConfig cfg;  // bias lr .1, momentum .8 -> .937, nbs 64, batch 16
+  EXPECT(y26::apply_warmup(groups, y26::OptimKind::SGD, 0, 100, 1.0, cfg) == 1);
+  EXPECT_NEAR(groups[0].lr, 0.0, 0);
+  EXPECT_NEAR(groups[1].lr, 0.1, 0);
+  EXPECT_NEAR(groups[0].momentum, 0.8, 0);
+  EXPECT(y26::apply_warmup(groups, y26::OptimKind::SGD, 50, 100, 0.5, cfg) == 2);
+  EXPECT_NEAR(groups[0].lr, 0.0025, 1e-15);       // 0 -> .01 * .5, halfway
+  EXPECT_NEAR(groups[1].lr, 0.0525, 1e-15);       // .1 -> .005, halfway
+  EXPECT_NEAR(groups[0].momentum, 0.8685, 1e-15);
+  // Adam-family groups keep beta1: torch's Adam groups have no "momentum" for the warmup to move.
+  groups[0].momentum = groups[1].momentum = 0.9;
+  cfg.warmup_bias_lr = 0.0;  // what optimizer=auto forces
+  EXPECT(y26::apply_warmup(groups, y26::OptimKind::AdamW, 25, 100, 1.0, cfg) == 2);  // 1.75 -> 2
+  EXPECT_NEAR(groups[0].momentum, 0.9, 0);
+  EXPECT_NEAR(groups[1].lr, 0.0025, 1e-15);
+}
+
+TEST_CASE("ModelEMA: ramped decay, float entries only, resume") {
+  auto make = [] {
+    return y26::NamedTensors{{"w", torch::tensor({1.f, 2.f})}, {"bn.running_var", torch::tensor({4.f})},
+                             {"bn.num_batches_tracked", torch::tensor({7}, torch::kInt64)}};
+  };
+  y26::ModelEMA ema(make(), 0.5, 1.0);
+  EXPECT_NEAR(ema.decay_at(1), 0.5 * (1 - std::exp(-1.0)), 1e-15);
+  y26::ModelEMA official(make());
+  EXPECT_NEAR(official.decay_at(2000), 0.9999 * (1 - std::exp(-1.0)), 1e-15);
+  EXPECT_NEAR(official.decay_at(0), 0.0, 0);
+  y26::NamedTensors model = {{"w", torch::tensor({3.f, 4.f})}, {"bn.running_var", torch::tensor({2.f})},
+                             {"bn.num_batches_tracked", torch::tensor({99}, torch::kInt64)}};
+  ema.update(model);
+  EXPECT(ema.updates() == 1);
+  const double d = 0.5 * (1 - std::exp(-1.0));  // 0.31606
+  auto& st = ema.state();
+  EXPECT_NEAR(st[0].second[0].item<float>(), 1 * d + (1 - d) * 3, 1e-6);
+  EXPECT_NEAR(st[0].second[1].item<float>(), 2 * d + (1 - d) * 4, 1e-6);
+  EXPECT_NEAR(st[1].second[0].item<float>(), 4 * d + (1 - d) * 2, 1e-6);  // BN buffers are averaged too
+  EXPECT(st[2].second[0].item<int64_t>() == 7);                           // integer entries are not
+  // Name lookup works when the model lists its entries in another order.
+  y26::NamedTensors shuffled = {model[2], model[1], model[0]};
+  const float before = st[0].second[0].item<float>();
+  ema.update(shuffled);
+  const double d2 = 0.5 * (1 - std::exp(-2.0));
+  EXPECT_NEAR(st[0].second[0].item<float>(), before * d2 + (1 - d2) * 3, 1e-6);
+  // Resume: a fresh EMA over other tensors takes the saved values and the update count.
+  y26::NamedTensors saved;
+  for (auto& [n, t] : st) saved.emplace_back(n, t.clone());
+  y26::ModelEMA resumed(make(), 0.5, 1.0);
+  resumed.load(saved, ema.updates());
+  EXPECT(resumed.updates() == 2);
+  EXPECT(torch::equal(resumed.state()[0].second, st[0].second));
+  resumed.copy_from(model);
+  EXPECT(torch::equal(resumed.state()[0].second, model[0].second) && resumed.updates() == 2);
+  EXPECT_THROWS(ema.update({{"w", torch::zeros({2})}}));                       // missing entries
+  EXPECT_THROWS(ema.update({{"w", torch::zeros({3})}, model[1], model[2]}));    // wrong shape
+}
+
+TEST_CASE("collect_params and module_state walk a libtorch module tree") {
+  torch::nn::Sequential seq(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).bias(false)),
+                            torch::nn::BatchNorm2d(8), torch::nn::Linear(8, 4));
+  seq->ptr(2)->named_parameters()["bias"].set_requires_grad(false);  // frozen: left out
+  auto ps = y26::collect_params(*seq, "model");
+  EXPECT(ps.size() == 4);
+  EXPECT(ps[0].full_name() == "model.0.weight" && ps[1].full_name() == "model.1.weight" &&
+         ps[2].full_name() == "model.1.bias" && ps[3].full_name() == "model.2.weight");
+  EXPECT(ps[1].module_kind.find("BatchNorm2d") != std::string::npos);
+  EXPECT(y26::collect_params(*seq, "model", true).size() == 5);
+  auto groups = y26::build_param_groups(ps, y26::OptimKind::SGD, 0.01, 0.9, 5e-4);
+  EXPECT(groups[0].params.size() == 2 && groups[1].params.size() == 1 && groups[2].params.size() == 1);
+  EXPECT(groups[1].params[0].first == "model.1.weight");  // BN weight: no decay
+  auto st = y26::module_state(*seq);
+  EXPECT(st.size() == 5 + 3);  // 5 params + running_mean, running_var, num_batches_tracked
+  bool has_var = false;
+  for (auto& nt : st) has_var |= nt.first == "1.running_var";
+  EXPECT(has_var);
+  // The EMA of a copy follows the model through the same names.
+  torch::nn::Sequential copy(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).bias(false)),
+                             torch::nn::BatchNorm2d(8), torch::nn::Linear(8, 4));
+  y26::ModelEMA ema(y26::module_state(*copy));
+  ema.copy_from(st);
+  EXPECT(torch::equal(copy->named_parameters()["0.weight"], seq->named_parameters()["0.weight"]));
+}
+
 TEST_MAIN()

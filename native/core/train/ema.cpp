@@ -6,6 +6,13 @@
 
 namespace y26 {
 
+NamedTensors module_state(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) out.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
 ModelEMA::ModelEMA(NamedTensors ema_state, double decay, double tau, int64_t updates)
     : ema_(std::move(ema_state)), decay_(decay), tau_(tau), updates_(updates) {
   for (const auto& [name, t] : ema_)

@@ -1,6 +1,7 @@
 // ModelEMA: exponential moving average of every floating-point state entry (parameters and BatchNorm
 // buffers), with the official ramped decay d(u) = decay * (1 - exp(-u / tau)), u = optimizer steps so far.
 #pragma once
+#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -10,6 +11,9 @@
 #include "train/optimizer.h"
 
 namespace y26 {
+
+// A module's state entries (parameters, then buffers such as BN running stats), named as state_dict() names them.
+NamedTensors module_state(const torch::nn::Module& module);
 
 class ModelEMA {
  public:

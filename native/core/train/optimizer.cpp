@@ -293,6 +293,16 @@ static std::string last_model_layer(const std::vector<ParamInfo>& params) {
   return best < 0 ? "" : "model." + std::to_string(best);
 }
 
+std::vector<ParamInfo> collect_params(const torch::nn::Module& root, const std::string& prefix, bool include_frozen) {
+  std::vector<ParamInfo> out;
+  for (const auto& item : root.named_modules(prefix, /*include_self=*/true))
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
+      if (!include_frozen && !p.value().requires_grad()) continue;
+      out.push_back({item.key(), item.value()->name(), p.key(), p.value()});
+    }
+  return out;
+}
+
 std::vector<ParamGroup> build_param_groups(const std::vector<ParamInfo>& params, OptimKind kind, double lr,
                                            double momentum, double decay, const std::string& head_module) {
   const bool use_muon = kind == OptimKind::MuSGD;

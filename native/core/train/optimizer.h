@@ -2,6 +2,7 @@
 // (`build_optimizer`), the optimizer='auto' rule and the nominal-batch helpers. No torch::optim base class:
 // its API differs between libtorch 1.13 and 2.x, and MuSGD needs per-group flags it does not have.
 #pragma once
+#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -127,6 +128,12 @@ struct ParamInfo {
   torch::Tensor tensor;
   std::string full_name() const { return module_path.empty() ? param_name : module_path + "." + param_name; }
 };
+
+// Every parameter of a libtorch module tree in named_modules() order, each with its owning module's path (under
+// `prefix`, e.g. "model" -> "model.0.conv") and kind (Module::name(), e.g. "torch::nn::BatchNorm2dImpl").
+// Frozen parameters (requires_grad false) are skipped unless include_frozen.
+std::vector<ParamInfo> collect_params(const torch::nn::Module& root, const std::string& prefix = "",
+                                      bool include_frozen = false);
 
 struct OptimizerChoice {
   OptimKind kind = OptimKind::SGD;
