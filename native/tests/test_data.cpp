@@ -572,6 +572,28 @@ TEST_CASE("loader: each sample once per epoch, new order per epoch, wait stats, 
   EXPECT_MSG(contains(e, fs::path(ds->labels(0).im_file).filename().string()), e);
 }
 
+TEST_CASE("loader device: CUDA batches (pinned, non_blocking) equal CPU batches; clear error without CUDA") {
+  auto ds = rect_dataset("device", 128, 4);
+  LoaderOptions lo;
+  lo.batch = 4;
+  lo.workers = 1;
+  lo.seed = 9;
+  if (!torch::cuda::is_available()) {
+    lo.device = "cuda:0";
+    std::string e = error_of([&] { DataLoader dl(ds, lo); });
+    EXPECT_MSG(contains(e, "CUDA") && contains(e, "cpu"), e);
+    return;
+  }
+  Batch cpu, gpu;
+  DataLoader a(ds, lo);
+  EXPECT(a.next(cpu));
+  lo.device = "cuda:0";
+  DataLoader b(ds, lo);
+  EXPECT(b.next(gpu));
+  EXPECT(gpu.img.is_cuda() && gpu.bboxes.is_cuda());
+  EXPECT(same(cpu.img, gpu.img.cpu()) && same(cpu.bboxes, gpu.bboxes.cpu()));
+}
+
 TEST_CASE("cache ram and disk give the same images as no cache") {
   SyntheticOptions so;
   so.train_images = 6;
