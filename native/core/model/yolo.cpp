@@ -5,6 +5,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "io/checkpoint.h"
 #include "model/postprocess.h"
 #include "util/error.h"
 
@@ -383,6 +384,20 @@ std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc) 
   auto cfg = load_model_config(name_or_path);
   if (nc > 0) set_num_classes(cfg, nc);
   return std::make_shared<YoloModel>(cfg);
+}
+
+std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::string& source) {
+  if (!ckpt.yaml || !ckpt.yaml.IsMap() || !ckpt.yaml["backbone"])
+    fail(source + ": the checkpoint has no model YAML (backbone/head); build from a YAML and load the weights");
+  auto cfg = parse_model_config(ckpt.yaml, source);
+  if (ckpt.nc > 0 && ckpt.nc != cfg.nc) set_num_classes(cfg, (int)ckpt.nc);
+  auto m = std::make_shared<YoloModel>(cfg);
+  m->load_state_dict(ckpt.state_dict, source);
+  return m;
+}
+
+std::shared_ptr<YoloModel> load_model(const std::string& checkpoint_path) {
+  return build_model(load_checkpoint(checkpoint_path), checkpoint_path);
 }
 
 }  // namespace y26

@@ -79,4 +79,10 @@ class YoloModel : public torch::nn::Module {
 // Builds from a YAML path or builtin name ("yolo26n.yaml", "yolo26s-seg.yaml"); nc > 0 overrides the YAML's.
 std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc = -1);
 
+struct CheckpointData;
+// Builds the network from a checkpoint's model YAML dict and loads its weights (unfused, train mode).
+std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::string& source);
+// load_checkpoint(path) + the above.
+std::shared_ptr<YoloModel> load_model(const std::string& checkpoint_path);
+
 }  // namespace y26
