@@ -1,7 +1,7 @@
 // predict() throughput and memory: per-stage ms per image at batch 1 and 8, the bare forward time in the same
 // run, images/s over a 200-image directory, and VmRSS across a 1000-image stream.
 //   bench_predict [--model fake|<model>] [--source DIR] [--imgsz 640] [--batch 1,8] [--stream 1000]
-//                 [--threads N] [--device cpu] [--json out.json]
+//                 [--threads N] [--workers N] [--device cpu] [--json out.json]
 // Without --source, 200 synthetic 640x480 JPEGs are written to a temporary folder.
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -156,7 +156,7 @@ double pure_forward_ms(const y26::ForwardFn& fwd, const std::string& image, cons
 
 int main(int argc, char** argv) {
   std::string model = "fake", source, json_path, device = "cpu";
-  int imgsz = 640, stream_n = 1000, threads = 0;
+  int imgsz = 640, stream_n = 1000, threads = 0, workers = 1;
   std::vector<int> batches = {1, 8};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -170,12 +170,13 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batches = parse_ints(val());
     else if (a == "--stream") stream_n = std::stoi(val());
     else if (a == "--threads") threads = std::stoi(val());
+    else if (a == "--workers") workers = std::stoi(val());
     else if (a == "--device") device = val();
     else if (a == "--json") json_path = val();
     else { std::cerr << "unknown option " << a << " (see the header of bench_predict.cpp)\n"; return 2; }
   }
   try {
-    const int torch_threads = y26::configure_threads(threads, 1);
+    const int torch_threads = y26::configure_threads(threads, workers);
     device = y26::resolve_device(device);
     if (source.empty()) source = make_synthetic_dir(200);
     const std::vector<std::string> files = y26::expand_source_paths(source);
@@ -184,11 +185,12 @@ int main(int argc, char** argv) {
     y26::PipelineOptions po;
     po.imgsz_h = po.imgsz_w = imgsz;
     po.device = device;
+    po.workers = workers;
     po.post.conf = 0.25f;
 
     std::ostringstream js;
     js << "{\n  \"model\": \"" << model << "\", \"device\": \"" << device << "\", \"imgsz\": " << imgsz
-       << ", \"torch_threads\": " << torch_threads << ", \"images\": " << files.size() << ",\n  \"runs\": [";
+       << ", \"torch_threads\": " << torch_threads << ", \"workers\": " << workers << ", \"images\": " << files.size() << ",\n  \"runs\": [";
     for (size_t bi = 0; bi < batches.size(); ++bi) {
       po.batch = batches[bi];
       const double fwd_ms = pure_forward_ms(fwd, files.front(), po, 10);

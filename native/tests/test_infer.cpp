@@ -24,6 +24,7 @@
 #include "util/npy.h"
 
 namespace fs = std::filesystem;
+using torch::indexing::None;
 using torch::indexing::Slice;
 
 namespace {
@@ -56,6 +57,20 @@ y26::Letterboxed letterbox_png(const std::string& name, int imgsz) {
   lo.height = lo.width = imgsz;
   lo.auto_pad = true;
   return y26::letterbox(im, lo);
+}
+
+std::string message_of(const std::function<void()>& fn) {
+  try { fn(); } catch (const y26::Error& e) { return e.what(); } catch (const std::exception& e) { return std::string("other: ") + e.what(); }
+  return "";
+}
+
+// A fake end2end model on the input's device: one box (8,8)-(40,24), class 1, score from the image content.
+torch::Tensor fake_forward_any_device(const torch::Tensor& x) {
+  torch::Tensor y = torch::zeros({x.size(0), 300, 6}, x.options().dtype(torch::kFloat32));
+  y.index_put_({Slice(), 0, Slice(0, 4)}, torch::tensor({8.f, 8.f, 40.f, 24.f}).to(x.device()));
+  y.index_put_({Slice(), 0, 4}, 0.5 + 0.5 * x.index({Slice(), 2}).to(torch::kFloat32).mean({1, 2}));
+  y.index_put_({Slice(), 0, 5}, 1.f);
+  return y;
 }
 
 }  // namespace
@@ -221,6 +236,56 @@ TEST_CASE("pose end2end postprocess: boxes match predict(), keypoints scaled lik
   }
 }
 
+TEST_CASE("obb end2end postprocess: xywhr scaled back, enclosing box clipped") {
+  // One row: centre (100, 60) in a 320x224 input of a 480x300 image (gain 2/3, pad 12 top), 60x30, angle pi/2.
+  torch::Tensor rows = torch::zeros({1, 300, 7});
+  rows[0][0][0] = 100; rows[0][0][1] = 60; rows[0][0][2] = 60; rows[0][0][3] = 30;
+  rows[0][0][4] = 0.9; rows[0][0][5] = 4; rows[0][0][6] = static_cast<float>(M_PI / 2);
+  y26::Letterboxed meta;
+  meta.orig_h = 300;
+  meta.orig_w = 480;
+  meta.ratio_pad = {2.0 / 3.0, 2.0 / 3.0, 0, 12};
+  y26::PostprocessOptions po;
+  po.task = y26::Task::Obb;
+  y26::Result r = y26::postprocess(rows, {meta}, po).at(0);
+  EXPECT(r.size() == 1 && r.obb.defined() && r.obb.size(1) == 5);
+  EXPECT_NEAR(r.obb[0][0].item<float>(), 150, 1e-4);
+  EXPECT_NEAR(r.obb[0][1].item<float>(), 72, 1e-4);
+  EXPECT_NEAR(r.obb[0][2].item<float>(), 90, 1e-4);
+  EXPECT_NEAR(r.obb[0][3].item<float>(), 45, 1e-4);
+  EXPECT_NEAR(r.obb[0][4].item<float>(), M_PI / 2, 1e-6);
+  // Rotated by 90 degrees, the enclosing box is 45 wide and 90 high around (150, 72); the top clips at 0.
+  EXPECT_NEAR(r.boxes[0][0].item<float>(), 127.5, 1e-3);
+  EXPECT_NEAR(r.boxes[0][2].item<float>(), 172.5, 1e-3);
+  EXPECT_NEAR(r.boxes[0][1].item<float>(), 27, 1e-3);
+  EXPECT_NEAR(r.boxes[0][3].item<float>(), 117, 1e-3);
+  EXPECT(r.cls[0].item<int64_t>() == 4);
+}
+
+TEST_CASE("preprocess on CUDA (pinned, non_blocking) equals CPU; without CUDA the device is refused clearly") {
+  cv::Mat im = cv::imread(image_path("wide_480x300"));
+  y26::LetterboxOptions lo;
+  lo.height = lo.width = 320;
+  cv::Mat boxed = y26::letterbox(im, lo).image;
+  torch::Tensor cpu = y26::preprocess_batch({boxed, boxed}, torch::kCPU);
+  EXPECT(cpu.sizes() == torch::IntArrayRef({2, 3, 224, 320}));
+  torch::Tensor ref = npy_tensor(std::string(kOutputs) + "wide_480x300/imgsz320/input_u8.npy").to(torch::kFloat32) / 255;
+  EXPECT(torch::equal(cpu[1], ref[0]));
+  y26::PipelineOptions po;
+  po.device = "cuda:0";
+  if (torch::cuda::is_available()) {
+    torch::Tensor gpu = y26::preprocess_batch({boxed, boxed}, torch::Device("cuda:0"));
+    EXPECT(gpu.is_cuda() && torch::equal(gpu.cpu(), cpu));
+    torch::Tensor half = y26::preprocess_batch({boxed}, torch::Device("cuda:0"), true);
+    EXPECT(half.scalar_type() == torch::kFloat16);
+    auto rs = y26::predict_all(y26::open_mat_source({im, im, im}), fake_forward_any_device, po);
+    EXPECT(rs.size() == 3 && rs[2].size() == 1);
+  } else {
+    std::string m = message_of([&] { y26::Pipeline(y26::open_mat_source({im}), fake_forward_any_device, po); });
+    EXPECT_MSG(m.find("cuda:0") != std::string::npos && m.find("cpu") != std::string::npos, m);
+  }
+}
+
 // ---- NMS -------------------------------------------------------------------------------------------------------
 
 TEST_CASE("nms keeps the best of overlapping boxes and all disjoint ones") {
@@ -279,6 +344,53 @@ TEST_CASE("classic non_max_suppression: conf, class-aware vs agnostic, multi-lab
   EXPECT(out[0].size(0) == 1 && out[0][0][5].item<float>() == 1.f);
 }
 
+TEST_CASE("classic NMS on the real one2many output is exactly greedy NMS (independent check)") {
+  torch::Tensor dec = npy_tensor(std::string(kOutputs) + "s11_val_0000/imgsz640/one2many_decoded.npy");  // xyxy
+  y26::PostprocessOptions po;
+  po.end2end = false;
+  po.classic_xywh = false;
+  po.conf = 0.01f;
+  po.max_det = 100000;
+  torch::Tensor kept = y26::non_max_suppression(dec, po).at(0);
+  // Candidates as the NMS saw them: best class per anchor above conf.
+  torch::Tensor boxes = dec[0].index({Slice(0, 4)}).t();
+  auto [score, cls] = dec[0].index({Slice(4, None)}).max(0);
+  torch::Tensor cand = score > po.conf;
+  boxes = boxes.index({cand});
+  score = score.index({cand});
+  cls = cls.index({cand});
+  EXPECT_MSG(kept.size(0) > 20 && kept.size(0) < boxes.size(0), kept.size(0) << " kept of " << boxes.size(0));
+  auto iou = [](const torch::Tensor& a, const torch::Tensor& b) {  // (N,4) x (M,4) -> (N,M)
+    torch::Tensor lt = torch::max(a.index({Slice(), None, Slice(0, 2)}), b.index({None, Slice(), Slice(0, 2)}));
+    torch::Tensor rb = torch::min(a.index({Slice(), None, Slice(2, 4)}), b.index({None, Slice(), Slice(2, 4)}));
+    torch::Tensor inter = (rb - lt).clamp_min(0).prod(2);
+    torch::Tensor area_a = (a.select(1, 2) - a.select(1, 0)) * (a.select(1, 3) - a.select(1, 1));
+    torch::Tensor area_b = (b.select(1, 2) - b.select(1, 0)) * (b.select(1, 3) - b.select(1, 1));
+    return inter / (area_a.unsqueeze(1) + area_b.unsqueeze(0) - inter);
+  };
+  torch::Tensor kb = kept.index({Slice(), Slice(0, 4)}), ks = kept.select(1, 4), kc = kept.select(1, 5).to(torch::kInt64);
+  EXPECT((ks.index({Slice(1, None)}) <= ks.index({Slice(0, -1)})).all().item<bool>());  // sorted by score
+  // 1) no two kept boxes of one class overlap above the threshold;
+  torch::Tensor same = kc.unsqueeze(1) == kc.unsqueeze(0);
+  torch::Tensor kk = iou(kb, kb) * same.to(torch::kFloat32);
+  kk.fill_diagonal_(0);
+  EXPECT_MSG(kk.max().item<float>() <= po.iou, "kept boxes overlap: " << kk.max().item<float>());
+  // 2) every candidate is either kept (found verbatim in the output) or overlaps a kept box of its class that
+  //    scores at least as high, never both.
+  torch::Tensor cls_match = cls.unsqueeze(1) == kc.unsqueeze(0);
+  torch::Tensor identical = (boxes.unsqueeze(1) == kb.unsqueeze(0)).all(2) & cls_match;
+  torch::Tensor is_kept = identical.any(1);
+  EXPECT(is_kept.sum().item<int64_t>() == kept.size(0));
+  torch::Tensor suppressor = (iou(boxes, kb) > po.iou) & cls_match & (ks.unsqueeze(0) >= score.unsqueeze(1)) & ~identical;
+  torch::Tensor covered = suppressor.any(1);
+  EXPECT_MSG((covered ^ is_kept).all().item<bool>(), (covered & is_kept).sum().item<int64_t>() << " kept but covered, "
+             << (~covered & ~is_kept).sum().item<int64_t>() << " dropped without cause");
+  // The top detection agrees with the one2one head's top row (same object, same class).
+  torch::Tensor e2e = npy_tensor(std::string(kOutputs) + "s11_val_0000/imgsz640/end2end_fused.npy")[0];
+  EXPECT(iou(kb.index({Slice(0, 1)}), e2e.index({Slice(0, 1), Slice(0, 4)})).item<float>() > 0.5f);
+  EXPECT(kc[0].item<int64_t>() == static_cast<int64_t>(e2e[0][5].item<float>()));
+}
+
 // ---- sources ---------------------------------------------------------------------------------------------------
 
 namespace {
@@ -297,11 +409,6 @@ std::vector<y26::Frame> drain(y26::Source& s) {
   y26::Frame f;
   while (s.next(f)) out.push_back(f);
   return out;
-}
-
-std::string message_of(const std::function<void()>& fn) {
-  try { fn(); } catch (const y26::Error& e) { return e.what(); } catch (const std::exception& e) { return std::string("other: ") + e.what(); }
-  return "";
 }
 
 }  // namespace
@@ -437,18 +544,7 @@ class CountingSource : public y26::Source {
   int w_, h_;
 };
 
-// A fake model: one box per image at input pixels (8,8)-(40,24), score = mean of the input's R channel of the
-// image (so it depends on the image), class = 1; 299 more rows with score 0.
-torch::Tensor fake_forward(const torch::Tensor& x) {
-  const int64_t b = x.size(0);
-  torch::Tensor y = torch::zeros({b, 300, 6});
-  for (int64_t i = 0; i < b; ++i) {
-    y[i][0][0] = 8; y[i][0][1] = 8; y[i][0][2] = 40; y[i][0][3] = 24;
-    y[i][0][4] = 0.5 + 0.5 * x[i][2].mean().item<float>();  // channel 2 = B of the BGR original
-    y[i][0][5] = 1;
-  }
-  return y;
-}
+torch::Tensor fake_forward(const torch::Tensor& x) { return fake_forward_any_device(x); }
 
 }  // namespace
 
@@ -490,6 +586,46 @@ TEST_CASE("pipeline: results in source order, scaled back, timings, batches of m
   EXPECT(p.warnings().empty());
 }
 
+TEST_CASE("pipeline: parallel decoders keep source order and give the same results") {
+  fs::path d = scratch("pipe_workers");
+  write_images(d, 23, 64, 48);
+  std::ofstream(d / "img_07x.png") << "corrupt";
+  std::vector<std::vector<uint8_t>> encoded;
+  for (int i = 0; i < 9; ++i) {
+    std::vector<uint8_t> buf;
+    cv::imencode(".png", cv::Mat(40, 40, CV_8UC3, cv::Scalar(20 * i, 0, 0)), buf);
+    encoded.push_back(buf);
+  }
+  auto collect = [&](std::unique_ptr<y26::Source> src, int workers, int batch) {
+    y26::PipelineOptions po;
+    po.imgsz_h = po.imgsz_w = 64;
+    po.workers = workers;
+    po.batch = batch;
+    y26::Pipeline p(std::move(src), fake_forward, po);
+    std::vector<y26::Result> out;
+    y26::Result r;
+    while (p.next(r)) out.push_back(r);
+    return out;
+  };
+  auto one = collect(y26::open_path_source(d.string()), 1, 1);
+  auto many = collect(y26::open_path_source(d.string()), 4, 3);
+  EXPECT(one.size() == 24 && many.size() == 24);
+  if (one.size() == 24 && many.size() == 24) {
+    for (size_t i = 0; i < 24; ++i) {
+      EXPECT(one[i].path == many[i].path && one[i].index == many[i].index && one[i].error.empty() == many[i].error.empty());
+      if (one[i].size() && many[i].size()) EXPECT(torch::equal(one[i].conf, many[i].conf) && torch::equal(one[i].boxes, many[i].boxes));
+    }
+    for (size_t i = 0; i + 1 < 23; ++i) EXPECT(many[i].index < many[i + 1].index);
+    EXPECT(!many[23].error.empty() && many[23].path.find("img_07x.png") != std::string::npos);
+  }
+  auto mem = collect(y26::open_encoded_source(encoded), 3, 2);
+  EXPECT(mem.size() == 9);
+  for (size_t i = 0; i < mem.size(); ++i) {
+    EXPECT(mem[i].path == "memory:" + std::to_string(i));
+    if (i > 0 && mem[i].size() && mem[i - 1].size()) EXPECT(mem[i].conf[0].item<float>() > mem[i - 1].conf[0].item<float>());
+  }
+}
+
 TEST_CASE("pipeline: skip_errors warns instead of yielding the error item") {
   fs::path d = scratch("pipe_skip");
   write_images(d, 2);
@@ -520,9 +656,12 @@ TEST_CASE("pipeline: a slow consumer keeps decoding bounded (backpressure)") {
     ++consumed;
     std::this_thread::sleep_for(std::chrono::milliseconds(40));  // the worker is far faster than this consumer
   }
-  // Ahead of the consumer: the queue (2 batches), the batch being handed out and the one the worker holds.
+  // Ahead of the consumer: the decode window, the queue (2 batches), the batch being handed out and the one the
+  // batcher holds.
   const int64_t ahead = counter->produced - consumed;
-  EXPECT_MSG(ahead <= po.batch * (po.queue_batches + 2), ahead << " frames decoded ahead of the consumer");
+  const int64_t bound = p.decode_window() + po.workers - 1 + po.batch * (po.queue_batches + 2);
+  EXPECT_MSG(ahead <= bound, ahead << " frames decoded ahead of the consumer (bound " << bound << ")");
+  EXPECT(ahead >= po.batch);  // and it did read ahead
   EXPECT(p.max_queue_depth() <= 2);
   EXPECT(p.max_queue_depth() >= 1);
   EXPECT(p.frames_read() == counter->produced);
@@ -608,7 +747,7 @@ TEST_CASE("annotate draws boxes, labels and skeletons; plot encodes JPEG/PNG") {
   EXPECT(out.at<cv::Vec3b>(100, 100) == cv::Vec3b(243, 243, 243));
   EXPECT(r.orig_image.at<cv::Vec3b>(100, 100) == cv::Vec3b(30, 30, 30));
   EXPECT(y26::class_color(0) == cv::Scalar(0xFF, 0x2A, 0x04));
-  std::vector<uint8_t> jpg = y26::encode_image(out, ".jpg"), png = y26::encode_image(out, "png");
+  std::vector<uint8_t> jpg = y26::plot(r, {"rectangle", "ellipse", "triangle"}), png = y26::encode_image(out, "png");
   EXPECT(jpg.size() > 100 && jpg[0] == 0xFF && jpg[1] == 0xD8);
   EXPECT(png.size() > 100 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
   cv::Mat back = cv::imdecode(png, cv::IMREAD_COLOR);

@@ -126,6 +126,11 @@ cv::Mat annotate(const cv::Mat& image, const Result& r, const std::vector<std::s
   return im;
 }
 
+std::vector<uint8_t> plot(const Result& r, const std::vector<std::string>& names, const AnnotateOptions& opt,
+                          const std::string& ext, int quality) {
+  return encode_image(annotate(r.orig_image, r, names, opt), ext, quality);
+}
+
 std::vector<uint8_t> encode_image(const cv::Mat& image, const std::string& ext, int quality) {
   if (image.empty()) fail("encode_image: empty image");
   std::string e = ext.empty() || ext[0] == '.' ? ext : "." + ext;

@@ -29,6 +29,10 @@ cv::Scalar class_color(int64_t cls);
 cv::Mat annotate(const cv::Mat& image, const Result& r, const std::vector<std::string>& names,
                  const AnnotateOptions& opt = {});
 
+// Result::plot(): the result drawn on its own orig_image (kept by the pipeline with keep_images), encoded.
+std::vector<uint8_t> plot(const Result& r, const std::vector<std::string>& names, const AnnotateOptions& opt = {},
+                          const std::string& ext = ".jpg", int quality = 95);
+
 // Encodes a BGR image as ".jpg"/".jpeg" (quality 0-100), ".png", ".bmp" or ".webp" bytes.
 std::vector<uint8_t> encode_image(const cv::Mat& image, const std::string& ext = ".jpg", int quality = 95);
 

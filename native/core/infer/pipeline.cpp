@@ -24,14 +24,21 @@ Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardFn forward, PipelineOp
   if (opt_.imgsz_h <= 0 || opt_.imgsz_w <= 0 || opt_.imgsz_h % opt_.stride || opt_.imgsz_w % opt_.stride)
     fail("predict: imgsz " + std::to_string(opt_.imgsz_h) + "x" + std::to_string(opt_.imgsz_w) +
          " must be a positive multiple of the model stride " + std::to_string(opt_.stride));
+  if (opt_.workers < 1) fail("predict: workers must be >= 1 (got " + std::to_string(opt_.workers) + ")");
   if (device_.is_cuda() && !torch::cuda::is_available())
     fail("predict: device " + opt_.device + " was asked for but CUDA is not available; use device 'cpu'");
-  worker_ = std::thread([this] { worker_loop(); });
+  // Enough decoded items ahead to fill the next batch while every decoder stays busy.
+  window_ = opt_.batch + opt_.workers;
+  live_decoders_ = opt_.workers;
+  for (int i = 0; i < opt_.workers; ++i) decoders_.emplace_back([this] { decoder_loop(); });
+  batcher_ = std::thread([this] { batcher_loop(); });
 }
 
 Pipeline::~Pipeline() {
   cancel();
-  if (worker_.joinable()) worker_.join();
+  if (batcher_.joinable()) batcher_.join();
+  for (auto& t : decoders_)
+    if (t.joinable()) t.join();
 }
 
 void Pipeline::cancel() {
@@ -50,7 +57,63 @@ size_t Pipeline::max_queue_depth() const {
   return max_depth_;
 }
 
-void Pipeline::worker_loop() {
+void Pipeline::decoder_loop() {
+  try {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return cancel_ || source_done_ || issued_ - needed_ < window_; });
+        if (cancel_ || source_done_) break;
+      }
+      Frame f;
+      DecodeJob job;
+      int64_t seq = 0;
+      {
+        std::lock_guard<std::mutex> source_lock(source_mu_);
+        if (cancel_ || source_done_) break;
+        if (!source_->next_deferred(f, job)) {
+          source_done_ = true;
+          break;
+        }
+        seq = issued_++;
+      }
+      if (job) {
+        try {
+          job(f);
+        } catch (...) {  // one bad item is an error item, not the end of the stream
+          f.image.release();
+          f.error = f.path + ": " + describe_exception(std::current_exception());
+        }
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      decoded_.emplace(seq, std::move(f));
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!worker_error_) worker_error_ = std::current_exception();
+    source_done_ = true;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  --live_decoders_;
+  cv_.notify_all();
+}
+
+bool Pipeline::take_decoded(Frame& f) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] {
+    return cancel_ || decoded_.count(needed_) > 0 || live_decoders_ == 0 || (source_done_ && needed_ >= issued_);
+  });
+  auto it = decoded_.find(needed_);
+  if (cancel_ || it == decoded_.end()) return false;
+  f = std::move(it->second);
+  decoded_.erase(it);
+  ++needed_;
+  cv_.notify_all();  // the decode window moved
+  return true;
+}
+
+void Pipeline::batcher_loop() {
   int64_t index = 0;
   bool source_done = false;
   try {
@@ -59,8 +122,7 @@ void Pipeline::worker_loop() {
       std::vector<cv::Mat> images;
       while (static_cast<int>(p.frames.size()) < opt_.batch && !cancel_) {
         Frame f;
-        if (!source_->next(f)) { source_done = true; break; }
-        ++frames_read_;
+        if (!take_decoded(f)) { source_done = true; break; }
         const int64_t idx = index++;
         if (!f.error.empty()) {
           std::lock_guard<std::mutex> lock(mu_);
@@ -109,7 +171,7 @@ void Pipeline::worker_loop() {
     }
   } catch (...) {
     std::lock_guard<std::mutex> lock(mu_);
-    worker_error_ = std::current_exception();
+    if (!worker_error_) worker_error_ = std::current_exception();
   }
   std::lock_guard<std::mutex> lock(mu_);
   worker_done_ = true;
@@ -183,6 +245,14 @@ bool Pipeline::next(Result& out) {
     }
     run_batch(p);
   }
+}
+
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt) {
+  Pipeline p(std::move(source), std::move(forward), std::move(opt));
+  std::vector<Result> out;
+  Result r;
+  while (p.next(r)) out.push_back(std::move(r));
+  return out;
 }
 
 }  // namespace y26

@@ -1,12 +1,14 @@
-// The streaming predictor: a worker thread decodes, letterboxes and stacks batches while the caller runs the
-// forward pass and postprocess of the previous batch. A bounded queue between them pauses decoding when the
-// consumer is slow, so memory stays flat on endless sources (video, camera).
+// The streaming predictor. Decoder threads read and decode items (in parallel where the source allows), a batcher
+// thread puts them back in order, letterboxes and stacks batches, and the caller runs the forward pass and
+// postprocess of one batch while the next is prepared. Every hand-off is bounded, so a slow consumer pauses
+// decoding and memory stays flat on endless sources (video, camera).
 #pragma once
 #include <torch/types.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -32,6 +34,7 @@ struct PipelineOptions {
   std::string device = "cpu";  // torch device string ("cpu", "cuda:0")
   bool half = false;           // feed float16
   int queue_batches = 2;       // prepared batches allowed to wait ahead of the forward pass
+  int workers = 1;             // decoder threads (image files and encoded bytes decode in parallel)
   bool skip_errors = false;    // unreadable items: false = error items after all good results; true = warn and skip
   bool keep_images = false;    // keep each original image in Result::orig_image (for annotate / save)
   PostprocessOptions post;
@@ -52,7 +55,8 @@ class Pipeline {
   bool cancelled() const { return cancel_.load(); }
 
   std::vector<std::string> warnings() const;  // skipped items (skip_errors)
-  int64_t frames_read() const { return frames_read_.load(); }  // items taken from the source so far
+  int64_t frames_read() const { return issued_.load(); }       // items taken from the source so far
+  int decode_window() const { return window_; }                 // decoded items allowed ahead of the batcher
   size_t max_queue_depth() const;                              // high-water mark of the prepared-batch queue
 
  private:
@@ -63,25 +67,37 @@ class Pipeline {
     std::vector<int64_t> indices;
     double preprocess_ms = 0, decode_ms = 0;
   };
-  void worker_loop();
+  void decoder_loop();
+  void batcher_loop();
+  bool take_decoded(Frame& f);  // the next item in source order; false at the end or on cancel
   void run_batch(Prepared& p);
 
   std::unique_ptr<Source> source_;
   ForwardFn forward_;
   PipelineOptions opt_;
   torch::Device device_;
-  std::thread worker_;
-  mutable std::mutex mu_;
+  std::vector<std::thread> decoders_;
+  std::thread batcher_;
+  std::mutex source_mu_;            // serialises calls into the source
+  mutable std::mutex mu_;           // guards everything below
   std::condition_variable cv_;
+  std::map<int64_t, Frame> decoded_;   // decoded items by stream position, waiting for the batcher
+  int64_t needed_ = 0;                 // next stream position the batcher takes
+  int live_decoders_ = 0;
+  int window_ = 1;
   std::deque<Prepared> queue_;
   std::deque<Result> ready_;       // results of the batch being handed out
   std::deque<Result> deferred_;    // error items, handed out after the good ones
   std::vector<std::string> warnings_;
   std::exception_ptr worker_error_;
-  bool worker_done_ = false;
+  bool worker_done_ = false;           // the batcher finished (end of source, error or cancel)
   size_t max_depth_ = 0;
   std::atomic<bool> cancel_{false};
-  std::atomic<int64_t> frames_read_{0};
+  std::atomic<int64_t> issued_{0};      // items taken from the source
+  std::atomic<bool> source_done_{false};
 };
+
+// Runs a whole (finite) source and returns every result, error items included: the one-call predict().
+std::vector<Result> predict_all(std::unique_ptr<Source> source, ForwardFn forward, PipelineOptions opt);
 
 }  // namespace y26

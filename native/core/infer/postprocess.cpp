@@ -111,7 +111,8 @@ std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const
     torch::Tensor x = p[b].index({candidates[b]});
     torch::Tensor empty = torch::zeros({0, 6 + extra}, p.options().device(torch::kCPU));
     if (x.size(0) == 0) { out.push_back(empty); continue; }
-    torch::Tensor box = xywh2xyxy(x.index({Slice(), Slice(0, 4)}));
+    torch::Tensor box = x.index({Slice(), Slice(0, 4)});
+    if (opt.classic_xywh) box = xywh2xyxy(box);
     torch::Tensor cls = x.index({Slice(), Slice(4, mi)});
     torch::Tensor ext = x.index({Slice(), Slice(mi, None)});
     if (opt.multi_label) {

@@ -25,6 +25,7 @@ struct PostprocessOptions {
   bool multi_label = false;         // classic: one row per (box, class) above conf
   int max_nms = 30000;              // classic: boxes fed to NMS at most
   int nc = 0;                       // classic: number of class rows; 0 = every row after the box is a class
+  bool classic_xywh = true;         // classic: boxes are centre x, y, w, h (false: already x1, y1, x2, y2)
   int kpt_count = 17, kpt_dims = 3; // pose keypoint shape
 };
 

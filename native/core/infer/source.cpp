@@ -5,6 +5,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <opencv2/videoio/registry.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -112,6 +113,12 @@ void expand_one(const std::string& spec, const fs::path& txt_parent, std::vector
   out.push_back(p.string());
 }
 
+// FFmpeg when OpenCV has it (the other backends, GStreamer above all, spam the console on files they cannot read).
+bool open_video(cv::VideoCapture& cap, const std::string& path) {
+  static const bool has_ffmpeg = cv::videoio_registry::hasBackend(cv::CAP_FFMPEG);
+  return cap.open(path, has_ffmpeg ? cv::CAP_FFMPEG : cv::CAP_ANY);
+}
+
 // Grabs vid_stride frames and decodes the last; false at the end of the stream.
 bool read_strided(cv::VideoCapture& cap, int stride, cv::Mat& image, int64_t& next_index, int64_t& frame_index) {
   bool ok = false;
@@ -130,11 +137,26 @@ cv::Mat to_bgr3(const cv::Mat& m) {
   return out;
 }
 
+void decode_image_file(Frame& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f.image = cv::imread(f.path, cv::IMREAD_COLOR);
+  if (f.image.empty())
+    f.error = "image " + f.path + " cannot be decoded: the file is corrupt or truncated, or not an image format OpenCV reads";
+  f.decode_ms = ms_since(t0);
+}
+
 // Files (images and videos) in order; videos are expanded frame by frame.
 class FileSource : public Source {
  public:
   FileSource(std::vector<std::string> files, SourceOptions opt) : files_(std::move(files)), opt_(opt) {}
   bool next(Frame& out) override {
+    DecodeJob job;
+    if (!next_deferred(out, job)) return false;
+    if (job) job(out);
+    return true;
+  }
+  bool next_deferred(Frame& out, DecodeJob& job) override {
+    job = nullptr;
     out = Frame{};
     auto t0 = std::chrono::steady_clock::now();
     while (true) {
@@ -156,7 +178,7 @@ class FileSource : public Source {
       out = Frame{};
       out.path = path;
       if (is_video_extension(lower_ext(path))) {
-        if (!cap_.open(path)) {
+        if (!open_video(cap_, path)) {
           out.is_video = true;
           out.error = "video " + path + " will not open: the container or codec is not supported by this OpenCV build (FFmpeg)";
           return true;
@@ -166,10 +188,7 @@ class FileSource : public Source {
         next_frame_ = 0;
         continue;
       }
-      out.image = cv::imread(path, cv::IMREAD_COLOR);
-      if (out.image.empty())
-        out.error = "image " + path + " cannot be decoded: the file is corrupt or truncated, or not an image format OpenCV reads";
-      out.decode_ms = ms_since(t0);
+      job = decode_image_file;
       return true;
     }
   }
@@ -190,16 +209,27 @@ class EncodedSource : public Source {
  public:
   explicit EncodedSource(std::vector<std::vector<uint8_t>> items) : items_(std::move(items)) {}
   bool next(Frame& out) override {
+    DecodeJob job;
+    if (!next_deferred(out, job)) return false;
+    job(out);
+    return true;
+  }
+  bool next_deferred(Frame& out, DecodeJob& job) override {
     if (pos_ >= items_.size()) return false;
     out = Frame{};
-    auto t0 = std::chrono::steady_clock::now();
     out.path = "memory:" + std::to_string(pos_);
-    std::vector<uint8_t> bytes = std::move(items_[pos_++]);  // release the buffer once decoded
-    if (!bytes.empty()) out.image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data()), cv::IMREAD_COLOR);
-    if (out.image.empty())
-      out.error = "image " + out.path + " (" + std::to_string(bytes.size()) +
+    // The job owns the bytes, so the source lets go of each buffer once it is handed out.
+    auto bytes = std::make_shared<std::vector<uint8_t>>(std::move(items_[pos_++]));
+    job = [bytes](Frame& f) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (!bytes->empty()) f.image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes->size()), CV_8UC1, bytes->data()), cv::IMREAD_COLOR);
+      if (f.image.empty())
+        f.error = "image " + f.path + " (" + std::to_string(bytes->size()) +
                   " bytes in memory) cannot be decoded: pass the complete bytes of a JPEG, PNG, BMP, WebP or TIFF file";
-    out.decode_ms = ms_since(t0);
+      f.decode_ms = ms_since(t0);
+      bytes->clear();
+      bytes->shrink_to_fit();
+    };
     return true;
   }
   std::string describe() const override { return std::to_string(items_.size()) + " encoded images in memory"; }
@@ -283,8 +313,8 @@ std::unique_ptr<Source> open_path_list_source(const std::vector<std::string>& sp
   }
   // A video named directly must open now, so the caller gets the error before the stream starts.
   if (specs.size() == 1 && files.size() == 1 && is_video_extension(lower_ext(files[0]))) {
-    cv::VideoCapture probe(files[0]);
-    if (!probe.isOpened())
+    cv::VideoCapture probe;
+    if (!open_video(probe, files[0]))
       fail("video " + files[0] + " will not open: the container or codec is not supported by this OpenCV build (FFmpeg), or the file is damaged");
   }
   return std::make_unique<FileSource>(std::move(files), opt);

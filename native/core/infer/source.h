@@ -5,6 +5,7 @@
 #include <opencv2/core.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,12 +23,22 @@ struct Frame {
   double decode_ms = 0;
 };
 
+// Finishes a Frame that next_deferred() returned undecoded (sets image or error, and decode_ms).
+using DecodeJob = std::function<void(Frame&)>;
+
 class Source {
  public:
   virtual ~Source() = default;
   // Fills `out` with the next item and returns true, or returns false at the end. An unreadable item is
   // returned with `error` set; the stream continues after it.
   virtual bool next(Frame& out) = 0;
+  // Like next(), but a source whose items decode independently (image files, encoded bytes) may return only
+  // the item's identity plus a job that decodes it, so several items can decode in parallel on other threads.
+  // `job` is left empty when `out` is already complete (the default, and video frames, which decode in order).
+  virtual bool next_deferred(Frame& out, DecodeJob& job) {
+    job = nullptr;
+    return next(out);
+  }
   virtual std::string describe() const = 0;
 };
 
