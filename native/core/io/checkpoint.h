@@ -61,6 +61,14 @@ Checkpoint load_checkpoint(const std::string& path);
 constexpr const char* kCheckpointFormat = "yolo26-native";
 constexpr int64_t kCheckpointFormatVersion = 1;
 
+// Our file: a torch.save-style zip ("archive/data.pkl", "archive/data/<n>", "archive/byteorder",
+// "archive/version") whose pickle is a plain dict:
+//   format 'yolo26-native', format_version, date, version, task, nc, names {0: 'a', ...},
+//   kpt_shape [17, 3] | None, stride [8.0, ...], end2end, reg_max, imgsz int | [h, w] | None,
+//   yaml {...}, train_args {...}, epoch, best_fitness float | None, updates,
+//   model OrderedDict(name -> tensor), ema OrderedDict | None,
+//   optimizer {'tensors': OrderedDict(name -> tensor), 'scalars': {...}} | None,
+//   train_results {...} | None, extra {...} | None.
 struct SaveOptions {
   bool half = false;  // store floating model/EMA weights as float16 (as Ultralytics does)
 };
