@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     y26::Checkpoint ck = y26::load_checkpoint(path);
     std::string out = "/tmp/bench_checkpoint_" + std::to_string(getpid()) + ".pt";
     double save_ms = best_ms(reps, [&] { y26::save_checkpoint(out, ck); });
-    y26::SaveOptions half;
+    y26::CheckpointSaveOptions half;
     half.half = true;
     double save16_ms = best_ms(reps, [&] { y26::save_checkpoint(out, ck, half); });
     double reload_ms = best_ms(reps, [&] { y26::load_checkpoint(out); });

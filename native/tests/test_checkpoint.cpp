@@ -647,7 +647,7 @@ TEST_CASE("official checkpoint -> our format -> load keeps weights and metadata"
   y26::Checkpoint off = y26::load_checkpoint(fixture("det/yolo26n-shapes.pt"));
   std::string p32 = tmp_dir() + "/shapes32.pt", p16 = tmp_dir() + "/shapes16.pt";
   y26::save_checkpoint(p32, off);
-  y26::SaveOptions half;
+  y26::CheckpointSaveOptions half;
   half.half = true;
   y26::save_checkpoint(p16, off, half);
   for (const std::string& p : {p32, p16}) {

@@ -474,7 +474,7 @@ static std::string iso_now() {
   return buf;
 }
 
-static PyValue build_top(const CheckpointData& d, const SaveOptions& opts) {
+static PyValue build_top(const CheckpointData& d, const CheckpointSaveOptions& opts) {
   PyValue top = PyValue::dict();
   PyDict& t = top.as_dict();
   auto put = [&](const char* k, PyValue v) { t.set(PyValue::str(k), std::move(v)); };
@@ -520,7 +520,7 @@ static std::string dir_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-void save_checkpoint(const std::string& path, const CheckpointData& data, const SaveOptions& opts) {
+void save_checkpoint(const std::string& path, const CheckpointData& data, const CheckpointSaveOptions& opts) {
   if (data.state_dict.empty() && data.ema.empty())
     fail(path + ": refusing to save a checkpoint with neither model nor EMA weights");
   // Pickle first: tensors are collected, nothing touches the disk until the payload is complete.

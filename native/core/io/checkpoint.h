@@ -69,13 +69,13 @@ constexpr int64_t kCheckpointFormatVersion = 1;
 //   model OrderedDict(name -> tensor), ema OrderedDict | None,
 //   optimizer {'tensors': OrderedDict(name -> tensor), 'scalars': {...}} | None,
 //   train_results {...} | None, extra {...} | None.
-struct SaveOptions {
+struct CheckpointSaveOptions {
   bool half = false;  // store floating model/EMA weights as float16 (as Ultralytics does)
 };
 // Writes our format atomically: a temporary file in the same directory is written, fsynced and
 // renamed over `path` (then the directory is fsynced), so a crash leaves the old file or the new
 // one, never a partial file. Python's torch.load(path, weights_only=True) opens it as a plain dict.
-void save_checkpoint(const std::string& path, const CheckpointData& data, const SaveOptions& opts = {});
+void save_checkpoint(const std::string& path, const CheckpointData& data, const CheckpointSaveOptions& opts = {});
 
 // The unpickled object of any torch.save zip file (storages resolved to tensors).
 PyValue load_torch_file(const std::string& path);

@@ -38,7 +38,7 @@ struct ParamGroup {
 
 // Everything needed to resume: per-parameter buffers named "<param name>.<buffer>" (momentum_buffer,
 // momentum_buffer_SGD, exp_avg, exp_avg_sq, step) and per-group scalars "group.<i>.<field>".
-struct OptimizerState {
+struct OptimizerSnapshot {
   NamedTensors tensors;
   std::vector<std::pair<std::string, double>> scalars;
 };
@@ -55,9 +55,9 @@ class Optimizer {
   // One update of every parameter that has a gradient; parameters without one are skipped (as torch does).
   void step();
 
-  OptimizerState state_dict() const;
+  OptimizerSnapshot state_dict() const;
   // Restores buffers by parameter name; throws y26::Error on unknown names, shape or group-count mismatch.
-  void load_state_dict(const OptimizerState& state);
+  void load_state_dict(const OptimizerSnapshot& state);
 
  protected:
   Optimizer(OptimKind kind, std::vector<ParamGroup> groups);
