@@ -91,7 +91,8 @@ void check_grad(YoloModel& m, const std::string& param, const std::string& file)
 }  // namespace
 
 TEST_CASE("loss gradients of the fixture batch match the official trainer (epoch 0 and last epoch)") {
-  auto model = y26::load_model(y26test::fixture("det/yolo26n-shapes.pt"));
+  const std::string path = y26test::fixture("det/yolo26n-shapes.pt");
+  auto model = y26::build_model(load_checkpoint(path), path);  // unfused, train mode
   model->train();
   auto img = load_npy("loss/batch_img_u8.npy").to(torch::kFloat32).div(255.0);
   DetectionBatch batch{load_npy("loss/batch_batch_idx.npy"), load_npy("loss/batch_cls.npy"),
@@ -111,7 +112,7 @@ TEST_CASE("loss gradients of the fixture batch match the official trainer (epoch
                phase << " total " << r.total.item<double>() << " vs " << ref_total);
     double sq = 0;
     for (auto& p : model->parameters())
-      if (p.grad().defined()) sq += p.grad().double().pow(2).sum().item<double>();
+      if (p.grad().defined()) sq += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
     double ref_norm = w["grad_global_l2_norm"].as<double>();
     EXPECT_MSG(std::fabs(std::sqrt(sq) - ref_norm) <= 1e-5 * ref_norm,
                phase << " grad norm " << std::sqrt(sq) << " vs " << ref_norm);

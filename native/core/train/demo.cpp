@@ -96,8 +96,8 @@ DemoResult run_demo(const YAML::Node& args_in, const TrainCallbacks& cb, const s
   };
   Pipeline pipe(open_path_list_source(holdout_files), fwd, po);
   SaveOptions sv;
-  sv.project = (fs::path(res.train.save_dir).parent_path()).string();
-  sv.name = fs::path(res.train.save_dir).filename().string() + "-predict";
+  sv.project = res.train.save_dir;  // predictions land inside the demo run: <run>/detect/predict
+  sv.name = "predict";
   sv.names = lm.names;
   ResultSaver saver(sv);
   res.predict_dir = saver.save_dir();

@@ -118,6 +118,7 @@ copy_paste_mode: flip
 auto_augment: randaugment
 erasing: 0.4
 cfg: null
+save_dir: null
 threads: 0
 accumulate: 0
 debug_nan_at: -1
