@@ -191,16 +191,16 @@ TEST_CASE("optimizer state export/import resumes bit-identically") {
 TEST_CASE("optimizer state import rejects a foreign state") {
   Scenario s = scenario("optim/sgd_A", false);
   auto opt = y26::make_optimizer(y26::OptimKind::SGD, y26::build_param_groups(s.params, y26::OptimKind::SGD, 0.01, 0.9, 0));
-  y26::OptimizerState bad;
+  y26::OptimizerSnapshot bad;
   bad.tensors.emplace_back("model.9.weight.momentum_buffer", torch::zeros({2}));
   EXPECT_THROWS(opt->load_state_dict(bad));
-  y26::OptimizerState wrong_shape;
+  y26::OptimizerSnapshot wrong_shape;
   wrong_shape.tensors.emplace_back("model.0.weight.momentum_buffer", torch::zeros({2}));
   EXPECT_THROWS(opt->load_state_dict(wrong_shape));
   auto adam = y26::make_optimizer(y26::OptimKind::AdamW,
                                  y26::build_param_groups(s.params, y26::OptimKind::AdamW, 0.01, 0.9, 0));
   EXPECT_THROWS(opt->load_state_dict(adam->state_dict()));  // another optimizer's state
-  y26::OptimizerState wrong_groups;
+  y26::OptimizerSnapshot wrong_groups;
   wrong_groups.scalars.emplace_back("group.7.lr", 0.1);
   EXPECT_THROWS(opt->load_state_dict(wrong_groups));
 }

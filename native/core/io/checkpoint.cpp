@@ -550,7 +550,8 @@ static PyValue build_top(const CheckpointData& d, const CheckpointSaveOptions& o
   put("epoch", PyValue::integer(d.epoch));
   put("best_fitness", d.best_fitness ? PyValue::real(*d.best_fitness) : PyValue());
   put("updates", PyValue::integer(d.updates));
-  put("model", tensors_to_dict(d.state_dict, opts.half));
+  // No model weights (a training checkpoint keeping only the EMA, as Ultralytics does): None, and readers use ema.
+  put("model", d.state_dict.empty() ? PyValue() : tensors_to_dict(d.state_dict, opts.half));
   put("ema", d.ema.empty() ? PyValue() : tensors_to_dict(d.ema, opts.half));
   if (d.optimizer.empty()) {
     put("optimizer", PyValue());

@@ -70,8 +70,8 @@ torch::Tensor& Optimizer::buffer(const std::string& param, const char* name, con
   return slot;
 }
 
-OptimizerState Optimizer::state_dict() const {
-  OptimizerState s;
+OptimizerSnapshot Optimizer::state_dict() const {
+  OptimizerSnapshot s;
   for (const auto& [param, bufs] : buffers_)
     for (const auto& [name, t] : bufs) s.tensors.emplace_back(param + "." + name, t.detach().clone());
   for (const auto& [param, n] : steps_)
@@ -88,7 +88,7 @@ OptimizerState Optimizer::state_dict() const {
   return s;
 }
 
-void Optimizer::load_state_dict(const OptimizerState& state) {
+void Optimizer::load_state_dict(const OptimizerSnapshot& state) {
   std::map<std::string, const torch::Tensor*> params;
   for (const auto& g : groups_)
     for (const auto& [name, p] : g.params) params[name] = &p;

@@ -39,7 +39,7 @@ struct ParamGroup {
 // Everything needed to resume: per-parameter buffers named "<param name>.<buffer>" (momentum_buffer,
 // momentum_buffer_SGD, exp_avg, exp_avg_sq, step), per-group scalars "group.<i>.<field>" (lr, initial_lr, momentum,
 // weight_decay) and "optimizer_kind" (the OptimKind value, checked on load).
-struct OptimizerState {
+struct OptimizerSnapshot {
   NamedTensors tensors;
   std::vector<std::pair<std::string, double>> scalars;
 };
@@ -56,9 +56,9 @@ class Optimizer {
   // One update of every parameter that has a gradient; parameters without one are skipped (as torch does).
   void step();
 
-  OptimizerState state_dict() const;
+  OptimizerSnapshot state_dict() const;
   // Restores buffers by parameter name; throws y26::Error on unknown names, shape or group-count mismatch.
-  void load_state_dict(const OptimizerState& state);
+  void load_state_dict(const OptimizerSnapshot& state);
 
  protected:
   Optimizer(OptimKind kind, std::vector<ParamGroup> groups);

@@ -1,0 +1,955 @@
+#include "train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "eval/validator.h"
+#include "infer/save.h"
+#include "io/checkpoint.h"
+#include "model/loader.h"
+#include "model/yolo.h"
+#include "train/detection_loss.h"
+#include "train/ema.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+#include "util/error.h"
+#include "util/system.h"
+
+namespace fs = std::filesystem;
+
+namespace y26 {
+
+// ---- arguments ------------------------------------------------------------------------------------------------
+
+const YAML::Node& train_defaults() {
+  // default.yaml (Ultralytics 8.4) train/val keys, then ours at the end.
+  static const YAML::Node defaults = YAML::Load(R"(
+task: detect
+mode: train
+model: yolo26n.yaml
+data: null
+epochs: 100
+time: null
+patience: 100
+batch: 16
+imgsz: 640
+save: true
+save_period: -1
+cache: false
+device: null
+workers: 8
+project: null
+name: null
+exist_ok: false
+pretrained: true
+optimizer: auto
+verbose: true
+seed: 0
+deterministic: true
+single_cls: false
+rect: false
+cos_lr: false
+close_mosaic: 10
+resume: false
+amp: true
+fraction: 1.0
+profile: false
+freeze: null
+multi_scale: 0.0
+compile: false
+overlap_mask: true
+mask_ratio: 4
+dropout: 0.0
+val: true
+split: val
+save_json: false
+conf: null
+iou: 0.7
+max_det: 300
+half: false
+dnn: false
+plots: true
+end2end: null
+lr0: 0.01
+lrf: 0.01
+momentum: 0.937
+weight_decay: 0.0005
+warmup_epochs: 3.0
+warmup_momentum: 0.8
+warmup_bias_lr: 0.1
+box: 7.5
+cls: 0.5
+cls_pw: 0.0
+dfl: 1.5
+pose: 12.0
+kobj: 1.0
+rle: 1.0
+angle: 1.0
+nbs: 64
+hsv_h: 0.015
+hsv_s: 0.7
+hsv_v: 0.4
+degrees: 0.0
+translate: 0.1
+scale: 0.5
+shear: 0.0
+perspective: 0.0
+flipud: 0.0
+fliplr: 0.5
+bgr: 0.0
+mosaic: 1.0
+mixup: 0.0
+cutmix: 0.0
+copy_paste: 0.0
+copy_paste_mode: flip
+auto_augment: randaugment
+erasing: 0.4
+cfg: null
+save_dir: null
+threads: 0
+accumulate: 0
+debug_nan_at: -1
+)");
+  return defaults;
+}
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+YAML::Node resolve_train_args(const YAML::Node& args) {
+  YAML::Node out = YAML::Clone(train_defaults());
+  if (!args || args.IsNull()) return out;
+  if (!args.IsMap()) fail("train(): the arguments must be a map of option names to values");
+  for (const auto& kv : args) {
+    const std::string key = kv.first.as<std::string>();
+    if (!train_defaults()[key]) {
+      std::string best;
+      size_t best_d = 3;
+      for (const auto& d : train_defaults()) {
+        size_t e = edit_distance(key, d.first.as<std::string>());
+        if (e < best_d) best_d = e, best = d.first.as<std::string>();
+      }
+      fail("train(): unknown argument '" + key + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)") +
+           "; see the default.yaml keys");
+    }
+    out[key] = YAML::Clone(kv.second);
+  }
+  return out;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Typed reads of the resolved args; null means "use the fallback".
+struct Args {
+  YAML::Node n;
+  bool has(const char* k) const { return n[k] && !n[k].IsNull(); }
+  std::string str(const char* k, const std::string& d = "") const { return has(k) ? n[k].as<std::string>() : d; }
+  double num(const char* k) const {
+    try {
+      return n[k].as<double>();
+    } catch (const YAML::Exception&) {
+      fail(std::string("train(): argument '") + k + "' must be a number (got '" + str(k) + "')");
+    }
+  }
+  int64_t integer(const char* k) const { return (int64_t)std::llround(num(k)); }
+  bool flag(const char* k) const {
+    try {
+      return n[k].as<bool>();
+    } catch (const YAML::Exception&) {
+      fail(std::string("train(): argument '") + k + "' must be true or false (got '" + str(k) + "')");
+    }
+  }
+};
+
+bool is_bool_text(const std::string& s, bool* value) {
+  std::string v = s;
+  for (auto& c : v) c = (char)std::tolower(c);
+  if (v == "true") return *value = true, true;
+  if (v == "false") return *value = false, true;
+  return false;
+}
+
+std::string iso_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", std::gmtime(&t));
+  return buf;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// Official freeze semantics: an int N freezes layers 0..N-1, a list freezes those indices; ".dfl" is always frozen.
+std::vector<std::string> freeze_prefixes(const YAML::Node& freeze) {
+  std::vector<std::string> out = {".dfl"};
+  if (!freeze || freeze.IsNull()) return out;
+  if (freeze.IsSequence()) {
+    for (const auto& v : freeze) out.push_back("model." + std::to_string(v.as<int>()) + ".");
+  } else {
+    int n = freeze.as<int>();
+    for (int i = 0; i < n; ++i) out.push_back("model." + std::to_string(i) + ".");
+  }
+  return out;
+}
+
+void apply_freeze(YoloModel& model, const std::vector<std::string>& prefixes, std::vector<std::string>* frozen) {
+  for (auto& p : model.named_parameters(true)) {
+    bool freeze = false;
+    for (const auto& pre : prefixes)
+      freeze |= pre[0] == '.' ? p.key().find(pre) != std::string::npos : p.key().rfind(pre, 0) == 0;
+    p.value().set_requires_grad(!freeze);
+    if (freeze) frozen->push_back(p.key());
+  }
+}
+
+// Copies every tensor whose name and shape match; returns how many did.
+int64_t transfer_weights(YoloModel& model, const NamedTensors& src, std::vector<std::string>* skipped) {
+  std::map<std::string, torch::Tensor> by_name(src.begin(), src.end());
+  StateDict sd = model.state_dict();
+  int64_t n = 0;
+  for (auto& [name, t] : sd) {
+    auto it = by_name.find(name);
+    if (it != by_name.end() && it->second.sizes() == t.sizes()) {
+      t = it->second;
+      ++n;
+    } else {
+      skipped->push_back(name);
+    }
+  }
+  model.load_state_dict(sd, "pretrained weights");
+  return n;
+}
+
+YAML::Node snapshot_to_yaml(const std::vector<std::pair<std::string, double>>& scalars) {
+  YAML::Node m(YAML::NodeType::Map);
+  for (const auto& [k, v] : scalars) m[k] = v;
+  return m;
+}
+
+std::string latest_last_pt(const std::string& root) {
+  std::string best;
+  fs::file_time_type best_t{};
+  std::error_code ec;
+  if (!fs::exists(root, ec)) return best;
+  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    if (it->path().filename() == "last.pt") {
+      auto t = fs::last_write_time(it->path(), ec);
+      if (!ec && (best.empty() || t > best_t)) best = it->path().string(), best_t = t;
+    }
+  }
+  return best;
+}
+
+// Automatic mixed precision switches that exist under both libtorch 1.13 and 2.x.
+void set_autocast(bool on) {
+#if (TORCH_VERSION_MAJOR > 2) || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, on);
+#else
+  at::autocast::set_enabled(on);
+#endif
+  if (!on) at::autocast::clear_cache();
+}
+
+// Results table: one row per epoch, official column names then ours.
+struct ResultsTable {
+  std::vector<std::string> columns;
+  std::vector<std::vector<double>> rows;
+  YAML::Node to_yaml() const {
+    YAML::Node m(YAML::NodeType::Map);
+    for (size_t c = 0; c < columns.size(); ++c) {
+      YAML::Node col(YAML::NodeType::Sequence);
+      for (const auto& r : rows) col.push_back(r[c]);
+      m[columns[c]] = col;
+    }
+    return m;
+  }
+  void load(const YAML::Node& m) {
+    if (!m || !m.IsMap() || !m["epoch"]) return;
+    size_t n = m["epoch"].size();
+    for (size_t i = 0; i < n; ++i) {
+      std::vector<double> row;
+      for (const auto& c : columns) row.push_back(m[c] && m[c].size() > i ? m[c][i].as<double>() : 0.0);
+      rows.push_back(row);
+    }
+  }
+  void write_csv(const std::string& path) const {
+    std::ofstream f(path, std::ios::trunc);
+    if (!f) fail("cannot write " + path + ": check that the run folder is writable and the disk is not full");
+    for (size_t c = 0; c < columns.size(); ++c) f << (c ? "," : "") << columns[c];
+    f << "\n";
+    for (const auto& r : rows) {
+      for (size_t c = 0; c < r.size(); ++c) {
+        if (c) f << ",";
+        if (c == 0) f << (int64_t)r[c];
+        else f << fmt("%.6g", r[c]);
+      }
+      f << "\n";
+    }
+    if (!f.flush()) fail("cannot write " + path + ": the disk may be full");
+  }
+};
+
+// Largest batch (multiple of 8) whose forward + backward fits the GPU, at 60% of the largest that ran.
+int64_t probe_cuda_batch(YoloModel& model, int imgsz, const torch::Device& dev) {
+  int64_t fit = 0;
+  for (int64_t b : {8, 16, 32, 64, 128, 256}) {
+    try {
+      auto x = torch::rand({b, 3, imgsz, imgsz}, torch::TensorOptions().device(dev));
+      auto out = model.forward(x);
+      (out.one2many.scores.sum() + out.one2many.boxes.sum()).backward();
+      model.zero_grad();
+      fit = b;
+    } catch (const c10::Error&) {
+      model.zero_grad();
+      break;
+    }
+  }
+  if (fit == 0) fail("batch=-1: not even a batch of 8 fits on the GPU at imgsz " + std::to_string(imgsz) +
+                     "; use a smaller imgsz or a fixed batch");
+  return std::max<int64_t>(8, (int64_t)(fit * 0.6) / 8 * 8);
+}
+
+class Trainer {
+ public:
+  Trainer(const YAML::Node& user_args, const TrainCallbacks& cb, const std::atomic<bool>& stop)
+      : cb_(cb), stop_(stop) {
+    setup(user_args);
+  }
+  TrainResult run();
+
+ private:
+  void emit(const std::string& type, std::map<std::string, double> num = {},
+            std::map<std::string, std::string> str = {}) {
+    if (!cb_.on_event) return;
+    TrainEvent e{type, std::move(num), std::move(str)};
+    cb_.on_event(e);
+  }
+  void log(const std::string& text) { emit("log", {}, {{"text", text}}); }
+
+  void setup(const YAML::Node& user_args);
+  void build_model(const std::string& model_arg, const YAML::Node& pretrained);
+  void build_optimizer();
+  CheckpointData checkpoint_data(int64_t epoch) const;
+  void save(const std::string& path, const CheckpointData& d, const std::string& kind);
+  void optimizer_step();
+
+  const TrainCallbacks& cb_;
+  const std::atomic<bool>& stop_;
+  Args a_;
+  std::string device_str_;
+  torch::Device device_{torch::kCPU};
+  std::string save_dir_, wdir_, last_, best_;
+  DataConfig data_;
+  std::vector<std::string> names_;
+  int64_t nc_ = 0;
+  int imgsz_ = 640;
+  int64_t batch_ = 16, epochs_ = 100, start_epoch_ = 0;
+  int workers_ = 1;
+  std::shared_ptr<YoloModel> model_, ema_model_;
+  std::unique_ptr<ModelEMA> ema_;
+  std::unique_ptr<E2EDetectionLoss> e2e_loss_;
+  std::unique_ptr<DetectionLoss> o2m_loss_;
+  std::unique_ptr<Optimizer> optim_;
+  OptimizerChoice choice_;
+  std::vector<torch::Tensor> params_;  // trainable, for clipping
+  std::shared_ptr<Dataset> train_ds_, val_ds_;
+  std::unique_ptr<DataLoader> train_loader_, val_loader_;
+  int64_t accumulate_ = 1, nb_ = 0, nw_ = -1;
+  bool accumulate_override_ = false;
+  bool amp_ = false;
+  double scale_ = 65536.0;
+  int64_t scale_growth_ = 0;
+  std::optional<double> best_fitness_;
+  int64_t best_epoch_ = -1;
+  ResultsTable results_;
+  double prior_time_ = 0;  // training seconds of the epochs before a resume
+  Checkpoint resume_ckpt_;
+  bool resuming_ = false;
+  std::string last_good_;  // last checkpoint written successfully
+};
+
+void Trainer::setup(const YAML::Node& user_args) {
+  YAML::Node args = resolve_train_args(user_args);
+  a_.n = args;
+
+  // Resume: the run's own arguments come back from the checkpoint; only machine-specific keys may change.
+  bool resume_flag = false;
+  const std::string resume_s = a_.str("resume", "false");
+  std::string resume_path;
+  if (!is_bool_text(resume_s, &resume_flag)) resume_path = resume_s;
+  else if (resume_flag) {
+    std::string m = a_.str("model");
+    if (is_checkpoint_path(m) && fs::exists(m)) resume_path = m;
+    else {
+      std::string root = a_.has("project") ? a_.str("project") : "runs";
+      resume_path = latest_last_pt(root);
+      if (resume_path.empty())
+        fail("resume=true: no last.pt found under " + root + "; pass resume='path/to/weights/last.pt'");
+    }
+  }
+  if (!resume_path.empty()) {
+    if (!fs::exists(resume_path)) fail("resume: " + resume_path + " does not exist; pass the run's weights/last.pt");
+    resume_ckpt_ = load_checkpoint(resume_path);
+    if (resume_ckpt_.format != kCheckpointFormat || resume_ckpt_.ema.empty() || resume_ckpt_.optimizer.empty())
+      fail("resume: " + resume_path + " is not a training checkpoint of this engine (no EMA/optimizer state); "
+           "start a new training with model=" + resume_path + " instead");
+    YAML::Node ck_args = resolve_train_args(resume_ckpt_.train_args);
+    for (const char* k : {"device", "workers", "cache", "threads", "batch"})
+      if (user_args && user_args[k]) ck_args[k] = YAML::Clone(user_args[k]);
+    ck_args["resume"] = resume_path;
+    ck_args["model"] = resume_path;
+    a_.n = ck_args;
+    resuming_ = true;
+    start_epoch_ = resume_ckpt_.epoch + 1;
+    save_dir_ = fs::absolute(fs::path(resume_path)).parent_path().parent_path().string();
+  }
+
+  epochs_ = a_.integer("epochs");
+  if (epochs_ < 1) fail("train(): epochs must be >= 1");
+  if (resuming_ && start_epoch_ >= epochs_)
+    fail("resume: " + resume_path + " already finished all " + std::to_string(epochs_) +
+         " epochs; nothing to resume. Start a new training with model=" + resume_path);
+  imgsz_ = (int)a_.integer("imgsz");
+  if (imgsz_ < 32) fail("train(): imgsz must be at least 32");
+  imgsz_ = (imgsz_ + 31) / 32 * 32;  // the official check_imgsz rounds up to the max stride
+
+  device_str_ = a_.has("device") ? resolve_device(a_.str("device"))
+                                 : (torch::cuda::is_available() ? std::string("cuda:0") : std::string("cpu"));
+  device_ = torch::Device(device_str_);
+  amp_ = a_.flag("amp") && device_.is_cuda();
+
+  const int hw = std::max(1u, std::thread::hardware_concurrency());
+  workers_ = (int)std::clamp<int64_t>(a_.integer("workers"), 1, hw);
+  configure_threads((int)a_.integer("threads"), device_.is_cuda() ? 0 : workers_);
+
+  const int64_t seed = a_.integer("seed");
+  torch::manual_seed((uint64_t)seed);
+
+  // Data.
+  if (!a_.has("data")) fail("train(): 'data' is required (path to a data.yaml)");
+  data_ = load_data_yaml(a_.str("data"));
+  const bool single_cls = a_.flag("single_cls");
+  nc_ = single_cls ? 1 : data_.nc;
+  names_ = single_cls ? std::vector<std::string>{"item"} : data_.names;
+
+  build_model(a_.str("model", "yolo26n.yaml"), a_.n["pretrained"]);
+  if (model_->task() != "detect")
+    fail("train(): task '" + model_->task() + "' training is not implemented yet; use a detect model (yolo26n.yaml)");
+
+  if (save_dir_.empty()) {
+    std::string project = a_.has("project") ? a_.str("project") : "runs/" + model_->task();
+    std::string name = a_.has("name") ? a_.str("name") : "train";
+    save_dir_ = increment_path((fs::path(project) / name).string(), a_.flag("exist_ok"), true);
+  }
+  save_dir_ = fs::absolute(save_dir_).string();
+  wdir_ = (fs::path(save_dir_) / "weights").string();
+  std::error_code ec;
+  fs::create_directories(wdir_, ec);
+  if (ec) fail("cannot create " + wdir_ + ": " + ec.message() + "; choose a writable project folder");
+  last_ = (fs::path(wdir_) / "last.pt").string();
+  best_ = (fs::path(wdir_) / "best.pt").string();
+  if (resuming_) last_good_ = a_.str("resume");
+
+  // Datasets and loaders.
+  DatasetOptions dso;
+  dso.imgsz = imgsz_;
+  dso.cache = parse_cache_mode(a_.str("cache", "false"));
+  dso.fast_decode = true;
+  dso.verbose = false;
+  IndexOptions io;
+  io.nc = data_.nc;
+  io.strict = false;
+  io.verbose = false;
+  io.kpt_count = data_.kpt_count;
+  io.kpt_dims = data_.kpt_dims;
+  auto train_files = list_image_files(data_.train, "train images");
+  const double fraction = a_.num("fraction");
+  if (fraction < 1.0) train_files.resize(std::max<size_t>(1, (size_t)(train_files.size() * fraction)));
+  train_ds_ = std::make_shared<Dataset>(DatasetIndex::build(train_files, io), dso, data_.kpt_count, data_.kpt_dims,
+                                        data_.flip_idx, data_.names);
+  if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
+  log("train: " + train_ds_->index().summary.line());
+
+  if (a_.integer("batch") < 1) {
+    batch_ = device_.is_cuda() ? probe_cuda_batch(*model_, imgsz_, device_) : 16;
+    log("AutoBatch: using batch " + std::to_string(batch_) + (device_.is_cuda() ? " (GPU memory probe)" : " (CPU)"));
+  } else {
+    batch_ = a_.integer("batch");
+  }
+
+  const int stride = (int)std::max(32.0, model_->stride().back());
+  LoaderOptions lo;
+  lo.batch = (int)batch_;
+  lo.workers = workers_;
+  lo.shuffle = true;
+  lo.seed = (uint64_t)seed;
+  lo.augment = true;
+  for (const char* k : {"hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
+                        "fliplr", "bgr", "mosaic", "mixup", "cutmix", "close_mosaic"})
+    lo.hyp.set(k, a_.num(k));
+  lo.epochs = (int)epochs_;
+  lo.stride = stride;
+  lo.device = device_str_;
+  train_loader_ = std::make_unique<DataLoader>(train_ds_, lo);
+  nb_ = train_loader_->batches_per_epoch();
+
+  {  // built even with val=false: the final epoch is always validated, as the official trainer does
+    const std::string split = a_.str("split", "val") == "test" ? "test" : "val";
+    if (data_.split(split).empty()) fail(a_.str("data") + ": no '" + split + "' split; add one for validation");
+    DatasetOptions vso = dso;
+    vso.fast_decode = false;
+    val_ds_ = Dataset::open(data_, split, vso, io);
+    val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, stride, device_str_);
+  }
+
+  // Loss.
+  LossGains gains{a_.num("box"), a_.num("cls"), a_.num("dfl")};
+  if (model_->end2end()) e2e_loss_ = std::make_unique<E2EDetectionLoss>(nc_, model_->stride(), epochs_, gains);
+  else o2m_loss_ = std::make_unique<DetectionLoss>(nc_, model_->stride(), 10, 0, gains);
+  if (resuming_ && e2e_loss_) e2e_loss_->set_updates(start_epoch_);
+
+  build_optimizer();
+
+  // EMA: a second network whose tensors the averager updates in place.
+  ema_model_ = std::make_shared<YoloModel>(model_->config());
+  ema_model_->load_state_dict(model_->state_dict(), "ema");
+  for (auto& p : ema_model_->parameters()) p.set_requires_grad(false);
+  ema_model_->to(device_);
+  ema_model_->eval();
+  ema_ = std::make_unique<ModelEMA>(module_state(*ema_model_));
+  if (resuming_) {
+    YoloModel tmp(model_->config());
+    tmp.load_state_dict(resume_ckpt_.ema, a_.str("resume"));
+    for (auto& p : tmp.parameters()) p.set_requires_grad(false);
+    tmp.to(device_);
+    ema_->load(module_state(tmp), resume_ckpt_.updates);
+    best_fitness_ = resume_ckpt_.best_fitness;
+    if (resume_ckpt_.extra && resume_ckpt_.extra["best_epoch"]) best_epoch_ = resume_ckpt_.extra["best_epoch"].as<int64_t>();
+    if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) scale_ = resume_ckpt_.extra["amp_scale"].as<double>();
+  }
+
+  results_.columns = {"epoch",        "time",          "train/box_loss",         "train/cls_loss",
+                      "train/dfl_loss", "metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)",
+                      "metrics/mAP50-95(B)", "val/box_loss", "val/cls_loss", "val/dfl_loss"};
+  for (size_t g = 0; g < optim_->groups().size(); ++g) results_.columns.push_back("lr/pg" + std::to_string(g));
+  results_.columns.push_back("images_per_second");
+  results_.columns.push_back("data_wait_fraction");
+  if (resuming_) results_.load(resume_ckpt_.train_results);
+  if (!results_.rows.empty()) prior_time_ = results_.rows.back()[1];
+  resume_ckpt_ = Checkpoint();  // free the loaded tensors
+
+  // args.yaml: the effective arguments.
+  a_.n["batch"] = batch_;
+  a_.n["imgsz"] = imgsz_;
+  a_.n["device"] = device_str_;
+  a_.n["save_dir"] = save_dir_;
+  YAML::Emitter em;
+  em << a_.n;
+  std::ofstream f(fs::path(save_dir_) / "args.yaml", std::ios::trunc);
+  if (!f || !(f << em.c_str() << "\n"))
+    fail("cannot write " + (fs::path(save_dir_) / "args.yaml").string() + ": check the folder is writable");
+}
+
+void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretrained) {
+  std::vector<std::string> skipped;
+  auto transfer = [&](const NamedTensors& sd, const std::string& src) {
+    int64_t n = transfer_weights(*model_, sd, &skipped);
+    std::ostringstream s;
+    s << "Transferred " << n << "/" << (n + (int64_t)skipped.size()) << " items from pretrained weights " << src;
+    if (!skipped.empty()) {
+      s << "; not transferred (missing or shape differs):";
+      for (size_t i = 0; i < skipped.size() && i < 8; ++i) s << " " << skipped[i];
+      if (skipped.size() > 8) s << " ... (" << skipped.size() << " in all)";
+    }
+    log(s.str());
+  };
+  if (resuming_) {
+    auto cfg = parse_model_config(resume_ckpt_.yaml, model_arg);
+    model_ = std::make_shared<YoloModel>(cfg);
+    model_->load_state_dict(resume_ckpt_.state_dict, model_arg);  // the EMA weights, as the official resume
+  } else if (is_checkpoint_path(model_arg)) {
+    Checkpoint ck = load_checkpoint(model_arg);
+    auto cfg = parse_model_config(ck.yaml, model_arg);
+    if (cfg.nc != nc_) set_num_classes(cfg, (int)nc_);
+    model_ = std::make_shared<YoloModel>(cfg);
+    bool use = true;
+    if (pretrained && pretrained.IsScalar()) is_bool_text(pretrained.as<std::string>(), &use);
+    if (use) transfer(ck.ema.empty() ? ck.state_dict : ck.ema, model_arg);
+  } else {
+    auto cfg = load_model_config(model_arg);
+    set_num_classes(cfg, (int)nc_);
+    model_ = std::make_shared<YoloModel>(cfg);
+    bool flag = false;
+    if (pretrained && pretrained.IsScalar() && !is_bool_text(pretrained.as<std::string>(), &flag)) {
+      Checkpoint ck = load_checkpoint(pretrained.as<std::string>());
+      transfer(ck.ema.empty() ? ck.state_dict : ck.ema, pretrained.as<std::string>());
+    }
+  }
+  if (!resuming_ && model_->nc() != nc_)
+    fail(model_arg + ": the model has " + std::to_string(model_->nc()) + " classes, the data " + std::to_string(nc_));
+  std::vector<std::string> frozen;
+  apply_freeze(*model_, freeze_prefixes(a_.n["freeze"]), &frozen);
+  if (!frozen.empty()) log("Freezing " + std::to_string(frozen.size()) + " parameter tensors (freeze=" +
+                           a_.str("freeze", "none") + ")");
+  model_->to(device_);
+  model_->train();
+  log(model_->info(false, imgsz_));
+}
+
+void Trainer::build_optimizer() {
+  accumulate_override_ = a_.integer("accumulate") > 0;
+  const int64_t nbs = a_.integer("nbs");
+  accumulate_ = accumulate_override_ ? a_.integer("accumulate") : nominal_accumulate(batch_, nbs);
+  const double decay = scaled_weight_decay(a_.num("weight_decay"), batch_, accumulate_, nbs);
+  const double iterations = auto_iterations((int64_t)train_ds_->size(), batch_, epochs_, nbs);
+  choice_ = resolve_optimizer(a_.str("optimizer", "auto"), a_.num("lr0"), a_.num("momentum"), nc_, iterations);
+  auto params = collect_params(*model_, "");
+  for (const auto& p : params) params_.push_back(p.tensor);
+  auto groups = build_param_groups(params, choice_.kind, choice_.lr, choice_.momentum, decay);
+  optim_ = make_optimizer(choice_.kind, std::move(groups));
+  std::ostringstream s;
+  if (choice_.from_auto)
+    s << "optimizer: 'optimizer=auto' found, determining best 'optimizer', 'lr0' and 'momentum' automatically... ";
+  s << "optimizer: " << optimizer_kind_name(choice_.kind) << "(lr=" << choice_.lr << ", momentum=" << choice_.momentum
+    << ") with parameter groups";
+  for (const auto& g : optim_->groups())
+    s << " " << g.params.size() << " " << g.kind << "(decay=" << g.weight_decay << ")";
+  log(s.str());
+  if (resuming_) {
+    OptimizerSnapshot snap;
+    snap.tensors = resume_ckpt_.optimizer.tensors;
+    if (resume_ckpt_.optimizer.scalars && resume_ckpt_.optimizer.scalars.IsMap())
+      for (const auto& kv : resume_ckpt_.optimizer.scalars)
+        snap.scalars.emplace_back(kv.first.as<std::string>(), kv.second.as<double>());
+    for (auto& [n, t] : snap.tensors) t = t.to(device_);
+    optim_->load_state_dict(snap);
+  }
+  nw_ = warmup_iterations(a_.num("warmup_epochs"), nb_, 100);
+}
+
+CheckpointData Trainer::checkpoint_data(int64_t epoch) const {
+  CheckpointData d;
+  const auto& cfg = model_->config();
+  d.task = model_->task();
+  d.nc = nc_;
+  d.names = names_;
+  d.kpt_shape = cfg.kpt_shape;
+  for (double s : model_->stride()) d.stride.push_back((float)s);
+  d.end2end = model_->end2end();
+  d.reg_max = cfg.reg_max;
+  d.imgsz = {imgsz_};
+  d.yaml = cfg.yaml;
+  d.train_args = a_.n;
+  // The EMA is what is validated and deployed; the official format keeps it under 'ema' with 'model' empty,
+  // and load_model() then reads the EMA. fp32 so that resume continues exactly.
+  for (auto& [k, t] : ema_model_->state_dict()) d.ema.emplace_back(k, t.detach().to(torch::kCPU).clone());
+  OptimizerSnapshot snap = optim_->state_dict();
+  for (auto& [k, t] : snap.tensors) d.optimizer.tensors.emplace_back(k, t.to(torch::kCPU));
+  d.optimizer.scalars = snapshot_to_yaml(snap.scalars);
+  d.epoch = epoch;
+  d.best_fitness = best_fitness_;
+  d.updates = ema_->updates();
+  d.date = iso_now();
+  d.version = "yolo26-native";
+  d.train_results = results_.to_yaml();
+  YAML::Node extra(YAML::NodeType::Map);
+  extra["best_epoch"] = best_epoch_;
+  extra["amp_scale"] = scale_;
+  extra["optimizer_kind"] = optimizer_kind_name(choice_.kind);
+  d.extra = extra;
+  return d;
+}
+
+void Trainer::save(const std::string& path, const CheckpointData& d, const std::string& kind) {
+  try {
+    save_checkpoint(path, d);
+  } catch (const std::exception& e) {
+    fail("could not save " + path + ": " + e.what() + ". The previous checkpoint" +
+         (last_good_.empty() ? std::string() : " (" + last_good_ + ")") +
+         " is intact; free disk space or choose a writable project folder, then resume");
+  }
+  if (kind == "last") last_good_ = path;
+  emit("checkpoint", {{"epoch", (double)d.epoch + 1}}, {{"path", path}, {"kind", kind}});
+}
+
+void Trainer::optimizer_step() {
+  if (amp_) {
+    // GradScaler: unscale, skip the step on inf/NaN gradients and back off the scale, grow it after 2000 good steps.
+    bool finite = true;
+    for (auto& p : params_)
+      if (p.grad().defined()) {
+        p.mutable_grad().div_(scale_);
+        finite = finite && torch::isfinite(p.grad()).all().item<bool>();
+      }
+    if (!finite) {
+      scale_ *= 0.5;
+      scale_growth_ = 0;
+      optim_->zero_grad();
+      return;
+    }
+    if (++scale_growth_ >= 2000) scale_ *= 2.0, scale_growth_ = 0;
+  }
+  torch::nn::utils::clip_grad_norm_(params_, 10.0);
+  optim_->step();
+  optim_->zero_grad();
+  ema_->update(module_state(*model_));
+}
+
+TrainResult Trainer::run() {
+  TrainResult res;
+  res.save_dir = save_dir_;
+  const auto t_start = Clock::now();
+  const double time_limit_h = a_.has("time") ? a_.num("time") : 0.0;
+  const int64_t patience = a_.integer("patience") > 0 ? a_.integer("patience") : INT64_MAX;
+  const int64_t save_period = a_.integer("save_period");
+  const bool single_cls = a_.flag("single_cls");
+  const int64_t nan_at = a_.integer("debug_nan_at");
+  WarmupConfig wcfg;
+  wcfg.warmup_bias_lr = choice_.from_auto ? 0.0 : a_.num("warmup_bias_lr");
+  wcfg.warmup_momentum = a_.num("warmup_momentum");
+  wcfg.momentum = a_.num("momentum");
+  wcfg.nbs = a_.integer("nbs");
+  wcfg.batch = batch_;
+  ValOptions vopt;
+  vopt.device = device_str_;
+  vopt.max_det = (int)a_.integer("max_det");
+  vopt.single_cls = single_cls;
+  vopt.end2end = model_->end2end();
+
+  log("Image sizes " + std::to_string(imgsz_) + " train, " + std::to_string(imgsz_) + " val");
+  log("Using " + std::to_string(workers_) + " dataloader workers");
+  log("Logging results to " + save_dir_);
+  log((resuming_ ? "Resuming training from epoch " + std::to_string(start_epoch_ + 1) + " for "
+                 : std::string("Starting training for ")) +
+      std::to_string(epochs_) + " epochs...");
+
+  int64_t last_opt_step = -1;
+  train_loader_->set_epoch((int)start_epoch_);
+  ValResult last_val;
+  bool have_val = false;
+  for (int64_t epoch = start_epoch_; epoch < epochs_; ++epoch) {
+    const auto t_epoch = Clock::now();
+    const double lf = lr_factor((double)epoch, (double)epochs_, a_.num("lrf"), a_.flag("cos_lr"));
+    set_epoch_lr(optim_->groups(), lf);
+    if (a_.integer("close_mosaic") > 0 && epoch == epochs_ - a_.integer("close_mosaic"))
+      log("Closing dataloader mosaic");
+    model_->train();
+    train_loader_->reset_stats();
+    emit("epoch_start", {{"epoch", (double)epoch + 1}, {"epochs", (double)epochs_}, {"batches", (double)nb_}});
+    log("      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instances       Size");
+
+    torch::Tensor tloss = torch::zeros({3});
+    int64_t i = 0, samples = 0, instances = 0;
+    bool stopped = false;
+    Batch b;
+    optim_->zero_grad();
+    while (train_loader_->next(b)) {
+      const int64_t ni = i + nb_ * epoch;
+      int64_t accumulate = accumulate_;
+      if (nw_ >= 0 && in_warmup(ni, nw_)) {
+        accumulate = apply_warmup(optim_->groups(), choice_.kind, ni, nw_, lf, wcfg);
+        if (accumulate_override_)
+          accumulate = std::max<int64_t>(1, std::llround(interp_ramp((double)ni, (double)nw_, 1.0, (double)accumulate_)));
+      }
+      auto img = b.img.to(device_, true).to(torch::kFloat32).div_(255.0);
+      auto cls = b.cls.to(device_);
+      if (single_cls) cls = torch::zeros_like(cls);
+      DetectionBatch db{b.batch_idx.to(device_), cls, b.bboxes.to(device_)};
+      if (amp_) set_autocast(true);
+      ModelOutput out;
+      try {
+        out = model_->forward(img);
+      } catch (...) {
+        if (amp_) set_autocast(false);
+        throw;
+      }
+      if (amp_) set_autocast(false);
+      HeadBranchOutput o2m{out.one2many.boxes.to(torch::kFloat32), out.one2many.scores.to(torch::kFloat32)};
+      torch::Tensor total, items;
+      if (e2e_loss_) {
+        HeadBranchOutput o2o{out.one2one.boxes.to(torch::kFloat32), out.one2one.scores.to(torch::kFloat32)};
+        auto r = (*e2e_loss_)(o2m, o2o, grid_sizes_of(out.feats), db);
+        total = r.total;
+        items = r.loss_items;
+      } else {
+        auto r = (*o2m_loss_)(o2m, grid_sizes_of(out.feats), db);
+        total = r.loss.sum() * (double)b.size();
+        items = r.loss.detach();
+      }
+      if (ni == nan_at) total = total * std::numeric_limits<float>::quiet_NaN();
+      const double total_v = total.item<double>();
+      if (!std::isfinite(total_v))
+        fail("training diverged: the loss is " + std::string(std::isnan(total_v) ? "NaN" : "Inf") + " at epoch " +
+             std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + ". " +
+             (last_good_.empty() ? std::string("No checkpoint was written yet")
+                                 : "The last good checkpoint is " + last_good_) +
+             ". Lower lr0 (now " + fmt("%g", optim_->groups()[0].initial_lr) +
+             "), check the labels, or resume from the last good checkpoint");
+      (amp_ ? total * scale_ : total).backward();
+      if (ni - last_opt_step >= accumulate) {
+        optimizer_step();
+        last_opt_step = ni;
+      }
+      tloss = (tloss * (double)i + items.to(torch::kCPU)) / (double)(i + 1);
+      samples += b.size();
+      instances = b.cls.size(0);
+      ++i;
+      const double elapsed = seconds_since(t_epoch);
+      const auto st = train_loader_->stats();
+      std::map<std::string, double> num = {
+          {"epoch", (double)epoch + 1},
+          {"epochs", (double)epochs_},
+          {"iteration", (double)i},
+          {"batches", (double)nb_},
+          {"box_loss", tloss[0].item<double>()},
+          {"cls_loss", tloss[1].item<double>()},
+          {"dfl_loss", tloss[2].item<double>()},
+          {"lr", optim_->groups()[0].lr},
+          {"images_per_second", samples / std::max(elapsed, 1e-9)},
+          {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(elapsed, 1e-9)},
+          {"instances", (double)instances},
+          {"size", (double)img.size(3)},
+          {"accumulate", (double)accumulate}};
+      emit("batch", std::move(num));
+      if (stop_.load()) {
+        stopped = true;
+        break;
+      }
+      if (time_limit_h > 0 && seconds_since(t_start) > time_limit_h * 3600) {
+        stopped = true;
+        log("Training time limit of " + fmt("%g", time_limit_h) + " hours reached");
+        break;
+      }
+    }
+    const double epoch_time = seconds_since(t_epoch);
+    const auto st = train_loader_->stats();
+    std::map<std::string, double> num = {{"epoch", (double)epoch + 1},
+                                         {"epochs", (double)epochs_},
+                                         {"train/box_loss", tloss[0].item<double>()},
+                                         {"train/cls_loss", tloss[1].item<double>()},
+                                         {"train/dfl_loss", tloss[2].item<double>()},
+                                         {"epoch_time", epoch_time},
+                                         {"images_per_second", samples / std::max(epoch_time, 1e-9)},
+                                         {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(epoch_time, 1e-9)}};
+    for (size_t g = 0; g < optim_->groups().size(); ++g) num["lr/pg" + std::to_string(g)] = optim_->groups()[g].lr;
+
+    if (stopped) {
+      // Keep what was learned: last.pt with this epoch counted, so resume continues with the next one.
+      save(last_, checkpoint_data(epoch), "last");
+      res.stopped = true;
+      res.epochs_completed = epoch + 1;
+      break;
+    }
+    {
+      std::ostringstream s;
+      s << std::setw(11) << (std::to_string(epoch + 1) + "/" + std::to_string(epochs_)) << std::setw(11)
+        << (device_.is_cuda() ? "?G" : "0G") << std::setw(11) << fmt("%.4g", tloss[0].item<double>()) << std::setw(11)
+        << fmt("%.4g", tloss[1].item<double>()) << std::setw(11) << fmt("%.4g", tloss[2].item<double>())
+        << std::setw(11) << instances << std::setw(11) << imgsz_;
+      log(s.str());
+    }
+    if (e2e_loss_) e2e_loss_->update();
+
+    const bool final_epoch = epoch + 1 == epochs_;
+    double fitness;
+    if (a_.flag("val") || final_epoch) {
+      last_val = validate(*ema_model_, *val_loader_, names_, vopt, e2e_loss_.get());
+      have_val = true;
+      log(last_val.table);
+      for (const auto& [k, v] : last_val.metrics) num[k] = v;
+      fitness = last_val.metrics.at("fitness");
+    } else {
+      fitness = -(tloss.sum().item<double>());
+      num["fitness"] = fitness;
+    }
+    const bool is_best = !best_fitness_ || *best_fitness_ == 0.0 || fitness > *best_fitness_;
+    if (is_best) best_fitness_ = fitness, best_epoch_ = epoch;
+
+    std::vector<double> row;
+    for (const auto& c : results_.columns) {
+      if (c == "epoch") row.push_back((double)epoch + 1);
+      else if (c == "time") row.push_back(prior_time_ + seconds_since(t_start));
+      else row.push_back(num.count(c) ? num[c] : 0.0);
+    }
+    results_.rows.push_back(row);
+    results_.write_csv((fs::path(save_dir_) / "results.csv").string());
+
+    auto ck = checkpoint_data(epoch);
+    save(last_, ck, "last");
+    if (is_best) save(best_, ck, "best");
+    if (save_period > 0 && (epoch + 1) % save_period == 0)
+      save((fs::path(wdir_) / ("epoch" + std::to_string(epoch + 1) + ".pt")).string(), ck, "period");
+    num["fitness"] = fitness;
+    num["best_fitness"] = *best_fitness_;
+    emit("epoch_end", num);
+    res.final_metrics = num;
+    res.epochs_completed = epoch + 1;
+
+    if (epoch - best_epoch_ >= patience && !final_epoch) {
+      log("Stopping training early as no improvement observed in last " + std::to_string(patience) +
+          " epochs. Best results observed at epoch " + std::to_string(best_epoch_ + 1) + ", best model saved as best.pt.");
+      res.early_stopped = true;
+      break;
+    }
+    if (stop_.load()) {
+      res.stopped = true;
+      break;
+    }
+  }
+  const double hours = seconds_since(t_start) / 3600.0;
+  log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + fmt("%.3f", hours) + " hours.");
+  if (have_val) {
+    // The official final table lists every class.
+    log(format_det_table(last_val.det, single_cls ? std::vector<std::string>{"item"} : names_, true));
+    log(last_val.speed_line);
+  }
+  log("Results saved to " + save_dir_);
+  res.last = fs::exists(last_) ? last_ : "";
+  res.best = fs::exists(best_) ? best_ : "";
+  res.best_epoch = best_epoch_;
+  res.best_fitness = best_fitness_.value_or(0.0);
+  res.args = a_.n;
+  return res;
+}
+
+}  // namespace
+
+TrainResult run_training(const YAML::Node& args, const TrainCallbacks& cb, const std::atomic<bool>& stop) {
+  Trainer t(args, cb, stop);
+  return t.run();
+}
+
+}  // namespace y26

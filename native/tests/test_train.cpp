@@ -1,0 +1,265 @@
+// Training engine and validator: gradient parity with the official loss fixture, validator parity with the
+// official metrics fixture, and short end-to-end runs on a tiny synthetic set (files, events, stop, resume, NaN).
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "data/synthetic.h"
+#include "eval/validator.h"
+#include "io/checkpoint.h"
+#include "model/loader.h"
+#include "model/yolo.h"
+#include "testing.h"
+#include "train/detection_loss.h"
+#include "train/trainer.h"
+#include "util/error.h"
+#include "util/npy.h"
+
+using namespace y26;
+namespace fs = std::filesystem;
+
+namespace {
+
+torch::Tensor load_npy(const std::string& rel) {
+  auto a = read_npy(y26test::fixture(rel));
+  torch::Dtype dt = a.dtype == "f4" ? torch::kFloat : a.dtype == "u1" ? torch::kByte : torch::kLong;
+  auto t = torch::empty(a.shape, torch::TensorOptions().dtype(dt));
+  std::memcpy(t.data_ptr(), a.bytes.data(), a.bytes.size());
+  return t;
+}
+
+std::string temp_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("y26_test_train_" + std::to_string(::getpid())) / name;
+  fs::create_directories(d);
+  return d.string();
+}
+
+// 12 train / 4 val images of 96 px with large shapes: enough for a few batches at imgsz 64.
+std::string tiny_dataset() {
+  static std::string yaml;
+  if (yaml.empty()) {
+    SyntheticOptions o;
+    o.train_images = 12;
+    o.val_images = 4;
+    o.width = o.height = 96;
+    o.min_size = 0.3f;
+    o.max_size = 0.6f;
+    o.max_objects = 2;
+    yaml = write_synthetic_dataset(temp_dir("data"), o);
+  }
+  return yaml;
+}
+
+YAML::Node tiny_args(const std::string& project, const std::string& name, int epochs) {
+  YAML::Node a;
+  a["model"] = "yolo26n.yaml";
+  a["data"] = tiny_dataset();
+  a["epochs"] = epochs;
+  a["imgsz"] = 64;
+  a["batch"] = 4;
+  a["workers"] = 1;
+  a["project"] = project;
+  a["name"] = name;
+  a["close_mosaic"] = 1;
+  a["plots"] = false;
+  return a;
+}
+
+int64_t count_lines(const std::string& path) {
+  std::ifstream f(path);
+  std::string l;
+  int64_t n = 0;
+  while (std::getline(f, l)) n += !l.empty();
+  return n;
+}
+
+void check_grad(YoloModel& m, const std::string& param, const std::string& file) {
+  auto params = m.named_parameters(true);
+  auto* p = params.find(param);
+  EXPECT_MSG(p != nullptr, "no parameter " << param);
+  if (!p) return;
+  auto ref = load_npy(file);
+  auto g = p->grad();
+  EXPECT_MSG(g.defined(), param << " has no gradient");
+  if (!g.defined()) return;
+  double tol = 2e-4 * ref.abs().max().item<double>();
+  double err = (g - ref).abs().max().item<double>();
+  EXPECT_MSG(err <= tol, param << ": max |grad - ref| " << err << " > " << tol);
+}
+
+}  // namespace
+
+TEST_CASE("loss gradients of the fixture batch match the official trainer (epoch 0 and last epoch)") {
+  const std::string path = y26test::fixture("det/yolo26n-shapes.pt");
+  auto model = y26::build_model(load_checkpoint(path), path);  // unfused, train mode
+  model->train();
+  auto img = load_npy("loss/batch_img_u8.npy").to(torch::kFloat32).div(255.0);
+  DetectionBatch batch{load_npy("loss/batch_batch_idx.npy"), load_npy("loss/batch_cls.npy"),
+                       load_npy("loss/batch_bboxes_xywhn.npy")};
+  E2EDetectionLoss crit(3, model->stride(), 30);
+  auto json = YAML::LoadFile(y26test::fixture("loss/loss.json"));
+  for (const std::string phase : {"epoch0", "last_epoch_of_30"}) {
+    if (phase != "epoch0") crit.set_updates(29);
+    model->zero_grad();
+    auto out = model->forward(img);
+    auto r = crit({out.one2many.boxes, out.one2many.scores}, {out.one2one.boxes, out.one2one.scores},
+                  grid_sizes_of(out.feats), batch);
+    r.total.backward();
+    const auto& w = json["weightings"][phase];
+    double ref_total = w["total_loss"].as<double>();
+    EXPECT_MSG(std::fabs(r.total.item<double>() - ref_total) <= 1e-5 * std::fabs(ref_total),
+               phase << " total " << r.total.item<double>() << " vs " << ref_total);
+    double sq = 0;
+    for (auto& p : model->parameters())
+      if (p.grad().defined()) sq += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
+    double ref_norm = w["grad_global_l2_norm"].as<double>();
+    EXPECT_MSG(std::fabs(std::sqrt(sq) - ref_norm) <= 1e-5 * ref_norm,
+               phase << " grad norm " << std::sqrt(sq) << " vs " << ref_norm);
+    for (const std::string p : {"model.0.conv.weight", "model.23.cv3.0.2.bias", "model.23.one2one_cv2.2.2.weight"})
+      check_grad(*model, p, "loss/grad_" + phase + "_" + p + ".npy");
+  }
+}
+
+TEST_CASE("validator reproduces the official metrics on the fixture set") {
+  YAML::Node a;
+  a["model"] = y26test::fixture("det/yolo26n-shapes.pt");
+  a["data"] = y26test::fixture("metrics/data.yaml");
+  a["imgsz"] = 320;
+  a["batch"] = 8;
+  a["workers"] = 1;
+  std::string printed;
+  auto r = run_validation(a, [&](const std::string& s) { printed += s + "\n"; });
+  EXPECT_NEAR(r.metrics.at("metrics/mAP50-95(B)"), 0.326037, 1e-4);
+  EXPECT_NEAR(r.metrics.at("metrics/mAP50(B)"), 0.590933, 1e-4);
+  EXPECT_NEAR(r.metrics.at("metrics/precision(B)"), 0.474591, 1e-3);
+  EXPECT_NEAR(r.metrics.at("metrics/recall(B)"), 0.458333, 1e-3);
+  EXPECT_NEAR(r.metrics.at("fitness"), r.metrics.at("metrics/mAP50-95(B)"), 1e-12);
+  EXPECT(r.images == 8);
+  EXPECT(r.det.instances == 20);
+  EXPECT(printed.find("mAP50-95") != std::string::npos && printed.find("ellipse") != std::string::npos);
+  EXPECT(printed.find("Speed:") != std::string::npos);
+  a["end2end"] = false;  // one2many head + NMS: a different but sane result
+  auto c = run_validation(a);
+  EXPECT(c.metrics.at("metrics/mAP50(B)") > 0.3);
+}
+
+TEST_CASE("train(): unknown arguments and missing data are clear errors") {
+  std::atomic<bool> stop{false};
+  YAML::Node bad;
+  bad["epoch"] = 3;
+  try {
+    run_training(bad, {}, stop);
+    EXPECT_MSG(false, "unknown key accepted");
+  } catch (const Error& e) {
+    EXPECT(std::string(e.what()).find("'epoch'") != std::string::npos);
+    EXPECT(std::string(e.what()).find("epochs") != std::string::npos);
+  }
+  YAML::Node nodata;
+  nodata["epochs"] = 1;
+  EXPECT_THROWS(run_training(nodata, {}, stop));
+  EXPECT(resolve_train_args(YAML::Node())["lr0"].as<double>() == 0.01);
+  EXPECT(resolve_train_args(YAML::Node())["close_mosaic"].as<int>() == 10);
+}
+
+TEST_CASE("a short training run writes weights, args.yaml, results.csv and reports events in order") {
+  const std::string project = temp_dir("runs");
+  std::atomic<bool> stop{false};
+  std::vector<TrainEvent> events;
+  TrainCallbacks cb{[&](const TrainEvent& e) { events.push_back(e); }};
+  auto r = run_training(tiny_args(project, "t", 2), cb, stop);
+  EXPECT(r.save_dir == fs::absolute(fs::path(project) / "t").string());
+  EXPECT(r.epochs_completed == 2 && !r.stopped);
+  EXPECT(fs::exists(r.save_dir + "/weights/last.pt") && fs::exists(r.save_dir + "/weights/best.pt"));
+  EXPECT(fs::exists(r.save_dir + "/args.yaml"));
+  EXPECT(YAML::LoadFile(r.save_dir + "/args.yaml")["epochs"].as<int>() == 2);
+  EXPECT(count_lines(r.save_dir + "/results.csv") == 3);  // header + one row per epoch
+  {
+    std::ifstream f(r.save_dir + "/results.csv");
+    std::string header;
+    std::getline(f, header);
+    EXPECT(header.rfind("epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B)", 0) == 0);
+    EXPECT(header.find("metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,lr/pg2") !=
+           std::string::npos);
+  }
+  // Events: epoch_start, batches (3 per epoch), epoch_end, checkpoints, in order.
+  std::vector<std::string> seq;
+  for (auto& e : events)
+    if (e.type != "log") seq.push_back(e.type);
+  EXPECT(!seq.empty() && seq.front() == "epoch_start");
+  int starts = 0, ends = 0, batches = 0;
+  for (size_t i = 0; i < seq.size(); ++i) {
+    starts += seq[i] == "epoch_start";
+    ends += seq[i] == "epoch_end";
+    batches += seq[i] == "batch";
+    if (seq[i] == "batch") EXPECT(i > 0 && (seq[i - 1] == "batch" || seq[i - 1] == "epoch_start"));
+  }
+  EXPECT(starts == 2 && ends == 2 && batches == 6);
+  for (auto& e : events) {
+    if (e.type == "batch") {
+      EXPECT(std::isfinite(e.num.at("box_loss")) && e.num.at("images_per_second") > 0);
+      EXPECT(e.num.at("data_wait_fraction") >= 0 && e.num.at("data_wait_fraction") <= 1.0);
+      EXPECT(e.num.at("size") == 64);
+    }
+    if (e.type == "epoch_end") {
+      for (const char* k : {"metrics/mAP50-95(B)", "metrics/mAP50(B)", "fitness", "lr/pg0", "epoch_time",
+                            "val/box_loss", "train/box_loss"})
+        EXPECT_MSG(e.num.count(k), "epoch_end lacks " << k);
+    }
+  }
+  auto ck = load_checkpoint(r.last);
+  EXPECT(ck.format == kCheckpointFormat && ck.epoch == 1 && ck.nc == 3 && !ck.ema.empty());
+  EXPECT(!ck.optimizer.tensors.empty() && ck.updates > 0);
+  EXPECT(ck.train_results["epoch"].size() == 2);
+  auto lm = y26::load_model(r.best, "cpu");
+  EXPECT(lm.model->nc() == 3 && lm.names.size() == 3 && lm.names[0] == "rectangle");
+
+  // Same project/name again: increment_path gives t2; a NaN injected at the first batch of epoch 2 stops with
+  // a clear error and leaves epoch 1's last.pt.
+  auto a2 = tiny_args(project, "t", 2);
+  a2["debug_nan_at"] = 3;  // 3 batches per epoch -> first batch of the second epoch
+  try {
+    run_training(a2, {}, stop);
+    EXPECT_MSG(false, "NaN loss did not stop training");
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_MSG(m.find("NaN") != std::string::npos && m.find("last.pt") != std::string::npos, m);
+  }
+  auto t2 = fs::path(project) / "t2" / "weights" / "last.pt";
+  EXPECT(fs::exists(t2));
+  if (fs::exists(t2)) EXPECT(load_checkpoint(t2.string()).epoch == 0);
+}
+
+TEST_CASE("the stop flag ends after the current batch with last.pt; resume continues to the final epoch") {
+  const std::string project = temp_dir("runs_stop");
+  std::atomic<bool> stop{false};
+  int batches = 0;
+  TrainCallbacks cb{[&](const TrainEvent& e) {
+    if (e.type == "batch" && ++batches == 2) stop = true;
+  }};
+  auto r = run_training(tiny_args(project, "s", 3), cb, stop);
+  EXPECT(r.stopped && batches == 2 && r.epochs_completed == 1);
+  EXPECT(fs::exists(r.last));
+  EXPECT(load_checkpoint(r.last).epoch == 0);
+
+  stop = false;
+  std::vector<double> started;
+  TrainCallbacks cb2{[&](const TrainEvent& e) {
+    if (e.type == "epoch_start") started.push_back(e.num.at("epoch"));
+  }};
+  YAML::Node ra;
+  ra["resume"] = r.last;
+  auto r2 = run_training(ra, cb2, stop);
+  EXPECT(r2.save_dir == r.save_dir);
+  EXPECT_MSG(started.size() == 2 && started[0] == 2 && started[1] == 3, "resumed epochs " << started.size());
+  EXPECT(r2.epochs_completed == 3 && !r2.stopped);
+  auto ck = load_checkpoint(r2.last);
+  EXPECT(ck.epoch == 2);
+  EXPECT(count_lines(r.save_dir + "/results.csv") == 3);  // header + epochs 2 and 3 (the stopped one has no row)
+  // A finished run cannot be resumed.
+  YAML::Node again;
+  again["resume"] = r2.last;
+  EXPECT_THROWS(run_training(again, {}, stop));
+}
+
+TEST_MAIN()
