@@ -4,6 +4,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "io/checkpoint.h"
 #include "model/config.h"
 #include "model/postprocess.h"
 #include "model/yolo.h"
@@ -179,26 +180,9 @@ TEST_CASE("state_dict names, order and shapes equal the official yolo26n (nc=80)
 
 namespace {
 
-// Weights of a fixture checkpoint. Before the checkpoint reader lands, a state_dict dumped to .npy files
-// (index.txt + <i>.npy) in $YOLO26_TEST_STATE_DUMP/<stem>/ is used.
-std::shared_ptr<YoloModel> fixture_model(const std::string& rel_pt, const std::string& yaml, int nc) {
-  auto m = build_model(yaml, nc);
-  const char* dump = std::getenv("YOLO26_TEST_STATE_DUMP");
-  EXPECT_MSG(dump, "no checkpoint reader yet: set YOLO26_TEST_STATE_DUMP");
-  if (!dump) throw Error("no weights for " + rel_pt);
-  std::string stem = rel_pt.substr(rel_pt.rfind('/') + 1);
-  stem = stem.substr(0, stem.find('.'));
-  std::string dir = std::string(dump) + "/" + stem;
-  std::ifstream idx(dir + "/index.txt");
-  StateDict sd;
-  std::string key;
-  for (int i = 0; std::getline(idx, key); ++i) {
-    auto a = read_npy(dir + "/" + std::to_string(i) + ".npy");
-    auto t = a.dtype == "i8" ? torch::tensor(a.as_int64()).view(a.shape) : torch::tensor(a.as_float()).view(a.shape);
-    if (key.find("num_batches_tracked") != std::string::npos) t = t.reshape({});
-    sd.emplace_back(key, t);
-  }
-  m->load_state_dict(sd, rel_pt);
+// A fixture checkpoint, built from its own model YAML dict, in eval mode.
+std::shared_ptr<YoloModel> fixture_model(const std::string& rel_pt) {
+  auto m = load_model(fixture_path(rel_pt));
   m->eval();
   return m;
 }
@@ -220,7 +204,7 @@ void check_det_case(YoloModel& m, const std::string& dir, bool fused) {
 }  // namespace
 
 TEST_CASE("shapes model (nc=3): raw outputs and end2end match the official run at 320 and 640, unfused and fused") {
-  auto m = fixture_model("det/yolo26n-shapes.pt", "yolo26n.yaml", 3);
+  auto m = fixture_model("det/yolo26n-shapes.pt");
   const char* dirs[] = {"det/shapes_outputs/s11_val_0000/imgsz320", "det/shapes_outputs/wide_480x300/imgsz320",
                         "det/shapes_outputs/wide_480x300/imgsz640"};
   for (const char* d : dirs) check_det_case(*m, d, false);
@@ -239,7 +223,7 @@ TEST_CASE("shapes model (nc=3): raw outputs and end2end match the official run a
 }
 
 TEST_CASE("coco-random model (nc=80) at 640: raw tensors strict, end2end as a set") {
-  auto m = fixture_model("det/yolo26n-coco-random.pt", "yolo26n.yaml", 80);
+  auto m = fixture_model("det/yolo26n-coco-random.pt");
   const std::string dir = "det/coco_random_outputs/wide_480x300/imgsz640";
   auto out = m->forward(load_input("det/shapes_outputs/wide_480x300/imgsz640"));
   expect_raw_close(out.one2one.boxes, dir + "/one2one_boxes_ltrb.npy");
@@ -252,7 +236,7 @@ TEST_CASE("coco-random model (nc=80) at 640: raw tensors strict, end2end as a se
 }
 
 TEST_CASE("pose-random model: raw boxes, logits, keypoints and the (1,300,57) end2end output") {
-  auto m = fixture_model("pose/yolo26n-pose-random.pt", "yolo26n-pose.yaml", 1);
+  auto m = fixture_model("pose/yolo26n-pose-random.pt");
   const std::string dir = "pose/outputs/wide_480x300/imgsz640";
   auto x = load_input("det/shapes_outputs/wide_480x300/imgsz640");
   auto out = m->forward(x);
@@ -265,6 +249,185 @@ TEST_CASE("pose-random model: raw boxes, logits, keypoints and the (1,300,57) en
   expect_e2e_close(out.end2end, dir + "/end2end_unfused.npy");
   m->fuse();
   expect_e2e_close(m->forward(x).end2end, dir + "/end2end_fused.npy");
+}
+
+TEST_CASE("builtin names resolve to family files and scales; YOLO26_MODELS_DIR / set_models_dir override") {
+  std::string scale;
+  auto path = resolve_model_yaml("yolo26s-seg.yaml", &scale);
+  EXPECT(contains(path, "/models/yolo26-seg.yaml"));
+  EXPECT(scale == "s");
+  auto cfg = load_model_config("yolo26x-pose.yaml");
+  EXPECT(cfg.scale == "x" && cfg.task == "pose" && cfg.depth == 1.0 && cfg.width == 1.5 && cfg.max_channels == 512);
+  EXPECT(cfg.kpt_shape == std::vector<int64_t>({17, 3}));
+  EXPECT(cfg.end2end && cfg.reg_max == 1 && cfg.layers.size() == 24);
+  EXPECT(load_model_config("yolo26m-cls.yaml").task == "classify");
+  // A YAML without a scale letter takes the first listed scale, as the official tooling does.
+  EXPECT(load_model_config(models_dir() + "/yolo26-obb.yaml").scale == "n");
+  set_models_dir("/nonexistent");
+  std::string err = error_of([] { load_model_config("yolo26n.yaml"); });
+  EXPECT_MSG(contains(err, "/nonexistent/yolo26.yaml"), err);
+  set_models_dir(std::string(YOLO26_SOURCE_DIR) + "/models");
+  EXPECT(load_model_config("yolo26n.yaml").nc == 80);
+}
+
+TEST_CASE("bad model YAMLs fail with the file, line and layer named") {
+  const std::string good = "nc: 2\nend2end: True\nreg_max: 1\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n"
+                           "  - [-1, 1, Conv, [32, 3, 2]]\nhead:\n  - [[0, 1], 1, Detect, [nc]]\n";
+  auto m = build_model(write_temp("good.yaml", good));
+  EXPECT(m->stride() == std::vector<double>({2.0, 4.0}));
+  auto unknown = write_temp("unknown.yaml", "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, Foo, [32]]\nhead:\n  - [[0, 1], 1, Detect, [nc]]\n");
+  std::string err = error_of([&] { load_model_config(unknown); });
+  EXPECT_MSG(contains(err, unknown + ":4: layer 1") && contains(err, "unknown module 'Foo'"), err);
+  auto bad_from = write_temp("from.yaml", "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [5, 1, Conv, [32]]\nhead:\n  - [[0, 1], 1, Detect, [nc]]\n");
+  err = error_of([&] { load_model_config(bad_from); });
+  EXPECT_MSG(contains(err, bad_from + ":4: layer 1") && contains(err, "bad 'from' index 5"), err);
+  auto no_head = write_temp("nohead.yaml", "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n");
+  err = error_of([&] { load_model_config(no_head); });
+  EXPECT_MSG(contains(err, no_head) && contains(err, "missing key 'head'"), err);
+  auto bad_arg = write_temp("arg.yaml", "nc: 2\nreg_max: 1\nend2end: True\nbackbone:\n  - [-1, 1, Conv, [abc, 3, 2]]\nhead:\n  - [[0], 1, Detect, [nc]]\n");
+  err = error_of([&] { build_model(bad_arg); });
+  EXPECT_MSG(contains(err, bad_arg + ":5: layer 0 (Conv): argument 0"), err);
+  err = error_of([] { load_model_config("yolo99n.yaml"); });
+  EXPECT_MSG(contains(err, "yolo99.yaml") && contains(err, "YOLO26_MODELS_DIR"), err);
+  auto bad_scale = write_temp("scale.yaml", "nc: 2\nscales:\n  n: [0.5, 0.25, 1024]\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\nhead:\n  - [[0], 1, Detect, [nc]]\n");
+  err = error_of([&] { parse_model_config(YAML::LoadFile(bad_scale), bad_scale, "x"); });
+  EXPECT_MSG(contains(err, "scale 'x'"), err);
+}
+
+TEST_CASE("loading weights of another task names the first mismatching key and the file") {
+  auto ck = load_checkpoint(fixture_path("pose/yolo26n-pose-random.pt"));
+  auto det = build_model("yolo26n.yaml", 1);
+  std::string err = error_of([&] { det->load_state_dict(ck.state_dict, "pose.pt"); });
+  EXPECT_MSG(contains(err, "pose.pt: ") && contains(err, "unexpected: model.23.cv4.0.0.conv.weight"), err);
+  auto det80 = build_model("yolo26n.yaml");
+  auto shapes = load_checkpoint(fixture_path("det/yolo26n-shapes.pt"));
+  err = error_of([&] { det80->load_state_dict(shapes.state_dict, "shapes.pt"); });
+  EXPECT_MSG(contains(err, "shapes.pt: ") &&
+                 contains(err, "mismatches: model.23.cv3.0.0.1.conv.weight (checkpoint [64, 64, 1, 1], model [80, 64, 1, 1])"),
+             err);
+  StateDict partial(shapes.state_dict.begin(), shapes.state_dict.end() - 1);
+  auto det3 = build_model("yolo26n.yaml", 3);
+  err = error_of([&] { det3->load_state_dict(partial, "cut.pt"); });
+  EXPECT_MSG(contains(err, "cut.pt: ") && contains(err, "1 missing: " + shapes.state_dict.back().first), err);
+  det3->fuse();
+  err = error_of([&] { det3->load_state_dict(shapes.state_dict, "late.pt"); });
+  EXPECT_MSG(contains(err, "late.pt: load weights before fuse()"), err);
+}
+
+namespace {
+// Gives BatchNorm non-trivial statistics so fused vs unfused comparisons mean something.
+void randomize_bn(YoloModel& m, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::NoGradGuard ng;
+  for (auto& mod : m.modules(true))
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(mod.get())) {
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.uniform_(-0.5, 0.5);
+      bn->running_mean.uniform_(-0.2, 0.2);
+      bn->running_var.uniform_(0.5, 2.0);
+    }
+}
+}  // namespace
+
+TEST_CASE("seg, obb and cls: output shapes, and fuse keeps the end2end output") {
+  torch::manual_seed(0);
+  auto x = torch::rand({1, 3, 320, 256});
+  for (const char* name : {"yolo26n-seg.yaml", "yolo26n-obb.yaml"}) {
+    auto m = build_model(name, 5);
+    randomize_bn(*m, 1);
+    m->eval();
+    auto a = m->forward(x);
+    const int64_t A = 40 * 32 + 20 * 16 + 10 * 8;
+    EXPECT(a.one2one.scores.sizes() == torch::IntArrayRef({1, 5, A}));
+    if (m->task() == "segment") {
+      EXPECT(a.end2end.sizes() == torch::IntArrayRef({1, 300, 38}));
+      EXPECT(a.proto.sizes() == torch::IntArrayRef({1, 32, 80, 64}));
+      EXPECT(!a.semseg.defined());
+    } else {
+      EXPECT(a.end2end.sizes() == torch::IntArrayRef({1, 300, 7}));
+      EXPECT(a.one2one.angle.sizes() == torch::IntArrayRef({1, 1, A}));
+    }
+    EXPECT(a.classic.size(1) == 4 + 5 + (m->task() == "segment" ? 32 : 1));
+    m->fuse();
+    auto b = m->forward(x);
+    EXPECT(!b.one2many.defined() && !b.classic.defined());
+    // Raw one2one outputs agree; the e2e rows of a random model tie too often to compare row by row.
+    auto diff = [](const torch::Tensor& p, const torch::Tensor& q) { return (p - q).abs().max().item<double>(); };
+    EXPECT_MSG(diff(a.one2one.scores, b.one2one.scores) < 1e-3, name << " fused logits differ");
+    EXPECT_MSG(diff(a.one2one.boxes, b.one2one.boxes) < 1e-3, name << " fused boxes differ");
+    EXPECT_MSG(diff(a.decoded, b.decoded) < 1e-2, name << " fused decode differs by " << diff(a.decoded, b.decoded));
+    auto sa = std::get<0>(a.end2end.select(2, 4).sort(1, true)), sb = std::get<0>(b.end2end.select(2, 4).sort(1, true));
+    EXPECT_MSG(diff(sa, sb) < 1e-5, name << " fused e2e scores differ");
+    if (a.proto.defined()) EXPECT((a.proto - b.proto).abs().max().item<double>() < 1e-3);
+  }
+  auto cls = build_model("yolo26n-cls.yaml", 7);
+  cls->eval();
+  auto c = cls->forward(torch::rand({2, 3, 224, 224}));
+  EXPECT(c.cls_logits.sizes() == torch::IntArrayRef({2, 7}));
+  EXPECT_NEAR(c.cls_probs.sum(1)[0].item<double>(), 1.0, 1e-5);
+}
+
+TEST_CASE("training mode: BN batch statistics, detached one2one, seg semseg and pose sigma outputs") {
+  auto m = build_model("yolo26n.yaml", 3);
+  m->train();
+  torch::manual_seed(0);
+  auto x = torch::rand({2, 3, 128, 128});
+  auto bn0 = std::dynamic_pointer_cast<Conv>(m->named_modules()["model.0"])->bn;
+  auto before = bn0->running_mean.clone();
+  auto out = m->forward(x);
+  EXPECT(!out.end2end.defined() && !out.decoded.defined());
+  EXPECT(!bn0->running_mean.equal(before));  // momentum 0.03 update from the batch
+  EXPECT(bn0->num_batches_tracked.item<int64_t>() == 1);
+  // The one2one loss must not reach the backbone.
+  out.one2one.scores.sum().backward();
+  auto w0 = std::dynamic_pointer_cast<Conv>(m->named_modules()["model.0"])->conv->weight;
+  EXPECT(!w0.grad().defined() || w0.grad().abs().sum().item<double>() == 0);
+  out = m->forward(x);
+  out.one2many.scores.sum().backward();
+  EXPECT(w0.grad().defined() && w0.grad().abs().sum().item<double>() > 0);
+
+  auto seg = build_model("yolo26n-seg.yaml", 4);
+  auto so = seg->forward(x);
+  EXPECT(so.semseg.sizes() == torch::IntArrayRef({2, 4, 16, 16}));
+  EXPECT(so.one2many.mask_coef.sizes() == torch::IntArrayRef({2, 32, 16 * 16 + 8 * 8 + 4 * 4}));
+  auto pose = build_model("yolo26n-pose.yaml", 1);
+  auto po = pose->forward(x);
+  EXPECT(po.one2many.kpts_sigma.sizes() == torch::IntArrayRef({2, 34, 336}));
+  EXPECT(po.one2one.kpts.sizes() == torch::IntArrayRef({2, 51, 336}));
+  // RealNVP log-density of the origin: standard normal log-prob plus a near-zero log-det.
+  auto flow = std::dynamic_pointer_cast<DetectHead>(pose->named_modules()["model.23"])->flow_model;
+  auto lp = flow->log_prob(torch::zeros({1, 2}));
+  EXPECT_NEAR(lp.item<double>(), -std::log(2 * M_PI), 0.05);
+}
+
+TEST_CASE("GFLOPs, layer counts and the info() summary") {
+  auto m = build_model("yolo26n.yaml");
+  double g = m->gflops(640);
+  EXPECT_MSG(g > 5.6 && g < 6.6, "yolo26n unfused GFLOPs " << g << " (official 6.1)");
+  EXPECT(m->is_training());  // gflops() restores the mode
+  auto text = m->info();
+  EXPECT_MSG(contains(text, "YOLO26n summary: ") && contains(text, "2,572,280 parameters"), text);
+  m->fuse();
+  double gf = m->gflops(640);
+  EXPECT_MSG(gf > 5.0 && gf < 5.8, "yolo26n fused GFLOPs " << gf << " (official 5.4)");
+  EXPECT(contains(m->info(), "YOLO26n summary (fused)"));
+  auto verbose = build_model("yolo26n-seg.yaml")->info(true, 320);
+  EXPECT_MSG(contains(verbose, "Segment26") && contains(verbose, "C2PSA"), verbose);
+}
+
+TEST_CASE("p2 and p6 variants: four levels with strides 4..32 and 8..64") {
+  auto p2 = build_model("yolo26n-p2.yaml", 2);
+  EXPECT(p2->stride() == std::vector<double>({4, 8, 16, 32}));
+  auto p6 = build_model("yolo26s-p6.yaml", 2);
+  EXPECT(p6->stride() == std::vector<double>({8, 16, 32, 64}));
+  for (auto* m : {p2.get(), p6.get()}) {
+    m->eval();
+    auto out = m->forward(torch::rand({1, 3, 128, 128}));
+    int64_t A = 0;
+    for (double s : m->stride()) A += (int64_t)(128 / s) * (int64_t)(128 / s);
+    EXPECT(out.one2one.scores.sizes() == torch::IntArrayRef({1, 2, A}));
+    EXPECT(out.end2end.sizes() == torch::IntArrayRef({1, std::min<int64_t>(300, A), 6}));
+  }
 }
 
 TEST_MAIN()

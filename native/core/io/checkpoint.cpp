@@ -73,7 +73,8 @@ PyValue load_torch_file(const std::string& path) {
 
 // ---- state dicts --------------------------------------------------------------------------------
 
-static void collect_module(const PyValue& m, const std::string& prefix, NamedTensors& out) {
+static void collect_module(const PyValue& m, const std::string& prefix, NamedTensors& out, int depth = 0) {
+  if (depth > 256) fail("modules nested deeper than 256 levels at " + prefix + " (a cyclic module tree?)");
   if (!m.is_object()) fail("module " + (prefix.empty() ? std::string("<root>") : prefix) + " is a " + m.kind_name() + ", not an nn.Module");
   std::unordered_set<std::string> non_persistent;
   if (const PyValue* np = m.get("_non_persistent_buffers_set"))
@@ -96,13 +97,64 @@ static void collect_module(const PyValue& m, const std::string& prefix, NamedTen
   if (const PyValue* mods = m.get("_modules"))
     if (mods->is_dict())
       for (const auto& kv : mods->as_dict())
-        if (!kv.second.is_none()) collect_module(kv.second, prefix + kv.first.as_str() + ".", out);
+        if (!kv.second.is_none()) collect_module(kv.second, prefix + kv.first.as_str() + ".", out, depth + 1);
 }
 
 NamedTensors module_state_dict(const PyValue& module) {
   NamedTensors out;
   collect_module(module, "", out);
   return out;
+}
+
+static void collect_libtorch(const torch::nn::Module& m, const std::string& prefix, NamedTensors& out) {
+  for (const auto& p : m.named_parameters(/*recurse=*/false))
+    if (p.value().defined()) out.emplace_back(prefix + p.key(), p.value());
+  for (const auto& b : m.named_buffers(/*recurse=*/false))
+    if (b.value().defined()) out.emplace_back(prefix + b.key(), b.value());
+  for (const auto& c : m.named_children()) collect_libtorch(*c.value(), prefix + c.key() + ".", out);
+}
+
+NamedTensors state_dict_of(const torch::nn::Module& module) {
+  NamedTensors out;
+  collect_libtorch(module, "", out);
+  return out;
+}
+
+static std::string first_few(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t k = 0; k < v.size() && k < 5; ++k) s += (k ? ", " : "") + v[k];
+  if (v.size() > 5) s += ", ...";
+  return s;
+}
+
+void load_state_dict(torch::nn::Module& module, const NamedTensors& state, bool strict, const std::string& source) {
+  NamedTensors targets = state_dict_of(module);
+  std::unordered_map<std::string, const torch::Tensor*> given;
+  for (const auto& kv : state) given[kv.first] = &kv.second;
+  std::vector<std::string> missing, mismatched, unexpected;
+  std::vector<std::pair<torch::Tensor, const torch::Tensor*>> copies;
+  std::unordered_set<std::string> known;
+  for (const auto& kv : targets) {
+    known.insert(kv.first);
+    auto it = given.find(kv.first);
+    if (it == given.end()) { missing.push_back(kv.first); continue; }
+    if (it->second->sizes() != kv.second.sizes()) {
+      mismatched.push_back(kv.first + " (checkpoint " + c10::str(it->second->sizes()) + ", model " + c10::str(kv.second.sizes()) + ")");
+      continue;
+    }
+    copies.emplace_back(kv.second, it->second);
+  }
+  for (const auto& kv : state)
+    if (!known.count(kv.first)) unexpected.push_back(kv.first);
+  std::string problems;
+  if (!mismatched.empty()) problems += std::to_string(mismatched.size()) + " shape mismatches: " + first_few(mismatched) + "; ";
+  if (strict && !missing.empty()) problems += std::to_string(missing.size()) + " missing: " + first_few(missing) + "; ";
+  if (strict && !unexpected.empty()) problems += std::to_string(unexpected.size()) + " unexpected: " + first_few(unexpected) + "; ";
+  if (!problems.empty())
+    fail(source + ": the weights do not fit the model (" + problems.substr(0, problems.size() - 2) +
+         "); check that the model YAML, scale, nc and task match the checkpoint");
+  torch::NoGradGuard no_grad;
+  for (auto& c : copies) c.first.copy_(*c.second);
 }
 
 // Floating tensors -> contiguous float32 (fp16/bf16 widen exactly); integer tensors keep their dtype.
@@ -126,6 +178,7 @@ static NamedTensors dict_to_tensors(const PyValue& d, const std::string& what, c
 static YAML::Node scalar_node(const std::string& text) { return YAML::Node(text); }
 
 static YAML::Node tensor_to_yaml(const torch::Tensor& t) {
+  if (t.numel() > 4096) return scalar_node(PyValue::tensor(t).repr());  // metadata, not weights
   if (t.dim() == 0) {
     if (t.is_floating_point()) return to_yaml(PyValue::real(t.item<double>()));
     if (t.scalar_type() == torch::kBool) return to_yaml(PyValue::boolean(t.item<bool>()));
@@ -136,8 +189,14 @@ static YAML::Node tensor_to_yaml(const torch::Tensor& t) {
   return seq;
 }
 
-YAML::Node to_yaml(const PyValue& v) {
+// Pickles may hold reference cycles (a list inside itself): cut them off at a generous depth.
+static YAML::Node to_yaml_at(const PyValue& v, int depth);
+
+YAML::Node to_yaml(const PyValue& v) { return to_yaml_at(v, 0); }
+
+static YAML::Node to_yaml_at(const PyValue& v, int depth) {
   using K = PyValue::Kind;
+  if (depth > 100) return scalar_node("<nested too deep>");
   switch (v.kind()) {
     case K::None: return YAML::Node(YAML::NodeType::Null);
     case K::Bool: return scalar_node(v.as_bool() ? "true" : "false");
@@ -156,22 +215,22 @@ YAML::Node to_yaml(const PyValue& v) {
     }
     case K::List: case K::Tuple: case K::Set: {
       YAML::Node seq(YAML::NodeType::Sequence);
-      for (const PyValue& e : v.items()) seq.push_back(to_yaml(e));
+      for (const PyValue& e : v.items()) seq.push_back(to_yaml_at(e, depth + 1));
       return seq;
     }
     case K::Dict: {
       YAML::Node map(YAML::NodeType::Map);
       for (const auto& kv : v.as_dict()) {
         YAML::Node key = kv.first.is_str() || kv.first.is_number() || kv.first.is_none() ? to_yaml(kv.first) : scalar_node(kv.first.repr());
-        map[key] = to_yaml(kv.second);
+        map[key] = to_yaml_at(kv.second, depth + 1);
       }
       return map;
     }
     case K::Global: return scalar_node(v.qualname());
     case K::Object: {
       const PyObject& o = v.as_object();
-      if (o.state.is_dict()) return to_yaml(o.state);
-      if (o.set_items.is_dict()) return to_yaml(o.set_items);
+      if (o.state.is_dict()) return to_yaml_at(o.state, depth + 1);
+      if (o.set_items.is_dict()) return to_yaml_at(o.set_items, depth + 1);
       return scalar_node("<" + v.qualname() + ">");
     }
     case K::Tensor: return tensor_to_yaml(v.as_tensor());
@@ -349,7 +408,22 @@ static std::string str_or_empty(const PyValue& v) { return v.is_str() ? v.as_str
 
 // ---- load ---------------------------------------------------------------------------------------
 
+static Checkpoint load_checkpoint_unchecked(const std::string& path);
+
 Checkpoint load_checkpoint(const std::string& path) {
+  // Accessor errors deep in the metadata do not know the file: prefix it.
+  try {
+    return load_checkpoint_unchecked(path);
+  } catch (const Error& e) {
+    std::string m = e.what();
+    if (m.rfind(path, 0) == 0) throw;
+    fail(path + ": unexpected checkpoint content: " + m);
+  } catch (const std::exception&) {
+    fail(path + ": " + describe_exception(std::current_exception()));
+  }
+}
+
+static Checkpoint load_checkpoint_unchecked(const std::string& path) {
   Checkpoint ck;
   ck.path = path;
   ck.raw = load_torch_file(path);
@@ -502,9 +576,14 @@ void save_checkpoint(const std::string& path, const CheckpointData& data, const 
     fail(path + ": refusing to save a checkpoint with neither model nor EMA weights");
   // Pickle first: tensors are collected, nothing touches the disk until the payload is complete.
   std::vector<std::pair<std::string, torch::Tensor>> storages;
-  std::string pkl = pickle(build_top(data, opts), [&](const std::string& key, const torch::Tensor& t) {
-    storages.emplace_back(key, t);
-  });
+  std::string pkl;
+  try {
+    pkl = pickle(build_top(data, opts), [&](const std::string& key, const torch::Tensor& t) {
+      storages.emplace_back(key, t);
+    });
+  } catch (const std::exception&) {
+    fail(path + ": cannot save: " + describe_exception(std::current_exception()));
+  }
 
   const std::string dir = dir_of(path);
   struct stat st;
@@ -513,7 +592,7 @@ void save_checkpoint(const std::string& path, const CheckpointData& data, const 
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
   try {
-    ZipWriter zip(tmp);
+    ZipWriter zip(tmp);  // its errors name the temporary file; the catch below adds the target
     const std::string prefix = "archive/";
     zip.add(prefix + "data.pkl", pkl.data(), pkl.size());
     static const std::string byteorder = "little";
@@ -525,9 +604,11 @@ void save_checkpoint(const std::string& path, const CheckpointData& data, const 
     zip.finish();  // fsyncs the file
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       fail(path + ": could not move the new checkpoint into place (" + std::strerror(errno) + ")");
-  } catch (...) {
+  } catch (const std::exception& e) {
     std::remove(tmp.c_str());
-    throw;
+    std::string m = e.what();
+    if (m.rfind(path + ":", 0) == 0) throw;
+    fail(path + ": saving failed, the previous file (if any) is unchanged: " + m);
   }
   // Make the rename itself durable.
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);

@@ -1,6 +1,7 @@
 // Model checkpoints: official Ultralytics .pt files (read) and our own torch-compatible format
 // (read and written atomically). Both are torch.save zip archives holding a pickled dict.
 #pragma once
+#include <torch/nn/module.h>
 #include <torch/types.h>
 #include <yaml-cpp/yaml.h>
 
@@ -61,6 +62,14 @@ Checkpoint load_checkpoint(const std::string& path);
 constexpr const char* kCheckpointFormat = "yolo26-native";
 constexpr int64_t kCheckpointFormatVersion = 1;
 
+// Our file: a torch.save-style zip ("archive/data.pkl", "archive/data/<n>", "archive/byteorder",
+// "archive/version") whose pickle is a plain dict:
+//   format 'yolo26-native', format_version, date, version, task, nc, names {0: 'a', ...},
+//   kpt_shape [17, 3] | None, stride [8.0, ...], end2end, reg_max, imgsz int | [h, w] | None,
+//   yaml {...}, train_args {...}, epoch, best_fitness float | None, updates,
+//   model OrderedDict(name -> tensor), ema OrderedDict | None,
+//   optimizer {'tensors': OrderedDict(name -> tensor), 'scalars': {...}} | None,
+//   train_results {...} | None, extra {...} | None.
 struct SaveOptions {
   bool half = false;  // store floating model/EMA weights as float16 (as Ultralytics does)
 };
@@ -75,6 +84,16 @@ PyValue load_torch_file(const std::string& path);
 // The state_dict of a pickled nn.Module object (walks _parameters, _buffers, _modules in order,
 // skipping None entries and non-persistent buffers); tensors are returned as stored.
 NamedTensors module_state_dict(const PyValue& module);
+
+// A libtorch module's state_dict in PyTorch's order and names: for each module (pre-order, children
+// in registration order) its parameters, then its buffers; undefined tensors are skipped.
+NamedTensors state_dict_of(const torch::nn::Module& module);
+
+// Copies `state` into the module's parameters and buffers (no autograd; dtype and device follow the
+// module). Every shape must match. With strict, missing and unexpected names are errors too.
+// Nothing is copied unless the whole state fits. `source` (e.g. the file) prefixes error messages.
+void load_state_dict(torch::nn::Module& module, const NamedTensors& state, bool strict = true,
+                     const std::string& source = "state_dict");
 
 // PyValue <-> YAML::Node. Strings carry the YAML "!" tag so that from_yaml keeps "0" a string;
 // untagged scalars (as yaml-cpp builds them from C++ values or plain YAML text) are typed the

@@ -381,11 +381,20 @@ class Unpickler {
     stack_.resize(m);
     return items;
   }
-  void memo_put(uint64_t idx) { memo_[idx] = top(); }
+  // Memo keys are dense (0, 1, 2, ... as picklers number them), so a vector serves as the memo.
+  void memo_put(uint64_t idx) {
+    if (idx > n_) bad("memo key " + std::to_string(idx) + " out of range");
+    if (idx >= memo_.size()) {
+      memo_.resize(size_t(idx) + 1);
+      stored_.resize(size_t(idx) + 1, false);
+    }
+    memo_[idx] = top();
+    if (!stored_[idx]) ++memo_count_;
+    stored_[idx] = true;
+  }
   void memo_get(uint64_t idx) {
-    auto it = memo_.find(idx);
-    if (it == memo_.end()) bad("memo key " + std::to_string(idx) + " was never stored");
-    push(it->second);
+    if (idx >= memo_.size() || !stored_[idx]) bad("memo key " + std::to_string(idx) + " was never stored");
+    push(memo_[idx]);
   }
   void append_to(PyValue& target, std::vector<PyValue> items);
   void setitems_on(PyValue& target, std::vector<PyValue>& kv);
@@ -400,7 +409,9 @@ class Unpickler {
   const std::string& label_;
   std::vector<PyValue> stack_;
   std::vector<size_t> marks_;
-  std::unordered_map<uint64_t, PyValue> memo_;
+  std::vector<PyValue> memo_;
+  std::vector<bool> stored_;
+  size_t memo_count_ = 0;  // MEMOIZE numbering
 };
 
 PyValue Unpickler::global(std::string module, std::string name) {
@@ -687,7 +698,7 @@ PyValue Unpickler::run() {
       case 'q': memo_put(u8()); break;      // BINPUT
       case 'r': memo_put(u32()); break;     // LONG_BINPUT
       case 'p': memo_put(std::stoull(line())); break;  // PUT
-      case 0x94: memo_put(memo_.size()); break;         // MEMOIZE
+      case 0x94: memo_put(memo_count_); break;          // MEMOIZE
       case 'c': { std::string mod = line(); std::string name = line(); push(global(mod, name)); break; }  // GLOBAL
       case 0x93: {  // STACK_GLOBAL
         PyValue name = pop(), mod = pop();

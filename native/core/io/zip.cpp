@@ -139,7 +139,14 @@ void ZipReader::parse() {
   int64_t lowest = std::max<int64_t>(0, int64_t(n) - 22 - 65535);
   for (int64_t p = int64_t(n) - 22; p >= lowest; --p)
     if (rd32(b + p) == kEndSig && uint64_t(p) + 22 + rd16(b + p + 20) <= n) { eocd = p; break; }
-  if (eocd < 0) fail(where() + not_zip + " (no end-of-central-directory record)");
+  if (eocd < 0) {
+    if (rd32(b) == kLocalSig)
+      fail(where() + "the zip archive is truncated (its central directory is missing): the download or save was cut "
+                     "short; re-download or re-save the file");
+    if (b[0] == 0x80 && b[1] <= 5)
+      fail(where() + "a legacy (pre-1.6, non-zip) torch file; load and re-save it with a recent torch.save");
+    fail(where() + not_zip + " (no end-of-central-directory record)");
+  }
 
   uint64_t count = rd16(b + eocd + 10), cd_size = rd32(b + eocd + 12), cd_offset = rd32(b + eocd + 16);
   if (eocd >= 20 && rd32(b + eocd - 20) == kEnd64LocSig) {

@@ -89,7 +89,7 @@ ModelConfig parse_model_config(const YAML::Node& yaml_in, const std::string& sou
   ModelConfig cfg;
   cfg.source = source;
   cfg.yaml = YAML::Clone(yaml_in);
-  const YAML::Node& y = cfg.yaml;
+  const YAML::Node& y = yaml_in;  // read the original: clones lose the line marks
   auto need = [&](const char* key) {
     if (!y[key]) fail(source + ": missing key '" + std::string(key) + "' (every model YAML needs nc, backbone, head)");
     return y[key];

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "io/checkpoint.h"
 #include "model/postprocess.h"
 #include "util/error.h"
 
@@ -218,7 +219,10 @@ std::vector<torch::Tensor> YoloModel::run_backbone(const torch::Tensor& input, t
       case Kind::Block: x = s.block->forward(get(s.from[0], i)); break;
       case Kind::Upsample: {
         const auto& in = get(s.from[0], i);
-        x = torch::upsample_nearest2d(in, std::vector<int64_t>{in.size(2) * 2, in.size(3) * 2});
+        x = torch::nn::functional::interpolate(
+            in, torch::nn::functional::InterpolateFuncOptions()
+                    .size(std::vector<int64_t>{in.size(2) * 2, in.size(3) * 2})
+                    .mode(torch::kNearest));
         break;
       }
       case Kind::Concat: {
@@ -286,24 +290,9 @@ StateDict YoloModel::state_dict() const {
 }
 
 void YoloModel::load_state_dict(const StateDict& sd, const std::string& source) {
-  auto mine = state_dict();
-  std::unordered_map<std::string, const torch::Tensor*> want;
-  for (const auto& kv : mine) want.emplace(kv.first, &kv.second);
-  const std::string fix = " (the weights do not fit this " + display_name() +
-                          " model: check the task, nc, kpt_shape and scale of the YAML)";
-  std::unordered_map<std::string, const torch::Tensor*> given;
-  for (const auto& [k, t] : sd) {
-    auto it = want.find(k);
-    if (it == want.end()) fail(source + ": unexpected key '" + k + "'" + fix);
-    if (!t.defined() || t.sizes() != it->second->sizes())
-      fail(source + ": key '" + k + "' has shape " + (t.defined() ? shape_str(t) : "<none>") + ", the model expects " +
-           shape_str(*it->second) + fix);
-    given.emplace(k, &t);
-  }
-  for (const auto& kv : mine)
-    if (!given.count(kv.first)) fail(source + ": missing key '" + kv.first + "'" + fix);
-  torch::NoGradGuard ng;
-  for (auto& kv : mine) kv.second.copy_(given[kv.first]->to(kv.second.device(), kv.second.scalar_type()));
+  // Before fuse() the module tree is exactly the official one, so the generic all-or-nothing loader applies.
+  if (fused_) fail(source + ": load weights before fuse(), the fused model has no BatchNorm or one2many head");
+  ::y26::load_state_dict(static_cast<torch::nn::Module&>(*this), sd, /*strict=*/true, source);
 }
 
 void YoloModel::load_state_dict(const std::map<std::string, torch::Tensor>& sd, const std::string& source) {
@@ -383,6 +372,20 @@ std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc) 
   auto cfg = load_model_config(name_or_path);
   if (nc > 0) set_num_classes(cfg, nc);
   return std::make_shared<YoloModel>(cfg);
+}
+
+std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::string& source) {
+  if (!ckpt.yaml || !ckpt.yaml.IsMap() || !ckpt.yaml["backbone"])
+    fail(source + ": the checkpoint has no model YAML (backbone/head); build from a YAML and load the weights");
+  auto cfg = parse_model_config(ckpt.yaml, source);
+  if (ckpt.nc > 0 && ckpt.nc != cfg.nc) set_num_classes(cfg, (int)ckpt.nc);
+  auto m = std::make_shared<YoloModel>(cfg);
+  m->load_state_dict(ckpt.state_dict, source);
+  return m;
+}
+
+std::shared_ptr<YoloModel> load_model(const std::string& checkpoint_path) {
+  return build_model(load_checkpoint(checkpoint_path), checkpoint_path);
 }
 
 }  // namespace y26

@@ -40,7 +40,8 @@ class YoloModel : public torch::nn::Module {
 
   // Official names and order (params then buffers per module, children in registration order).
   StateDict state_dict() const;
-  // Exact key set and shapes required; the error names the first mismatching key and `source`.
+  // Exact key set and shapes required (io/checkpoint's loader: the error names `source` and the first
+  // mismatching keys); nothing is copied unless everything fits. Only before fuse().
   void load_state_dict(const StateDict& sd, const std::string& source);
   void load_state_dict(const std::map<std::string, torch::Tensor>& sd, const std::string& source);
 
@@ -78,5 +79,11 @@ class YoloModel : public torch::nn::Module {
 
 // Builds from a YAML path or builtin name ("yolo26n.yaml", "yolo26s-seg.yaml"); nc > 0 overrides the YAML's.
 std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc = -1);
+
+struct CheckpointData;
+// Builds the network from a checkpoint's model YAML dict and loads its weights (unfused, train mode).
+std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::string& source);
+// load_checkpoint(path) + the above.
+std::shared_ptr<YoloModel> load_model(const std::string& checkpoint_path);
 
 }  // namespace y26
