@@ -1,0 +1,132 @@
+// ONNX files written by the engine (bench_export) run under ONNX Runtime and match the official
+// reference outputs: end2end at 320 (static), the wide 416x640 and 224x320 inputs through one dynamic
+// export, pose (1,300,57), and the classic one2many output.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import ort from 'onnxruntime-node';
+import { fixture, inputFromU8, readNpy, root } from './helpers.mjs';
+
+const exporter = ['build-core/bench_export', 'build/bench_export', 'build/Release/bench_export']
+  .map((p) => path.join(root, p))
+  .find((p) => fs.existsSync(p));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-export-'));
+
+function exportOnnx(model, name, args) {
+  assert.ok(exporter, 'bench_export is not built: cmake --build build-core (YOLO26_BUILD_BENCH=ON)');
+  const out = path.join(tmp, name);
+  execFileSync(exporter, ['--model', fixture(model), '--out', out, ...args], { stdio: 'pipe' });
+  return out;
+}
+
+async function run(file, npyRel) {
+  const x = inputFromU8(readNpy(fixture(npyRel)));
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 2 });
+  const res = await session.run({ images: new ort.Tensor('float32', x.data, x.shape) });
+  const y = res.output0;
+  return { data: y.data, shape: y.dims.map(Number) };
+}
+
+/**
+ * end2end rows compared as the fixtures README says: the sorted score column within 1e-5; rows whose score
+ * is clearly apart from its neighbours (no near-tie reordering) by box (2e-3 px), class and extra columns.
+ */
+function assertE2eClose(got, rel, label, { extraTol = [] } = {}) {
+  const want = readNpy(fixture(rel));
+  assert.deepEqual(got.shape, want.shape, `${label} shape`);
+  const [, n, c] = want.shape;
+  const col = (d, k) => Array.from({ length: n }, (_, i) => d[i * c + k]);
+  const sg = col(got.data, 4).sort((a, b) => b - a);
+  const sw = col(want.data, 4).sort((a, b) => b - a);
+  for (let i = 0; i < n; i++) assert.ok(Math.abs(sg[i] - sw[i]) <= 1e-5, `${label}: score ${i} ${sg[i]} vs ${sw[i]}`);
+  const ws = col(want.data, 4);
+  let compared = 0;
+  for (let i = 0; i < n; i++) {
+    const gap = Math.min(i > 0 ? ws[i - 1] - ws[i] : Infinity, i + 1 < n ? ws[i] - ws[i + 1] : Infinity);
+    if (gap <= 1e-4) continue;
+    compared++;
+    for (let k = 0; k < c; k++) {
+      if (k === 4) continue;
+      const a = got.data[i * c + k];
+      const b = want.data[i * c + k];
+      const tol = k < 4 ? 2e-3 + 1e-5 * Math.abs(b) : k === 5 ? 0 : extraTol[(k - 6) % extraTol.length];
+      assert.ok(Math.abs(a - b) <= tol, `${label}: row ${i} col ${k}: ${a} vs ${b}`);
+    }
+  }
+  assert.ok(compared >= 20, `${label}: only ${compared} clearly separated rows to compare`);
+}
+
+test('static 320 export of the trained checkpoint matches end2end_fused on two images', async () => {
+  const file = exportOnnx('det/yolo26n-shapes.pt', 's320.onnx', ['--imgsz', '320']);
+  for (const img of ['s11_val_0000', 's11_val_0001']) {
+    const dir = `det/shapes_outputs/${img}/imgsz320`;
+    const y = await run(file, `${dir}/input_u8.npy`);
+    assertE2eClose(y, `${dir}/end2end_fused.npy`, img);
+  }
+});
+
+test('one dynamic export runs the wide 416x640 and 224x320 inputs and matches both references', async () => {
+  const file = exportOnnx('det/yolo26n-shapes.pt', 'dyn.onnx', ['--imgsz', '640', '--dynamic']);
+  for (const dir of ['det/shapes_outputs/wide_480x300/imgsz640', 'det/shapes_outputs/wide_480x300/imgsz320']) {
+    const y = await run(file, `${dir}/input_u8.npy`);
+    assertE2eClose(y, `${dir}/end2end_fused.npy`, dir);
+  }
+});
+
+test('pose export (1,300,57) matches end2end_fused, keypoints included', async () => {
+  const file = exportOnnx('pose/yolo26n-pose-random.pt', 'pose.onnx', ['--imgsz', '416,640']);
+  const y = await run(file, 'det/shapes_outputs/wide_480x300/imgsz640/input_u8.npy');
+  assert.deepEqual(y.shape, [1, 300, 57]);
+  assertE2eClose(y, 'pose/outputs/wide_480x300/imgsz640/end2end_fused.npy', 'pose', { extraTol: [2e-3, 2e-3, 1e-5] });
+});
+
+test('classic export (end2end false): xywh boxes and sigmoid scores of the one2many head', async () => {
+  const dir = 'det/shapes_outputs/wide_480x300/imgsz320';
+  const file = exportOnnx('det/yolo26n-shapes.pt', 'classic.onnx', ['--imgsz', '224,320', '--no-end2end']);
+  const y = await run(file, `${dir}/input_u8.npy`);
+  const ltrb = readNpy(fixture(`${dir}/one2many_boxes_ltrb.npy`));
+  const logits = readNpy(fixture(`${dir}/one2many_scores_logits.npy`));
+  const A = ltrb.shape[2];
+  assert.deepEqual(y.shape, [1, 7, A]);
+  // anchors: levels of stride 8/16/32 over 224x320, row-major cell centres
+  const ax = [];
+  const ay = [];
+  const st = [];
+  for (const s of [8, 16, 32]) {
+    for (let r = 0; r < Math.ceil(224 / s); r++)
+      for (let c = 0; c < Math.ceil(320 / s); c++) { ax.push(c + 0.5); ay.push(r + 0.5); st.push(s); }
+  }
+  assert.equal(ax.length, A);
+  let worstBox = 0;
+  let worstScore = 0;
+  for (let a = 0; a < A; a++) {
+    const [l, t, r, b] = [0, 1, 2, 3].map((k) => ltrb.data[k * A + a]);
+    const want = [((ax[a] - l + ax[a] + r) / 2) * st[a], ((ay[a] - t + ay[a] + b) / 2) * st[a], (l + r) * st[a], (t + b) * st[a]];
+    for (let k = 0; k < 4; k++) worstBox = Math.max(worstBox, Math.abs(y.data[k * A + a] - want[k]));
+    for (let k = 0; k < 3; k++) {
+      const p = 1 / (1 + Math.exp(-logits.data[k * A + a]));
+      worstScore = Math.max(worstScore, Math.abs(y.data[(4 + k) * A + a] - p));
+    }
+  }
+  assert.ok(worstBox <= 2e-3, `classic boxes differ by ${worstBox} px`);
+  assert.ok(worstScore <= 1e-5, `classic scores differ by ${worstScore}`);
+});
+
+test('input and output names as the official export: images -> output0', async () => {
+  const file = exportOnnx('det/yolo26n-shapes.pt', 'names.onnx', ['--imgsz', '320', '--batch', '2']);
+  const session = await ort.InferenceSession.create(file);
+  assert.deepEqual(session.inputNames, ['images']);
+  assert.deepEqual(session.outputNames, ['output0']);
+  const x = new ort.Tensor('float32', new Float32Array(2 * 3 * 320 * 320).fill(0.5), [2, 3, 320, 320]);
+  const y = (await session.run({ images: x })).output0;
+  assert.deepEqual(y.dims.map(Number), [2, 300, 6]);
+  // both batch items saw the same input: identical rows
+  const half = y.data.length / 2;
+  for (let i = 0; i < half; i++) assert.equal(y.data[i], y.data[half + i]);
+});
+
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
