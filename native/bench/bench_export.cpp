@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
       std::printf("exported %s in %.0f ms\n", path.c_str(), ms);
     }
     if (time_iters > 0) {
-      auto lm = y26::load_model(model);
+      auto lm = y26::load_model(model, "cpu");
       lm.model->fuse();
       lm.model->compute_classic = false;
       auto x = torch::rand({opt.batch, 3, opt.imgsz_h, opt.imgsz_w});

@@ -32,7 +32,8 @@ std::multiset<std::string> op_types(const onnxpb::Model& m) {
 
 // The official checker, full check (shape inference included), through Debian's python3-onnx.
 bool onnx_checker_passes(const std::string& path, std::string* log) {
-  const std::string cmd = "python3 -c \"import onnx,sys; m=onnx.load(sys.argv[1]); "
+  // Debian's interpreter first: a pyenv python3 on PATH does not see python3-onnx.
+  const std::string cmd = "p=/usr/bin/python3; [ -x $p ] || p=python3; $p -c \"import onnx,sys; m=onnx.load(sys.argv[1]); "
                           "onnx.checker.check_model(m, full_check=True)\" '" + path + "' 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return false;
@@ -130,7 +131,7 @@ TEST_CASE("export yolo26n-shapes at 320: graph, metadata round trip, checker") {
   EXPECT(md.end2end);
   EXPECT(md.kpt_shape.empty());
   EXPECT(md.opset == 17);
-  auto lm = load_model(y26test::fixture(kShapes));
+  auto lm = load_model(y26test::fixture(kShapes), "cpu");
   EXPECT(md.names == lm.names && md.names.size() == 3);
   for (const char* k : {"description", "author", "date", "version", "license", "docs", "stride", "task", "batch",
                         "imgsz", "names", "args", "channels", "end2end"})
@@ -171,8 +172,8 @@ TEST_CASE("export yolo26n-shapes at 320: graph, metadata round trip, checker") {
 }
 
 TEST_CASE("BN folding while writing equals YoloModel::fuse") {
-  auto a = load_model(y26test::fixture(kShapes));
-  auto b = load_model(y26test::fixture(kShapes));
+  auto a = load_model(y26test::fixture(kShapes), "cpu");
+  auto b = load_model(y26test::fixture(kShapes), "cpu");
   b.model->fuse();
   ExportOptions opt;
   opt.imgsz_h = opt.imgsz_w = 320;
@@ -230,7 +231,7 @@ TEST_CASE("dynamic, half, classic and opset variants") {
   EXPECT_MSG(onnx_checker_passes(tmp_path("classic.onnx"), &log), "checker (classic): " << log);
 
   // A fused model has no one2many head left: the classic output cannot be written.
-  auto lm = load_model(model);
+  auto lm = load_model(model, "cpu");
   lm.model->fuse();
   classic.imgsz_h = classic.imgsz_w = 320;
   EXPECT_THROWS(export_onnx(*lm.model, classic, tmp_path("x.onnx")));

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "export/onnx_proto.h"
@@ -75,7 +76,7 @@ class GraphBuilder {
   }
   // Initializer from a tensor; floating tensors are converted to `as` (default: the graph dtype).
   std::string tensor(const torch::Tensor& t, const std::string& hint,
-                     c10::optional<torch::ScalarType> as = c10::nullopt) {
+                     std::optional<torch::ScalarType> as = std::nullopt) {
     torch::Tensor c = t.detach().to(torch::kCPU);
     if (c.is_floating_point()) c = c.to(as ? *as : dt);
     c = c.contiguous();
@@ -90,7 +91,7 @@ class GraphBuilder {
   std::string i64(const std::vector<int64_t>& v) {
     return tensor(torch::tensor(v, torch::kLong), "const_i64");
   }
-  std::string scalar(double v, c10::optional<torch::ScalarType> as = c10::nullopt) {
+  std::string scalar(double v, std::optional<torch::ScalarType> as = std::nullopt) {
     return tensor(torch::full({}, v, torch::kDouble), "const_f", as ? *as : dt);
   }
 
