@@ -67,7 +67,8 @@ test('static 320 export of the trained checkpoint matches end2end_fused on two i
   for (const img of ['s11_val_0000', 's11_val_0001']) {
     const dir = `det/shapes_outputs/${img}/imgsz320`;
     const y = await run(file, `${dir}/input_u8.npy`);
-    assertE2eClose(y, `${dir}/end2end_fused.npy`, img);
+    const worst = assertE2eClose(y, `${dir}/end2end_fused.npy`, img);
+    console.log(`# ${img} 320 static: max box diff ${worst.toExponential(2)} px`);
   }
 });
 
@@ -75,7 +76,8 @@ test('one dynamic export runs the wide 416x640 and 224x320 inputs and matches bo
   const file = exportOnnx('det/yolo26n-shapes.pt', 'dyn.onnx', ['--imgsz', '640', '--dynamic']);
   for (const dir of ['det/shapes_outputs/wide_480x300/imgsz640', 'det/shapes_outputs/wide_480x300/imgsz320']) {
     const y = await run(file, `${dir}/input_u8.npy`);
-    assertE2eClose(y, `${dir}/end2end_fused.npy`, dir);
+    const worst = assertE2eClose(y, `${dir}/end2end_fused.npy`, dir);
+    console.log(`# ${dir} dynamic: max box diff ${worst.toExponential(2)} px`);
   }
 });
 
@@ -83,7 +85,8 @@ test('pose export (1,300,57) matches end2end_fused, keypoints included', async (
   const file = exportOnnx('pose/yolo26n-pose-random.pt', 'pose.onnx', ['--imgsz', '416,640']);
   const y = await run(file, 'det/shapes_outputs/wide_480x300/imgsz640/input_u8.npy');
   assert.deepEqual(y.shape, [1, 300, 57]);
-  assertE2eClose(y, 'pose/outputs/wide_480x300/imgsz640/end2end_fused.npy', 'pose', { extraTol: [2e-3, 2e-3, 1e-5] });
+  const worst = assertE2eClose(y, 'pose/outputs/wide_480x300/imgsz640/end2end_fused.npy', 'pose', { extraTol: [2e-3, 2e-3, 1e-5] });
+  console.log(`# pose 416x640: max box diff ${worst.toExponential(2)} px`);
 });
 
 test('classic export (end2end false): xywh boxes and sigmoid scores of the one2many head', async () => {
@@ -114,8 +117,50 @@ test('classic export (end2end false): xywh boxes and sigmoid scores of the one2m
       worstScore = Math.max(worstScore, Math.abs(y.data[(4 + k) * A + a] - p));
     }
   }
+  console.log(`# classic: max box diff ${worstBox.toExponential(2)} px, max score diff ${worstScore.toExponential(2)}`);
   assert.ok(worstBox <= 2e-3, `classic boxes differ by ${worstBox} px`);
   assert.ok(worstScore <= 1e-5, `classic scores differ by ${worstScore}`);
+});
+
+/** float32 -> IEEE half bits (round to nearest even), for the fp16 model input. */
+function toHalfBits(f) {
+  const buf = new DataView(new ArrayBuffer(4));
+  buf.setFloat32(0, f);
+  const x = buf.getUint32(0);
+  const sign = (x >>> 16) & 0x8000;
+  const exp = ((x >>> 23) & 0xff) - 127 + 15;
+  let mant = x & 0x7fffff;
+  if (exp <= 0) return sign; // the inputs are in [0, 1]: no subnormal handling needed beyond zero
+  if (exp >= 31) return sign | 0x7c00;
+  let h = sign | (exp << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+  return h;
+}
+
+test('half export: fp16 input and weights, float32 output0, the predictions (score > 0.25) match', async () => {
+  const dir = 'det/shapes_outputs/s11_val_0000/imgsz320';
+  const file = exportOnnx('det/yolo26n-shapes.pt', 'half.onnx', ['--imgsz', '320', '--half']);
+  const x = inputFromU8(readNpy(fixture(`${dir}/input_u8.npy`)));
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 2 });
+  const h = new Uint16Array(x.data.length);
+  for (let i = 0; i < h.length; i++) h[i] = toHalfBits(x.data[i]);
+  const y = (await session.run({ images: new ort.Tensor('float16', h, x.shape) })).output0;
+  assert.equal(y.type, 'float32');
+  assert.deepEqual(y.dims.map(Number), [1, 300, 6]);
+  const want = readNpy(fixture(`${dir}/end2end_fused.npy`));
+  let kept = 0;
+  for (let i = 0; i < 300 && want.data[i * 6 + 4] > 0.25; i++) {
+    kept++;
+    const w = Array.from(want.data.slice(i * 6, i * 6 + 6));
+    let found = false;
+    for (let j = 0; j < 300 && !found; j++) {
+      const g = Array.from(y.data.slice(j * 6, j * 6 + 6));
+      found = g[5] === w[5] && Math.abs(g[4] - w[4]) <= 0.01 && [0, 1, 2, 3].every((k) => Math.abs(g[k] - w[k]) <= 1.0);
+    }
+    assert.ok(found, `half: prediction ${i} [${w}] not found within fp16 tolerance (score 0.01, box 1 px)`);
+  }
+  assert.ok(kept >= 1, 'the reference has no prediction above 0.25 to compare');
 });
 
 test('input and output names as the official export: images -> output0', async () => {
