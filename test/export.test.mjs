@@ -163,6 +163,35 @@ test('half export: fp16 input and weights, float32 output0, the predictions (sco
   assert.ok(kept >= 1, 'the reference has no prediction above 0.25 to compare');
 });
 
+/** ORT vs our libtorch forward on the same (BN-calibrated) weights, element by element. */
+function assertSame(got, wantFile, label, atol, rtol) {
+  const want = readNpy(wantFile);
+  assert.deepEqual(got.dims.map(Number), want.shape, `${label} shape`);
+  let worst = 0;
+  for (let i = 0; i < want.data.length; i++) {
+    const d = Math.abs(got.data[i] - want.data[i]);
+    worst = Math.max(worst, d);
+    assert.ok(d <= atol + rtol * Math.abs(want.data[i]), `${label}[${i}]: ${got.data[i]} vs ${want.data[i]}`);
+  }
+  console.log(`# ${label}: max |diff| ${worst.toExponential(2)}`);
+}
+
+for (const [yaml, task] of [['yolo26n-seg.yaml', 'segment'], ['yolo26n-obb.yaml', 'obb']]) {
+  test(`${task} export (classic output${task === 'segment' ? ' + proto output1' : ''}) equals our libtorch forward`, async () => {
+    const input = fixture('det/shapes_outputs/wide_480x300/imgsz320/input_u8.npy');
+    const out = path.join(tmp, `${task}.onnx`);
+    const ref = path.join(tmp, `${task}_torch.npy`);
+    assert.ok(exporter, 'bench_export is not built');
+    execFileSync(exporter, ['--model', yaml, '--imgsz', '224,320', '--no-end2end', '--calibrate-bn', '--out', out,
+      '--forward-npy', input, '--forward-out', ref], { stdio: 'pipe' });
+    const x = inputFromU8(readNpy(input));
+    const session = await ort.InferenceSession.create(out, { intraOpNumThreads: 2 });
+    const res = await session.run({ images: new ort.Tensor('float32', x.data, x.shape) });
+    assertSame(res.output0, ref, `${task} output0`, 2e-3, 1e-4);
+    if (task === 'segment') assertSame(res.output1, ref.replace(/\.npy$/, '.proto.npy'), 'segment output1', 1e-3, 1e-4);
+  });
+}
+
 test('input and output names as the official export: images -> output0', async () => {
   const file = exportOnnx('det/yolo26n-shapes.pt', 'names.onnx', ['--imgsz', '320', '--batch', '2']);
   const session = await ort.InferenceSession.create(file);

@@ -261,6 +261,35 @@ TEST_CASE("pose export: (1, 300, 57) and kpt_shape metadata") {
   EXPECT_MSG(onnx_checker_passes(out, &log), "checker (pose): " << log);
 }
 
+TEST_CASE("segment and obb exports (YAML models): outputs and checker") {
+  ExportOptions opt;
+  opt.imgsz_h = 256;
+  opt.imgsz_w = 320;
+  auto seg = build_model("yolo26n-seg.yaml", 3);
+  export_onnx(*seg, opt, tmp_path("seg.onnx"));
+  auto md = read_onnx_metadata(tmp_path("seg.onnx"));
+  EXPECT(md.task == "segment" && md.outputs.size() == 2);
+  EXPECT((md.outputs[0].shape == std::vector<int64_t>{1, 300, 6 + 32}));
+  EXPECT(md.outputs[1].name == "output1");
+  EXPECT((md.outputs[1].shape == std::vector<int64_t>{1, 32, 64, 80}));  // 2x the P3 grid
+  EXPECT(op_types(onnxpb::read_file(tmp_path("seg.onnx"))).count("ConvTranspose") == 1);
+  std::string log;
+  EXPECT_MSG(onnx_checker_passes(tmp_path("seg.onnx"), &log), "checker (segment): " << log);
+
+  auto obb = build_model("yolo26n-obb.yaml", 15);
+  export_onnx(*obb, opt, tmp_path("obb.onnx"));
+  md = read_onnx_metadata(tmp_path("obb.onnx"));
+  EXPECT(md.task == "obb");
+  EXPECT((md.outputs[0].shape == std::vector<int64_t>{1, 300, 7}));  // xywh, score, class, angle
+  auto ops = op_types(onnxpb::read_file(tmp_path("obb.onnx")));
+  EXPECT(ops.count("Cos") == 1 && ops.count("Sin") == 1);
+  log.clear();
+  EXPECT_MSG(onnx_checker_passes(tmp_path("obb.onnx"), &log), "checker (obb): " << log);
+
+  auto cls = build_model("yolo26n-cls.yaml", 10);
+  EXPECT_THROWS(export_onnx(*cls, opt, tmp_path("cls.onnx")));
+}
+
 TEST_CASE("export errors: unknown format, foreign option, bad values, not a model") {
   auto msg = [](auto&& fn) {
     try {

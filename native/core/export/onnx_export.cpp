@@ -215,13 +215,15 @@ std::string emit_layer(GraphBuilder& b, Layer& layer, const std::string& x) {
 
 struct RawBranch {
   std::string boxes, scores, kpts;  // (B, 4, A), (B, nc, A), (B, nk*nd, A); float32
+  std::string extra;                // segment mask coefficients (B, nm, A) or obb angle (B, ne, A); float32
 };
 
 RawBranch emit_branch(GraphBuilder& b, DetectHead& h, const Names& feats, bool o2o) {
   auto& box = o2o ? h.one2one_cv2 : h.cv2;
   auto& cls = o2o ? h.one2one_cv3 : h.cv3;
-  Names bx, sc, kp;
+  Names bx, sc, kp, ex;
   const bool pose = h.spec.task == "pose";
+  const bool seg = h.spec.task == "segment", obb = h.spec.task == "obb";
   const int64_t nkd = pose ? h.spec.kpt_shape[0] * h.spec.kpt_shape[1] : 0;
   for (size_t i = 0; i < feats.size(); ++i) {
     bx.push_back(b.reshape(emit_layer(b, *box->items[i], feats[i]), {0, 4 * h.spec.reg_max, -1}));
@@ -232,6 +234,10 @@ RawBranch emit_branch(GraphBuilder& b, DetectHead& h, const Names& feats, bool o
       auto conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(list->ptr(i));
       kp.push_back(b.reshape(emit_conv2d(b, *conv, nullptr, feat), {0, nkd, -1}));
     }
+    if (seg || obb) {
+      auto& branch = o2o ? h.one2one_cv4 : h.cv4;
+      ex.push_back(b.reshape(emit_layer(b, *branch->items[i], feats[i]), {0, seg ? h.spec.nm : h.spec.ne, -1}));
+    }
   }
   // Decode and top-k run in float32 even for half exports (output0 stays float32).
   auto f32 = [&](const std::string& v) {
@@ -239,7 +245,28 @@ RawBranch emit_branch(GraphBuilder& b, DetectHead& h, const Names& feats, bool o
   };
   RawBranch r{f32(b.concat(bx, 2)), f32(b.concat(sc, 2)), ""};
   if (pose) r.kpts = f32(b.concat(kp, 2));
+  if (seg || obb) r.extra = f32(b.concat(ex, 2));
   return r;
+}
+
+// Proto26: P4/P5 refined to P3's channels and nearest-upsampled onto P3 (x2, x4), summed, then the proto chain.
+std::string emit_proto(GraphBuilder& b, Proto26& p, const Names& feats) {
+  std::string feat = feats[0];
+  for (size_t i = 0; i < p.feat_refine->items.size(); ++i) {
+    const float s = float(1 << (i + 1));  // levels are strides 8, 16, 32 and sizes are exact multiples
+    auto scales = b.tensor(torch::tensor({1.0f, 1.0f, s, s}), "scales", torch::kFloat);
+    auto up = b.node("Resize", {emit_layer(b, *p.feat_refine->items[i], feats[i + 1]), "", scales},
+                     {attr_s("mode", "nearest"), attr_s("coordinate_transformation_mode", "asymmetric"),
+                      attr_s("nearest_mode", "floor")});
+    feat = b.node("Add", {feat, up});
+  }
+  auto x = emit_layer(b, *p.cv1, emit_layer(b, *p.feat_fuse, feat));
+  auto& up = *p.upsample;
+  const auto& o = up.options;
+  x = b.node("ConvTranspose", {x, b.tensor(up.weight, "w"), b.tensor(up.bias, "b")},
+             {attr_ints("kernel_shape", {up.weight.size(2), up.weight.size(3)}),
+              attr_ints("strides", {(*o.stride())[0], (*o.stride())[1]})});
+  return emit_layer(b, *p.cv3, emit_layer(b, *p.cv2, x));
 }
 
 // Anchor points (1, 2, A) and strides (1, A), float32: constants for static sizes, else from Shape ops.
@@ -275,11 +302,19 @@ std::pair<std::string, std::string> emit_anchors(GraphBuilder& b, const Names& f
 
 // (B, 4+nc+extra, A): boxes (xyxy or xywh) in input pixels, sigmoid scores, decoded keypoints.
 std::string emit_decode(GraphBuilder& b, const RawBranch& r, const std::string& points, const std::string& strides,
-                        bool xywh, const std::vector<int64_t>& kpt_shape) {
+                        bool xywh, const std::string& task, const std::vector<int64_t>& kpt_shape) {
   auto lt = b.slice(r.boxes, 1, 0, 2), rb = b.slice(r.boxes, 1, 2, 4);
   auto x1y1 = b.node("Sub", {points, lt}), x2y2 = b.node("Add", {points, rb});
   std::string box;
-  if (xywh)
+  if (task == "obb") {  // decode_rboxes: centre = anchor + R(angle)((r-l)/2, (b-t)/2), w = l+r, h = t+b
+    auto cs = b.node("Cos", {r.extra}), sn = b.node("Sin", {r.extra});
+    auto half = b.node("Div", {b.node("Sub", {rb, lt}), b.scalar(2.0, torch::kFloat)});
+    auto xf = b.slice(half, 1, 0, 1), yf = b.slice(half, 1, 1, 2);
+    auto x = b.node("Sub", {b.node("Mul", {xf, cs}), b.node("Mul", {yf, sn})});
+    auto y = b.node("Add", {b.node("Mul", {xf, sn}), b.node("Mul", {yf, cs})});
+    auto xy = b.node("Add", {b.concat({x, y}, 1), points});
+    box = b.concat({xy, b.node("Add", {lt, rb})}, 1);
+  } else if (xywh)
     box = b.concat({b.node("Div", {b.node("Add", {x1y1, x2y2}), b.scalar(2.0, torch::kFloat)}),
                     b.node("Sub", {x2y2, x1y1})}, 1);
   else
@@ -292,6 +327,7 @@ std::string emit_decode(GraphBuilder& b, const RawBranch& r, const std::string& 
     if (nd == 3) kk.push_back(b.node("Sigmoid", {b.slice(k, 2, 2, 3)}));
     parts.push_back(b.reshape(b.concat(kk, 2), {0, nk * nd, -1}));
   }
+  if (!r.extra.empty()) parts.push_back(r.extra);  // raw mask coefficients / angle
   return b.concat(parts, 1);
 }
 
@@ -439,8 +475,8 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   auto& model = const_cast<YoloModel&>(model_c);  // only read: modules hand out non-const children
   const ModelConfig& cfg = model.config();
   if (opt.format != "onnx") fail("export_onnx: format must be 'onnx', got '" + opt.format + "'");
-  if (cfg.task != "detect" && cfg.task != "pose")
-    fail(path + ": ONNX export of " + cfg.task + " models is not implemented yet (detect and pose are)");
+  if (cfg.task == "classify")
+    fail(path + ": ONNX export of classify models is not implemented yet (detect, segment, pose and obb are)");
   if (opt.opset < kMinOnnxOpset || opt.opset > kMaxOnnxOpset)
     fail(path + ": opset " + std::to_string(opt.opset) + " is outside the supported range " +
          std::to_string(kMinOnnxOpset) + ".." + std::to_string(kMaxOnnxOpset));
@@ -486,16 +522,24 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   Names feats;
   for (int f : cfg.layers.back().from) feats.push_back(get(f));
 
-  const int64_t extra = cfg.task == "pose" ? cfg.kpt_shape[0] * cfg.kpt_shape[1] : 0;
+  const int64_t extra = cfg.task == "pose"      ? cfg.kpt_shape[0] * cfg.kpt_shape[1]
+                        : cfg.task == "segment" ? head->spec.nm
+                        : cfg.task == "obb"     ? head->spec.ne
+                                                : 0;
   int64_t A = 0;
   for (double s : model.stride())
     A += (int64_t)std::ceil(opt.imgsz_h / s) * (int64_t)std::ceil(opt.imgsz_w / s);
   auto raw = emit_branch(b, *head, feats, e2e);
   auto [points, strides] = emit_anchors(b, feats, model.stride(), opt.dynamic, opt.imgsz_h, opt.imgsz_w);
-  auto decoded = emit_decode(b, raw, points, strides, !e2e, cfg.kpt_shape);
+  auto decoded = emit_decode(b, raw, points, strides, !e2e, cfg.task, cfg.kpt_shape);
   std::string output = e2e ? emit_topk(b, decoded, cfg.nc, extra, opt.max_det, opt.dynamic ? 0 : A) : decoded;
   // Name the final tensor output0 through an Identity (keeps node outputs unique).
   b.g.nodes.push_back(onnxpb::Node{"Identity", "output0_identity", "", {output}, {"output0"}, {}});
+  if (cfg.task == "segment") {  // output1: mask prototypes (B, nm, 2*H/8, 2*W/8), float32
+    auto proto = emit_proto(b, *head->proto, feats);
+    if (b.dt != torch::kFloat) proto = b.node("Cast", {proto}, {attr_i("to", onnxpb::kFloat)});
+    b.g.nodes.push_back(onnxpb::Node{"Identity", "output1_identity", "", {proto}, {"output1"}, {}});
+  }
 
   using onnxpb::Dim;
   onnxpb::ValueInfo in{input, opt.half ? onnxpb::kFloat16 : onnxpb::kFloat, {}};
@@ -511,6 +555,14 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   b.g.name = "main_graph";
   b.g.inputs = {in};
   b.g.outputs = {out};
+  if (cfg.task == "segment") {
+    onnxpb::ValueInfo o1{"output1", onnxpb::kFloat, {}};
+    const int64_t ph = (int64_t)std::ceil(opt.imgsz_h / model.stride()[0]) * 2;
+    const int64_t pw = (int64_t)std::ceil(opt.imgsz_w / model.stride()[0]) * 2;
+    o1.shape = {batch_dim, Dim{head->spec.nm, ""}, opt.dynamic ? Dim{-1, "proto_height"} : Dim{ph, ""},
+                opt.dynamic ? Dim{-1, "proto_width"} : Dim{pw, ""}};
+    b.g.outputs.push_back(o1);
+  }
 
   onnxpb::Model m;
   m.ir_version = ir_version_for(opt.opset);
