@@ -5,7 +5,8 @@ import path from 'node:path';
 export const root = path.resolve(import.meta.dirname, '..');
 
 export function fixture(rel) {
-  for (const base of [path.join(root, 'test', 'fixtures'), path.join(root, '..', 'shared', 'fixtures')]) {
+  // ../shared from the main checkout, ../../shared from a worktree under wt/
+  for (const base of [path.join(root, 'test', 'fixtures'), path.join(root, '..', 'shared', 'fixtures'), path.join(root, '..', '..', 'shared', 'fixtures')]) {
     const p = path.join(base, rel);
     if (fs.existsSync(p)) return p;
   }

@@ -40,7 +40,7 @@ class Conv : public Layer {
   torch::Tensor forward(const torch::Tensor& x) override;
   void fuse();  // folds bn into conv (which gains a bias) and drops bn
   bool fused() const { return fused_; }
-  bool has_act() const { return act_; }
+  bool has_act() const { return act_; }  // SiLU after the conv (the exporter needs it)
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
