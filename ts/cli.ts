@@ -145,9 +145,11 @@ async function main(argv: string[]): Promise<number> {
       console.log(flags.has('json') ? JSON.stringify({ ...s, text: undefined }, null, 2) : s.text);
       return 0;
     }
-    case 'export':
-      await exportModel(options as never);
+    case 'export': {
+      const r = await exportModel(options as never);
+      console.log(`Exported ${r.format}: ${r.path}`);
       return 0;
+    }
     default:
       console.error(`yolo26: unknown mode '${mode}'. Run 'yolo26 help' for the list of modes.`);
       return 2;

@@ -2,9 +2,8 @@
  * yolo26-native: train and run Ultralytics YOLO26 models from Node.js on a libtorch engine.
  * The public API; every heavy step runs in the native addon, off the event loop.
  */
-import { Yolo26Error } from './errors.js';
-import { exportSchema, parseOptions } from './options.js';
-import type { ExportOptions } from './options.js';
+export { exportModel } from './export.js';
+export type { ExportResult } from './export.js';
 
 export { train, val, demo, Run } from './train.js';
 export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
@@ -21,12 +20,3 @@ export type { DoctorReport, GpuInfo } from './doctor.js';
 export { Yolo26Error, OptionError } from './errors.js';
 export { version } from './version.js';
 export type { ExportOptions, PredictOptions, TrainOptions, ValOptions, TrainConfig, ValConfig, PredictConfig, ExportConfig } from './options.js';
-
-function pending(mode: string, issue: number): never {
-  throw new Yolo26Error(`${mode}() is not available in this build yet (tracked as issue #${issue})`, 'YOLO26_UNAVAILABLE');
-}
-
-export function exportModel(options: ExportOptions) {
-  parseOptions('exportModel', exportSchema, options);
-  return pending('exportModel', 7);
-}
