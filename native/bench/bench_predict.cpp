@@ -71,7 +71,7 @@ BenchModel make_forward(const std::string& model, const torch::Device& device) {
     net->eval();
     return {[net](const torch::Tensor& x) mutable { return std::vector<torch::Tensor>{net->forward(x)}; }, nullptr};
   }
-  auto m = y26::load_model(model);
+  auto m = y26::load_model(model).model;
   m->eval();
   m->fuse();
   m->to(device);

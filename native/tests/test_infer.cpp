@@ -354,7 +354,7 @@ TEST_CASE("preprocess on CUDA (pinned, non_blocking) equals CPU; without CUDA th
 }
 
 TEST_CASE("predict end to end: PNG -> pipeline -> fused yolo26n-shapes.pt reproduces the official predict() results") {
-  auto model = y26::load_model(y26test::fixture("det/yolo26n-shapes.pt"));
+  auto model = y26::load_model(y26test::fixture("det/yolo26n-shapes.pt")).model;
   model->eval();
   model->fuse();
   int compared = 0;

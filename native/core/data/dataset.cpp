@@ -456,7 +456,12 @@ DatasetIndex DatasetIndex::build(const std::vector<std::string>& image_files, co
     idx.items.push_back(std::move(items[i]));
   }
   if (opt.verbose) for (auto& w : s.warnings) std::cerr << "yolo26: warning: " << w << "\n";
-  if (idx.items.empty()) fail("no usable images among " + std::to_string(n) + " (" + s.line() + ")");
+  if (idx.items.empty()) {
+    // Say why: the skipped files (with the bad label line) are the fix the user needs.
+    std::string why;
+    for (size_t i = 0; i < s.warnings.size() && i < 3; ++i) why += "; " + s.warnings[i];
+    fail("no usable images among " + std::to_string(n) + " (" + s.line() + ")" + why);
+  }
   if (opt.use_cache) {
     if (save_cache(cache_file, hash, idx)) s.cache_file = cache_file;
     else s.warnings.push_back("cannot write label cache " + cache_file + " (folder not writable): indexing will repeat");

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "infer/pipeline.h"
+#include "model/loader.h"
 #include "model/yolo.h"
 #include "util/error.h"
 
