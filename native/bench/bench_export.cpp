@@ -23,6 +23,8 @@ using Clock = std::chrono::steady_clock;
 
 static void calibrate_bn(y26::YoloModel& m, int64_t h, int64_t w) {
   torch::manual_seed(0);
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);  // same statistics, hence the same weights, on every run
   for (auto& mod : m.modules(false))
     if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(mod.get())) bn->options.momentum(1.0);
   m.train();
@@ -36,6 +38,7 @@ static void calibrate_bn(y26::YoloModel& m, int64_t h, int64_t w) {
   for (auto& mod : m.modules(false))
     if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(mod.get())) bn->options.momentum(0.03);
   m.eval();
+  torch::set_num_threads(threads);
 }
 
 static void write_f32(const std::string& path, const torch::Tensor& t) {

@@ -309,6 +309,7 @@ TEST_CASE("export errors: unknown format, foreign option, bad values, not a mode
   EXPECT(msg([] { parse_export_options("onnx", {{"nms", "true"}}); }).find("no NMS") != std::string::npos);
   auto ok = parse_export_options("ONNX", {{"imgsz", "[640, 384]"}, {"batch", "4"}, {"simplify", "False"}});
   EXPECT(ok.imgsz_h == 640 && ok.imgsz_w == 384 && ok.batch == 4 && !ok.simplify);
+  EXPECT(msg([] { parse_export_options("onnx", {{"device", "0"}}); }) == "<no error>");  // ignored, file is portable
 
   ExportOptions odd;
   odd.imgsz_h = odd.imgsz_w = 300;  // not a multiple of 32

@@ -462,9 +462,7 @@ ExportOptions parse_export_options(const std::string& format,
     else if (key == "end2end") o.end2end = to_bool();
     else if (key == "nms") {
       if (to_bool()) bad("is not available: YOLO26 end2end models need no NMS (use end2end=false for the raw output)");
-    } else if (key == "device") {
-      if (lower(val) != "cpu") bad("is not used: the ONNX file is device independent (omit device)");
-    }
+    }  // device: accepted and ignored, the written file does not depend on where it was exported
   }
   return o;
 }
