@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread libgloo-dev
   libopencv-dev libturbojpeg0-dev libyaml-cpp-dev zlib1g-dev
-  libonnx-dev libprotobuf-dev protobuf-compiler)
+  libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
