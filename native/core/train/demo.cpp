@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include <opencv2/imgcodecs.hpp>
 
@@ -71,6 +72,8 @@ DemoResult run_demo(const YAML::Node& args_in, const TrainCallbacks& cb, const s
   set_default("close_mosaic", YAML::Node(5));
   set_default("name", YAML::Node("demo"));
   set_default("workers", YAML::Node(1));
+  // At 64 px the loader needs little CPU: give libtorch every core instead of cores minus workers.
+  set_default("threads", YAML::Node((int)std::max(1u, std::thread::hardware_concurrency())));
   res.train = run_training(args, cb, stop);
   if (res.train.stopped || res.train.best.empty()) {
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
