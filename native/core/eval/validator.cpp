@@ -15,9 +15,6 @@ namespace y26 {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 void sync_device(const torch::Device& d) {
   // A tiny host copy waits for queued CUDA work so the stage timings are honest.

@@ -16,13 +16,14 @@ struct DemoResult {
   std::map<std::string, double> metrics;  // validation of best.pt (official keys)
   std::string predict_dir;                // annotated held-out images
   std::vector<std::string> predicted;     // their paths
-  int64_t detections = 0;                 // boxes found on the held-out images (conf 0.25)
+  int64_t detections = 0;                 // boxes found on the held-out images (at conf)
   double seconds = 0;                     // wall time of the whole demo
 };
 
-// args (all optional): dir (data set folder, default <tmp>/yolo26-demo-shapes), images (train images, 240),
-// val_images (48), predict_images (8), size (image side, 160), epochs (12), imgsz (160), batch (16),
-// plus any train() argument (project, name, device, workers, ...), which is passed through.
+// args (all optional): dir (data set folder, default <tmp>/yolo26-demo-shapes), images (train images, 128),
+// val_images (32), predict_images (8), size (image side, 64), conf (predict threshold, 0.25), plus any train()
+// argument, passed through; demo defaults: epochs 25, imgsz = size, batch 8, nbs 8, warmup_epochs 0,
+// close_mosaic 5, workers 1, name "demo".
 DemoResult run_demo(const YAML::Node& args, const TrainCallbacks& cb, const std::atomic<bool>& stop);
 
 }  // namespace y26
