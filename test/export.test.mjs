@@ -163,17 +163,30 @@ test('half export: fp16 input and weights, float32 output0, the predictions (sco
   assert.ok(kept >= 1, 'the reference has no prediction above 0.25 to compare');
 });
 
-/** ORT vs our libtorch forward on the same (BN-calibrated) weights, element by element. */
-function assertSame(got, wantFile, label, atol, rtol) {
+/**
+ * ORT vs our libtorch forward on the same (BN-calibrated random) weights. Random weights amplify float rounding
+ * unevenly (unfused BN in libtorch vs folded in ORT, thread reduction order), so single elements can drift by
+ * ~0.5 % of the output scale; a structural error moves the whole tensor. Checked: relative L2 error and the largest
+ * element difference against the tensor's scale.
+ */
+function assertSame(got, wantFile, label, relL2, relMax) {
   const want = readNpy(wantFile);
   assert.deepEqual(got.dims.map(Number), want.shape, `${label} shape`);
+  let num = 0;
+  let den = 0;
   let worst = 0;
+  let scale = 0;
   for (let i = 0; i < want.data.length; i++) {
-    const d = Math.abs(got.data[i] - want.data[i]);
-    worst = Math.max(worst, d);
-    assert.ok(d <= atol + rtol * Math.abs(want.data[i]), `${label}[${i}]: ${got.data[i]} vs ${want.data[i]}`);
+    const d = got.data[i] - want.data[i];
+    num += d * d;
+    den += want.data[i] * want.data[i];
+    worst = Math.max(worst, Math.abs(d));
+    scale = Math.max(scale, Math.abs(want.data[i]));
   }
-  console.log(`${label}: max |diff| ${worst.toExponential(2)}`);
+  const rel = Math.sqrt(num / Math.max(den, 1e-30));
+  assert.ok(rel <= relL2, `${label}: relative L2 error ${rel.toExponential(2)} > ${relL2}`);
+  assert.ok(worst <= relMax * scale, `${label}: max |diff| ${worst} > ${relMax} x ${scale}`);
+  console.log(`${label}: relative L2 ${rel.toExponential(2)}, max |diff| ${worst.toExponential(2)} (scale ${scale.toFixed(1)})`);
 }
 
 for (const [yaml, task] of [['yolo26n-seg.yaml', 'segment'], ['yolo26n-obb.yaml', 'obb']]) {
@@ -187,11 +200,8 @@ for (const [yaml, task] of [['yolo26n-seg.yaml', 'segment'], ['yolo26n-obb.yaml'
     const x = inputFromU8(readNpy(input));
     const session = await ort.InferenceSession.create(out, { intraOpNumThreads: 2 });
     const res = await session.run({ images: new ort.Tensor('float32', x.data, x.shape) });
-    // Random calibrated weights amplify float rounding (libtorch runs BN unfused here, ORT folded, thread
-    // reduction order varies): measured max diffs 4e-3..1.4e-2 on values up to ~300. The bounds below catch any
-    // structural error (those are O(1)) without flaking on that noise.
-    assertSame(res.output0, ref, `${task} output0`, 5e-2, 2e-3);
-    if (task === 'segment') assertSame(res.output1, ref.replace(/\.npy$/, '.proto.npy'), 'segment output1', 1e-2, 2e-3);
+    assertSame(res.output0, ref, `${task} output0`, 1e-3, 1e-2);
+    if (task === 'segment') assertSame(res.output1, ref.replace(/\.npy$/, '.proto.npy'), 'segment output1', 1e-3, 1e-2);
   });
 }
 

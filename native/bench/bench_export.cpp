@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
     torch::set_num_threads(threads);
     auto opt = y26::parse_export_options("onnx", kv);
     if (calibrate || !forward_in.empty()) {
+      torch::manual_seed(0);  // a YAML model's random init, so parity runs are repeatable
       auto lm = y26::load_model(model, "cpu");
       if (calibrate) calibrate_bn(*lm.model, opt.imgsz_h, opt.imgsz_w);
       lm.model->eval();
