@@ -137,3 +137,21 @@ test('bad predict options are clear errors', () => {
   assert.throws(() => predict({ model }), /source/);
   assert.throws(() => predict({ model, source: 'rtsp://cam/stream' }), /network URL/);
 });
+
+test('yolo26 predict on a directory shows a progress bar and saves results', { timeout: 300000 }, async () => {
+  const { execFileSync } = await import('node:child_process');
+  const project = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-cli-'));
+  try {
+    const dir = path.join(project, 'imgs');
+    fs.mkdirSync(dir);
+    for (const f of ['s11_val_0000.png', 's11_val_0001.png', 's11_val_0002.png'])
+      fs.copyFileSync(fixture(`images/val/${f}`), path.join(dir, f));
+    const cli = path.join(import.meta.dirname, '..', 'dist', 'cli.js');
+    const res = execFileSync(process.execPath, [cli, 'predict', `model=${model}`, `source=${dir}`, 'imgsz=320', `project=${project}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.match(res, /Results saved to .*detect\/predict/);
+    assert.match(res, /3 images in/);
+    assert.equal(fs.readdirSync(path.join(project, 'detect', 'predict')).filter((f) => f.endsWith('.png') || f.endsWith('.jpg')).length, 3);
+  } finally {
+    fs.rmSync(project, { recursive: true, force: true });
+  }
+});

@@ -4,6 +4,7 @@ import { parseArgs } from './cliargs.js';
 import { doctor, formatDoctor } from './doctor.js';
 import { Yolo26Error } from './errors.js';
 import { demo, exportModel, predict, train, val, modelInfo } from './index.js';
+import { native } from './native.js';
 import { ProgressBar } from './progress.js';
 import type { BatchEvent, Run } from './train.js';
 import type { Result } from './results.js';
@@ -35,6 +36,13 @@ function describeCounts(r: Result): string {
 /** `yolo26 predict`: official-style per-image lines, then speed and where results went. CLI saves by default. */
 async function runPredict(options: Record<string, unknown>): Promise<number> {
   const stream = predict({ save: true, ...options } as never);
+  // A bar for directories, globs, lists and videos: the total comes from expanding the source up front.
+  let bar: ProgressBar | null = null;
+  if (typeof options.source === 'string' && !/^\d+$/.test(options.source)) {
+    const count = native().countSource as (specs: string[], vidStride: number) => number;
+    const total = count([options.source], typeof options.vid_stride === 'number' ? options.vid_stride : 1);
+    if (total > 1) bar = new ProgressBar(total, 'predict');
+  }
   let n = 0;
   const total = { preprocess: 0, inference: 0, postprocess: 0 };
   const started = Date.now();
@@ -44,9 +52,11 @@ async function runPredict(options: Record<string, unknown>): Promise<number> {
     total.inference += r.speed.inference;
     total.postprocess += r.speed.postprocess;
     const where = r.frame !== null ? `${r.path} frame ${r.frame}` : r.path;
-    if (options.verbose !== false)
+    if (bar) bar.update(n, `${describeCounts(r)}`);
+    else if (options.verbose !== false)
       console.log(`${n} ${where}: ${r.origShape[0]}x${r.origShape[1]} ${describeCounts(r)}, ${r.speed.inference.toFixed(1)}ms`);
   }
+  bar?.finish();
   const secs = (Date.now() - started) / 1000;
   if (n > 0)
     console.log(

@@ -1,6 +1,9 @@
 // openPredictor(): the streaming inference pipeline behind a pull API (next() -> Promise<result|null>), and
 // plotResult() for Result.plot(). Backpressure comes from the pull: nothing is decoded past the bounded queue.
 #include <opencv2/core.hpp>
+#include <opencv2/videoio.hpp>
+
+#include <cmath>
 
 #include "addon.h"
 #include "addon_model.h"
@@ -270,7 +273,33 @@ static Napi::Value PlotResult(const Napi::CallbackInfo& info) {
   });
 }
 
+// countSource(specs, vidStride) -> how many results a path source will give (images, plus each video's
+// frames after vid_stride), for the CLI's progress bar. 0 when unknown.
+static Napi::Value CountSource(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto arr = info[0].As<Napi::Array>();
+    int stride = info.Length() > 1 && info[1].IsNumber() ? std::max(1, info[1].As<Napi::Number>().Int32Value()) : 1;
+    double total = 0;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      for (const auto& f : y26::expand_source_paths(arr.Get(i).ToString().Utf8Value())) {
+        auto dot = f.rfind('.');
+        std::string ext = dot == std::string::npos ? "" : f.substr(dot + 1);
+        for (auto& c : ext) c = (char)std::tolower(c);
+        if (y26::is_video_extension(ext)) {
+          cv::VideoCapture cap(f);
+          total += cap.isOpened() ? std::floor(cap.get(cv::CAP_PROP_FRAME_COUNT) / stride) : 0;
+        } else {
+          total += 1;
+        }
+      }
+    }
+    return Napi::Number::New(env, total);
+  });
+}
+
 static void InitPredict(Napi::Env env, Napi::Object exports) {
+  exports.Set("countSource", Napi::Function::New(env, CountSource));
   PredictorWrap::Init(env, exports);
   exports.Set("openPredictor", Napi::Function::New(env, OpenPredictor));
   exports.Set("plotResult", Napi::Function::New(env, PlotResult));
