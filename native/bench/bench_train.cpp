@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   try {
     const std::string dev_s = resolve_device(device_arg);
     const torch::Device dev(dev_s);
-    const int intra = configure_threads(threads, dev.is_cuda() ? 0 : workers);
+    const int intra = configure_threads(threads, 0);  // the trainer's rule: compute gets every core
     if (data.empty()) {
       SyntheticOptions so;
       so.train_images = 256;

@@ -453,7 +453,9 @@ void Trainer::setup(const YAML::Node& user_args) {
 
   const int hw = std::max(1u, std::thread::hardware_concurrency());
   workers_ = (int)std::clamp<int64_t>(a_.integer("workers"), 1, hw);
-  configure_threads((int)a_.integer("threads"), device_.is_cuda() ? 0 : workers_);
+  // Compute gets every physical core: the loader needs ~2-5 ms of CPU per image against ~60-100 ms of CPU
+  // forward+backward, so its threads mostly wait (measured on 2 cores: 1 thread 9.9 img/s, 2 threads 13.1).
+  configure_threads((int)a_.integer("threads"), 0);
 
   const int64_t seed = a_.integer("seed");
   torch::manual_seed((uint64_t)seed);
