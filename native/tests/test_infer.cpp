@@ -939,4 +939,40 @@ TEST_CASE("ResultSaver: runs/<task>/predict, predict2, labels, crops and video")
   EXPECT(y26::increment_path((root / "detect" / "predict" / "pic.png").string()) == (root / "detect" / "predict" / "pic2.png").string());
 }
 
+
+TEST_CASE("rotated NMS (probiou) for OBB classic outputs") {
+  using torch::indexing::Slice;
+  // probiou: identical boxes give 1, far boxes give ~0, and it is symmetric.
+  torch::Tensor r = torch::tensor({{50.f, 50.f, 40.f, 20.f, 0.3f}, {52.f, 51.f, 40.f, 20.f, 0.35f}, {300.f, 300.f, 30.f, 30.f, 0.f}});
+  torch::Tensor m = y26::probiou_matrix(r, r);
+  EXPECT_NEAR(m[0][0].item<double>(), 1.0, 1e-3);
+  EXPECT(m[0][2].item<double>() < 1e-3);
+  EXPECT_NEAR(m[0][1].item<double>(), m[1][0].item<double>(), 1e-6);
+  EXPECT(m[0][1].item<double>() > 0.8);
+  // The 90-degree turn of a box with swapped sides is the same box.
+  torch::Tensor turned = torch::tensor({{50.f, 50.f, 20.f, 40.f, 0.3f + 1.5707963f}});
+  EXPECT_NEAR(y26::probiou_matrix(r.index({Slice(0, 1)}), turned)[0][0].item<double>(), 1.0, 1e-3);
+  // Overlapping pair: the higher score survives; the far box stays.
+  torch::Tensor keep = y26::nms_rotated(r, torch::tensor({0.6f, 0.9f, 0.5f}), 0.7);
+  EXPECT(keep.numel() == 2 && keep[0].item<int64_t>() == 1 && keep[1].item<int64_t>() == 2);
+
+  // Through the classic path: (1, 4+nc+1, A) rows [cx,cy,w,h, 2 class scores, angle]; class-aware by default.
+  torch::Tensor preds = torch::zeros({1, 7, 3});
+  auto put = [&](int a, std::vector<float> v) { for (int k = 0; k < 7; ++k) preds[0][k][a] = v[k]; };
+  put(0, {50, 50, 40, 20, 0.6f, 0.0f, 0.3f});
+  put(1, {52, 51, 40, 20, 0.9f, 0.0f, 0.35f});
+  put(2, {51, 50, 40, 20, 0.0f, 0.8f, 0.3f});  // same place, other class: kept unless agnostic
+  y26::PostprocessOptions opt;
+  opt.task = y26::Task::Obb;
+  opt.end2end = false;
+  opt.nc = 2;
+  opt.conf = 0.25f;
+  auto det = y26::non_max_suppression(preds, opt);
+  EXPECT(det.size() == 1 && det[0].size(0) == 2 && det[0].size(1) == 7);
+  EXPECT_NEAR(det[0][0][4].item<double>(), 0.9, 1e-6);
+  EXPECT_NEAR(det[0][0][0].item<double>(), 52.0, 1e-6);  // cx kept (no xyxy conversion for rotated boxes)
+  EXPECT_NEAR(det[0][0][6].item<double>(), 0.35, 1e-6);   // angle carried
+  opt.agnostic_nms = true;
+  EXPECT(y26::non_max_suppression(preds, opt)[0].size(0) == 1);
+}
 TEST_MAIN()

@@ -1,5 +1,7 @@
 #include "infer/postprocess.h"
 
+#include <array>
+
 #include <algorithm>
 #include <numeric>
 
@@ -93,10 +95,46 @@ std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const Post
   return out;
 }
 
+// Covariance terms (a, b, c) of the Gaussian of each rotated box.
+static std::array<torch::Tensor, 3> rotated_covariance(const torch::Tensor& r) {
+  torch::Tensor a = r.select(1, 2).pow(2) / 12, b = r.select(1, 3).pow(2) / 12, ang = r.select(1, 4);
+  torch::Tensor cs = ang.cos(), sn = ang.sin();
+  return {a * cs.pow(2) + b * sn.pow(2), a * sn.pow(2) + b * cs.pow(2), (a - b) * cs * sn};
+}
+
+torch::Tensor probiou_matrix(const torch::Tensor& a_in, const torch::Tensor& b_in, double eps) {
+  if (a_in.dim() != 2 || a_in.size(1) != 5 || b_in.dim() != 2 || b_in.size(1) != 5)
+    fail("probiou: expected rotated boxes (N,5) [cx,cy,w,h,angle]");
+  torch::Tensor a = a_in.to(torch::kFloat32), b = b_in.to(torch::kFloat32);
+  auto [a1, b1, c1] = rotated_covariance(a);
+  auto [a2, b2, c2] = rotated_covariance(b);
+  auto col = [](const torch::Tensor& t) { return t.unsqueeze(1); };
+  auto row = [](const torch::Tensor& t) { return t.unsqueeze(0); };
+  torch::Tensor x1 = col(a.select(1, 0)), y1 = col(a.select(1, 1)), x2 = row(b.select(1, 0)), y2 = row(b.select(1, 1));
+  torch::Tensor sa = col(a1) + row(a2), sb = col(b1) + row(b2), sc = col(c1) + row(c2);
+  torch::Tensor den = sa * sb - sc.pow(2) + eps;
+  torch::Tensor t1 = (sa * (y1 - y2).pow(2) + sb * (x1 - x2).pow(2)) / den * 0.25;
+  torch::Tensor t2 = (sc * (x2 - x1) * (y1 - y2)) / den * 0.5;
+  torch::Tensor det1 = (a1 * b1 - c1.pow(2)).clamp_min(0), det2 = (a2 * b2 - c2.pow(2)).clamp_min(0);
+  torch::Tensor t3 = ((sa * sb - sc.pow(2)) / (4 * (col(det1) * row(det2)).sqrt() + eps) + eps).log() * 0.5;
+  torch::Tensor bd = (t1 + t2 + t3).clamp(eps, 100.0);
+  return 1 - (1 - (-bd).exp() + eps).sqrt();
+}
+
+torch::Tensor nms_rotated(const torch::Tensor& boxes, const torch::Tensor& scores, double iou) {
+  if (boxes.size(0) == 0) return torch::zeros({0}, torch::kInt64);
+  torch::Tensor order = scores.to(torch::kCPU).argsort(0, /*descending=*/true);
+  torch::Tensor sorted = boxes.to(torch::kCPU).index({order});
+  // Upper triangle: each box against the higher-scored ones; kept when no such overlap reaches the threshold.
+  torch::Tensor ious = probiou_matrix(sorted, sorted).triu(1);
+  torch::Tensor keep = (std::get<0>(ious.max(0)) < iou).nonzero().view(-1);
+  return order.index({keep});
+}
+
 std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const PostprocessOptions& opt) {
   if (preds.dim() != 3 || preds.size(1) < 5)
     fail("postprocess: classic output must be (B, 4+nc+extra, anchors), got " + std::to_string(preds.dim()) + "-d");
-  if (opt.task == Task::Obb) fail("postprocess: rotated NMS is not implemented; run OBB models with end2end=true");
+  const bool rotated = opt.task == Task::Obb;  // rows carry the angle as the last extra column
   const int64_t nc = opt.nc > 0 ? opt.nc : preds.size(1) - 4;
   const int64_t extra = preds.size(1) - 4 - nc;
   if (extra < 0) fail("postprocess: nc=" + std::to_string(nc) + " exceeds the output's " + std::to_string(preds.size(1) - 4) + " class rows");
@@ -112,7 +150,7 @@ std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const
     torch::Tensor empty = torch::zeros({0, 6 + extra}, p.options().device(torch::kCPU));
     if (x.size(0) == 0) { out.push_back(empty); continue; }
     torch::Tensor box = x.index({Slice(), Slice(0, 4)});
-    if (opt.classic_xywh) box = xywh2xyxy(box);
+    if (opt.classic_xywh && !rotated) box = xywh2xyxy(box);  // OBB keeps cx, cy, w, h next to its angle
     torch::Tensor cls = x.index({Slice(), Slice(4, mi)});
     torch::Tensor ext = x.index({Slice(), Slice(mi, None)});
     if (opt.multi_label) {
@@ -129,7 +167,15 @@ std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& preds, const
     if (x.size(0) > opt.max_nms) x = x.index({x.select(1, 4).argsort(0, /*descending=*/true).index({Slice(0, opt.max_nms)})});
     x = x.to(torch::kCPU);
     torch::Tensor offset = x.index({Slice(), Slice(5, 6)}) * (opt.agnostic_nms ? 0.0 : max_wh);
-    torch::Tensor keep = nms(x.index({Slice(), Slice(0, 4)}) + offset, x.select(1, 4), opt.iou);
+    torch::Tensor keep;
+    if (rotated) {
+      if (extra < 1) fail("postprocess: OBB classic output needs the angle row after the class scores");
+      torch::Tensor rb = torch::cat({x.index({Slice(), Slice(0, 2)}) + offset, x.index({Slice(), Slice(2, 4)}),
+                                     x.index({Slice(), Slice(-1, None)})}, 1);
+      keep = nms_rotated(rb, x.select(1, 4), opt.iou);
+    } else {
+      keep = nms(x.index({Slice(), Slice(0, 4)}) + offset, x.select(1, 4), opt.iou);
+    }
     out.push_back(x.index({keep.index({Slice(0, opt.max_det)})}));
   }
   return out;

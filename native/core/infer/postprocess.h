@@ -56,6 +56,11 @@ struct Result {
 // Greedy NMS, own implementation: indices of the kept boxes (xyxy, N x 4) by descending score; a box is dropped
 // when its IoU with a kept, higher-scored box is > iou. Ties keep the earlier index first.
 torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou);
+// Probabilistic IoU (Gaussian Bhattacharyya form) between rotated boxes (N,5) and (M,5) [cx,cy,w,h,angle] -> (N,M).
+torch::Tensor probiou_matrix(const torch::Tensor& a, const torch::Tensor& b, double eps = 1e-7);
+// Rotated NMS as the official OBB predictor: boxes sorted by score, a box is dropped when its probiou with any
+// higher-scored box is >= iou. Returns kept indices by descending score.
+torch::Tensor nms_rotated(const torch::Tensor& boxes, const torch::Tensor& scores, double iou);
 
 // End2end rows (B,N,6+E) -> per image the rows with score > conf, first max_det, then the class filter.
 std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const PostprocessOptions& opt);
