@@ -149,6 +149,9 @@ export async function ortSession(file: string, device: string, threads: number):
     const options: import('onnxruntime-node').InferenceSession.SessionOptions = {
       executionProviders: providers(device) as never,
       graphOptimizationLevel: 'all',
+      // No busy-waiting between parallel sections: run() is on the Node main thread, and on a loaded machine the
+      // spinning threads doubled the CPU time per image (docs/benchmarks.md).
+      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     };
     if (threads > 0) options.intraOpNumThreads = threads;
     s = ort.InferenceSession.create(file, options).catch((e: unknown) => {
