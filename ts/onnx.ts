@@ -125,7 +125,25 @@ export async function exportForOrt(
   } finally {
     fs.rmSync(tmp, { force: true });
   }
+  pruneCache(dir, file);
   return { path: file, cached: false, ms: performance.now() - t0 };
+}
+
+/** Keeps the cache to the most recently written CACHE_FILES exports (each training run's checkpoint adds one). */
+const CACHE_FILES = 16;
+function pruneCache(dir: string, keep: string): void {
+  try {
+    const files = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.onnx') && !f.endsWith('.tmp.onnx'))
+      .map((f) => path.join(dir, f))
+      .filter((f) => f !== keep)
+      .map((f) => ({ f, t: fs.statSync(f).mtimeMs }))
+      .sort((a, b) => b.t - a.t);
+    for (const { f } of files.slice(CACHE_FILES - 1)) fs.rmSync(f, { force: true });
+  } catch {
+    // another process pruned at the same time: nothing to do
+  }
 }
 
 /** Execution providers for a predict device: the CPU, or CUDA (needs the GPU build of onnxruntime-node). */
