@@ -164,8 +164,19 @@ SegmentBranchLossResult SegmentLoss::operator()(const SegmentBranchOutput& preds
       total = total + (crop_mask(bce, boxes_mask[i].index({fg_i})).mean({1, 2}) / area[i].index({fg_i})).sum();
     }
     loss_seg = total / double(r.det.fg_count);
-    if (semseg.defined())
-      loss_sem = bce_dice_loss(semseg, semantic_targets(m, overlap_, batch.cls, batch.batch_idx, bs, nc));
+    if (semseg.defined()) {
+      // The one-hot target is resized with nearest anyway: resizing the index map first gives the same target
+      // without a (B, nc, H/4, W/4) intermediate.
+      auto sem_src = m;
+      if (overlap_ && (m.size(1) != semseg.size(2) || m.size(2) != semseg.size(3)))
+        sem_src = F::interpolate(m.unsqueeze(1).to(torch::kFloat),
+                                 F::InterpolateFuncOptions()
+                                     .size(std::vector<int64_t>{semseg.size(2), semseg.size(3)})
+                                     .mode(torch::kNearest))
+                      .squeeze(1)
+                      .to(m.scalar_type());
+      loss_sem = bce_dice_loss(semseg, semantic_targets(sem_src, overlap_, batch.cls, batch.batch_idx, bs, nc));
+    }
   } else {
     // No positives: zero terms that still reach proto, coef and semseg (the reference keeps them in the graph).
     loss_seg = (proto * 0).sum() + (coef * 0).sum();
