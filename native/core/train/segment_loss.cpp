@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <limits>
+
 namespace y26 {
 
 namespace F = torch::nn::functional;
