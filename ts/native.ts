@@ -19,6 +19,8 @@ export interface NativeSystemInfo {
   interOpThreads: number;
   hardwareThreads: number;
   physicalCores: number;
+  /** Native bf16 arithmetic on the CPU: `cpu_amp: true` training can use it. */
+  cpuBf16: boolean;
   buildConfig: string;
 }
 

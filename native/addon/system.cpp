@@ -26,6 +26,7 @@ static Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
     o.Set("interOpThreads", s.inter_op_threads);
     o.Set("hardwareThreads", s.hardware_threads);
     o.Set("physicalCores", s.physical_cores);
+    o.Set("cpuBf16", s.cpu_bf16);
     o.Set("buildConfig", s.build_config);
     return o;
   });

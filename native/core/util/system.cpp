@@ -60,8 +60,6 @@ static std::string mapped_blas() {
 
 bool cpu_has_native_bf16() {
   static const bool has = [] {
-    const char* env = std::getenv("YOLO26_CPU_AMP");
-    if (env && std::string(env) == "0") return false;
     std::ifstream in("/proc/cpuinfo");
     std::string line;
     while (std::getline(in, line))
