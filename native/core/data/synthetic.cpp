@@ -18,6 +18,7 @@ namespace fs = std::filesystem;
 namespace y26 {
 
 const char* const kSyntheticNames[3] = {"rectangle", "ellipse", "triangle"};
+const int kSyntheticFlipIdx[kSyntheticKeypoints] = {1, 0, 3, 2, 4};
 
 SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const SyntheticOptions& opt) {
   std::mt19937_64 g(seed * 0x9E3779B97F4A7C15ull + 12345);
@@ -80,6 +81,12 @@ SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const 
       out.cls.push_back(cls);
       out.boxes.insert(out.boxes.end(), {(ext.x + ext.width / 2.f) / width, (ext.y + ext.height / 2.f) / height,
                                          (float)ext.width / width, (float)ext.height / height});
+      if (opt.pose) {
+        const float x0n = (float)ext.x / width, y0n = (float)ext.y / height;
+        const float x1n = (float)(ext.x + ext.width) / width, y1n = (float)(ext.y + ext.height) / height;
+        out.keypoints.insert(out.keypoints.end(), {x0n, y0n, 2.f, x1n, y0n, 2.f, x1n, y1n, 2.f, x0n, y1n, 2.f,
+                                                   (x0n + x1n) / 2, (y0n + y1n) / 2, 2.f});
+      }
       break;
     }
   }
@@ -93,7 +100,7 @@ std::string stamp_of(const SyntheticOptions& o) {
   std::ostringstream s;
   s << "y26-synthetic v1 " << o.train_images << " " << o.val_images << " " << o.width << "x" << o.height << " "
     << o.min_objects << "-" << o.max_objects << " " << o.min_size << "-" << o.max_size << " seed " << o.seed << " q"
-    << o.jpeg_quality << " " << o.ext;
+    << o.jpeg_quality << " " << o.ext << (o.pose ? " pose5" : "");
   return s.str();
 }
 
@@ -138,9 +145,16 @@ std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptio
       std::ofstream lab(root / "labels" / job.split / (std::string(name) + ".txt"));
       char line[128];
       for (size_t k = 0; k < im.cls.size(); ++k) {
-        std::snprintf(line, sizeof line, "%d %.6f %.6f %.6f %.6f\n", im.cls[k], im.boxes[4 * k], im.boxes[4 * k + 1],
+        std::snprintf(line, sizeof line, "%d %.6f %.6f %.6f %.6f", im.cls[k], im.boxes[4 * k], im.boxes[4 * k + 1],
                       im.boxes[4 * k + 2], im.boxes[4 * k + 3]);
         lab << line;
+        if (opt.pose)
+          for (int j = 0; j < kSyntheticKeypoints; ++j) {
+            const float* p = &im.keypoints[(k * kSyntheticKeypoints + j) * 3];
+            std::snprintf(line, sizeof line, " %.6f %.6f %d", p[0], p[1], (int)p[2]);
+            lab << line;
+          }
+        lab << "\n";
       }
       if (!lab) errors[j] = "cannot write labels for " + img_path.string();
     }
@@ -155,6 +169,11 @@ std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptio
   y << "# synthetic shapes dataset (" << want << ")\n"
     << "path: " << root.string() << "\ntrain: images/train\nval: images/val\nnc: 3\nnames:\n";
   for (int c = 0; c < 3; ++c) y << "  " << c << ": " << kSyntheticNames[c] << "\n";
+  if (opt.pose) {
+    y << "kpt_shape: [" << kSyntheticKeypoints << ", 3]\nflip_idx: [";
+    for (int j = 0; j < kSyntheticKeypoints; ++j) y << (j ? ", " : "") << kSyntheticFlipIdx[j];
+    y << "]\n";
+  }
   y.close();
   std::ofstream(stamp) << want << "\n";
   return yaml.string();

@@ -37,8 +37,46 @@ std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, i
   return std::make_unique<DataLoader>(std::move(ds), lo);
 }
 
+std::vector<std::string> metric_keys(const std::string& task) {
+  std::vector<std::string> suffixes = {"B"};
+  if (task == "pose") suffixes.push_back("P");
+  std::vector<std::string> out;
+  for (const auto& s : suffixes)
+    for (const char* k : {"precision", "recall", "mAP50", "mAP50-95"})
+      out.push_back(std::string("metrics/") + k + "(" + s + ")");
+  return out;
+}
+
+std::string format_val_table(const ValResult& r, const std::vector<std::string>& names, bool per_class) {
+  if (r.task != "pose") return format_det_table(r.det, names, per_class);
+  // Box columns then Pose columns, one row per class of the box results (both share the GT classes).
+  char buf[320];
+  std::string out;
+  std::snprintf(buf, sizeof buf, "%22s%11s%11s%11s%11s%11s%11s%11s%11s%11s%11s\n", "Class", "Images", "Instances",
+                "Box(P", "R", "mAP50", "mAP50-95)", "Pose(P", "R", "mAP50", "mAP50-95)");
+  out += buf;
+  auto row = [&](const std::string& name, int64_t images, int64_t instances, double bp, double br, double b50,
+                 double b5095, double kp, double kr, double k50, double k5095) {
+    std::snprintf(buf, sizeof buf, "%22s%11lld%11lld%11.3g%11.3g%11.3g%11.3g%11.3g%11.3g%11.3g%11.3g\n", name.c_str(),
+                  (long long)images, (long long)instances, bp, br, b50, b5095, kp, kr, k50, k5095);
+    out += buf;
+  };
+  row("all", r.det.images, r.det.instances, r.det.precision, r.det.recall, r.det.map50, r.det.map50_95,
+      r.kpt.precision, r.kpt.recall, r.kpt.map50, r.kpt.map50_95);
+  if (per_class && names.size() > 1)
+    for (size_t i = 0; i < r.det.per_class.size(); ++i) {
+      const auto& c = r.det.per_class[i];
+      ClassMetrics k;
+      for (const auto& kc : r.kpt.per_class)
+        if (kc.cls == c.cls) k = kc;
+      row(c.cls < (int64_t)names.size() ? names[c.cls] : c.name, c.images, c.instances, c.precision, c.recall, c.ap50,
+          c.ap50_95, k.precision, k.recall, k.ap50, k.ap50_95);
+    }
+  return out;
+}
+
 ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::string>& names, const ValOptions& opt,
-                   const E2EDetectionLoss* criterion) {
+                   const TrainCriterion* criterion) {
   torch::NoGradGuard no_grad;
   model.eval();
   const bool was_classic = model.compute_classic;
@@ -52,8 +90,21 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   const bool half = opt.half && device.is_cuda();
   if (half) model.to(torch::kHalf);
 
+  ValResult res;
+  res.task = model.task();
+  if (res.task != "detect" && res.task != "pose")
+    fail("val(): task '" + res.task + "' validation is not implemented yet (detect and pose are)");
+  const bool pose = res.task == "pose";
+  int64_t nk = 0, ndim = 0;
+  if (pose) {
+    nk = model.config().kpt_shape.at(0);
+    ndim = model.config().kpt_shape.at(1);
+  }
+
   std::vector<std::string> metric_names = opt.single_cls ? std::vector<std::string>{"item"} : names;
   DetMetrics metrics(metric_names);
+  std::unique_ptr<PoseMetrics> pose_metrics;
+  if (pose) pose_metrics = std::make_unique<PoseMetrics>(metric_names, nk);
   PostprocessOptions post;
   post.conf = (float)opt.conf;
   post.iou = (float)opt.iou;
@@ -62,8 +113,7 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   post.multi_label = true;  // the official validator's NMS keeps one row per (box, class) above conf
   post.nc = (int)model.nc();
 
-  ValResult res;
-  torch::Tensor loss_sum = torch::zeros({3});
+  torch::Tensor loss_sum;
   int64_t loss_batches = 0;
   Batch b;
   while (loader.next(b)) {
@@ -75,11 +125,8 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
     sync_device(device);
     auto t2 = Clock::now();
     if (criterion) {
-      DetectionBatch db{b.batch_idx.to(device), b.cls.to(device), b.bboxes.to(device)};
-      HeadBranchOutput o2m{out.one2many.boxes.to(torch::kFloat32), out.one2many.scores.to(torch::kFloat32)};
-      HeadBranchOutput o2o{out.one2one.boxes.to(torch::kFloat32), out.one2one.scores.to(torch::kFloat32)};
-      auto lr = (*criterion)(o2m, o2o, grid_sizes_of(out.feats), db);
-      loss_sum += lr.loss_items.to(torch::kCPU, torch::kFloat32);
+      auto items = criterion->compute(out, b, device, opt.single_cls).items.to(torch::kCPU, torch::kFloat32);
+      loss_sum = loss_sum.defined() ? loss_sum + items : items.clone();
       ++loss_batches;
     }
     auto t3 = Clock::now();
@@ -94,6 +141,17 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
     auto gt_xyxy = torch::stack({xywh.select(1, 0) - xywh.select(1, 2) / 2, xywh.select(1, 1) - xywh.select(1, 3) / 2,
                                  xywh.select(1, 0) + xywh.select(1, 2) / 2, xywh.select(1, 1) + xywh.select(1, 3) / 2},
                                 1) * scale;
+    torch::Tensor gt_kpts;  // (N, K, 3) input pixels + visibility (ones when the data has no visibility column)
+    if (pose) {
+      if (!b.keypoints.defined() || b.keypoints.dim() != 3 || b.keypoints.size(1) != nk || b.keypoints.size(2) != ndim)
+        fail("pose validation: the val batch has no keypoints of shape (N, " + std::to_string(nk) + ", " +
+             std::to_string(ndim) + "); the data yaml needs kpt_shape: [" + std::to_string(nk) + ", " +
+             std::to_string(ndim) + "] like the model");
+      auto k = b.keypoints.to(torch::kCPU, torch::kFloat32).clone();
+      k.select(-1, 0).mul_((float)W);
+      k.select(-1, 1).mul_((float)H);
+      gt_kpts = ndim == 3 ? k : torch::cat({k, torch::ones({k.size(0), nk, 1})}, -1);
+    }
     for (int64_t i = 0; i < b.size(); ++i) {
       auto sel = (bidx == i).nonzero().view({-1});
       auto gtb = gt_xyxy.index_select(0, sel);
@@ -104,7 +162,13 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
         gtc = torch::zeros_like(gtc);
         pk = torch::zeros_like(pk);
       }
-      metrics.add_image(pb, pc, pk, gtb, gtc);
+      if (pose) {
+        // Predicted keypoints ride in the extra columns, decoded in input pixels like the boxes.
+        auto pkpt = d.slice(1, 6, 6 + nk * ndim).reshape({d.size(0), nk, ndim});
+        pose_metrics->add_image(pb, pc, pk, pkpt, gtb, gtc, gt_kpts.index_select(0, sel));
+      } else {
+        metrics.add_image(pb, pc, pk, gtb, gtc);
+      }
     }
     auto t4 = Clock::now();
     res.preprocess_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
@@ -124,20 +188,32 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   res.loss_ms /= n;
   res.postprocess_ms /= n;
 
-  res.det = metrics.compute();
-  res.metrics["metrics/precision(B)"] = res.det.precision;
-  res.metrics["metrics/recall(B)"] = res.det.recall;
-  res.metrics["metrics/mAP50(B)"] = res.det.map50;
-  res.metrics["metrics/mAP50-95(B)"] = res.det.map50_95;
-  res.metrics["fitness"] = res.det.fitness;
+  auto put = [&](const DetResults& r, const char* s) {
+    res.metrics[std::string("metrics/precision(") + s + ")"] = r.precision;
+    res.metrics[std::string("metrics/recall(") + s + ")"] = r.recall;
+    res.metrics[std::string("metrics/mAP50(") + s + ")"] = r.map50;
+    res.metrics[std::string("metrics/mAP50-95(") + s + ")"] = r.map50_95;
+  };
+  if (pose) {
+    res.det = pose_metrics->box();
+    res.kpt = pose_metrics->pose();
+    put(res.det, "B");
+    put(res.kpt, "P");
+    res.metrics["fitness"] = res.det.fitness + res.kpt.fitness;  // the official PoseMetrics: box + pose
+  } else {
+    res.det = metrics.compute();
+    put(res.det, "B");
+    res.metrics["fitness"] = res.det.fitness;
+  }
   if (loss_batches) {
     auto mean = loss_sum / (double)loss_batches;
-    res.loss = {mean[0].item<double>(), mean[1].item<double>(), mean[2].item<double>()};
-    res.metrics["val/box_loss"] = res.loss[0];
-    res.metrics["val/cls_loss"] = res.loss[1];
-    res.metrics["val/dfl_loss"] = res.loss[2];
+    const auto& ln = criterion->loss_names();
+    for (int64_t j = 0; j < mean.numel(); ++j) {
+      res.loss.push_back(mean[j].item<double>());
+      if (j < (int64_t)ln.size()) res.metrics["val/" + ln[j] + "_loss"] = res.loss.back();
+    }
   }
-  res.table = format_det_table(res.det, metric_names, opt.verbose);
+  res.table = format_val_table(res, metric_names, opt.verbose);
   char buf[200];
   std::snprintf(buf, sizeof buf, "Speed: %.1fms preprocess, %.1fms inference, %.1fms loss, %.1fms postprocess per image",
                 res.preprocess_ms, res.inference_ms, res.loss_ms, res.postprocess_ms);
@@ -192,6 +268,13 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   auto ds = Dataset::open(dc, split, dso, io);
   const int stride = (int)std::max(32.0, lm.model->stride().back());
   auto loader = make_val_loader(ds, batch, get_i("workers", 2), stride, device);
+  if (lm.model->task() == "pose") {
+    const auto& ks = lm.model->config().kpt_shape;
+    if (dc.kpt_count != ks.at(0) || dc.kpt_dims != ks.at(1))
+      fail(data_path + ": kpt_shape [" + std::to_string(dc.kpt_count) + ", " + std::to_string(dc.kpt_dims) +
+           "] does not match the pose model's [" + std::to_string(ks[0]) + ", " + std::to_string(ks[1]) + "] of " +
+           model_path + "; validate on a data set with the model's keypoints");
+  }
   std::vector<std::string> names = dc.names.empty() ? lm.names : dc.names;
   if ((int64_t)names.size() != lm.model->nc())
     fail(data_path + ": the data set has " + std::to_string(names.size()) + " classes but " + model_path + " has " +

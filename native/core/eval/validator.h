@@ -1,6 +1,7 @@
-// Detection validation as the official DetectionValidator: rect val batches, end2end top-k (or classic NMS),
-// matching in the letterboxed input space, DetMetrics, the printed table and the official result keys.
-// Used by the trainer (model in memory, EMA, with val losses) and standalone (a checkpoint path and a data.yaml).
+// Validation as the official DetectionValidator / PoseValidator: rect val batches, end2end top-k (or classic NMS),
+// matching in the letterboxed input space (boxes by IoU; pose keypoints also by OKS), the metrics, the printed
+// table and the official result keys. Used by the trainer (model in memory, EMA, with val losses) and standalone
+// (a checkpoint path and a data.yaml).
 #pragma once
 #include <yaml-cpp/yaml.h>
 #include <functional>
@@ -11,7 +12,7 @@
 #include "data/loader.h"
 #include "eval/metrics.h"
 #include "model/yolo.h"
-#include "train/detection_loss.h"
+#include "train/criterion.h"
 
 namespace y26 {
 
@@ -27,10 +28,13 @@ struct ValOptions {
 };
 
 struct ValResult {
-  DetResults det;
+  std::string task = "detect";
+  DetResults det;                         // box metrics (B)
+  DetResults kpt;                         // pose only: keypoint metrics (P), TP by OKS
   std::map<std::string, double> metrics;  // metrics/precision(B), metrics/recall(B), metrics/mAP50(B),
-                                          // metrics/mAP50-95(B), fitness (+ val/box_loss.. when losses computed)
-  std::vector<double> loss;               // [box, cls, dfl] mean one2one items per batch; empty without a criterion
+                                          // metrics/mAP50-95(B) (+ the same with (P) for pose), fitness
+                                          // (+ val/box_loss.. when losses computed)
+  std::vector<double> loss;               // mean criterion items per batch (its loss_names order); empty if none
   double preprocess_ms = 0, inference_ms = 0, loss_ms = 0, postprocess_ms = 0;  // per image
   int64_t images = 0;
   std::string table;                      // the official header + all row (+ per-class rows when verbose)
@@ -38,9 +42,17 @@ struct ValResult {
 };
 
 // Validates `model` on every batch of `loader` (one pass; build it with rect = true, augment = false).
-// The model is switched to eval for the pass and left in eval. `criterion` (optional) adds the val losses.
+// The model is switched to eval for the pass and left in eval. `criterion` (optional, the model's task) adds the
+// val losses (val/<name>_loss). Pose models need a loader whose dataset has the model's kpt_shape.
 ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::string>& names,
-                   const ValOptions& opt, const E2EDetectionLoss* criterion = nullptr);
+                   const ValOptions& opt, const TrainCriterion* criterion = nullptr);
+
+// The official metric keys of a task, in results.csv order: detect the four (B) keys, pose (B) then (P).
+std::vector<std::string> metric_keys(const std::string& task);
+
+// The official printout for the result's task: "Class Images Instances Box(P R mAP50 mAP50-95)" [+ "Pose(P R
+// mAP50 mAP50-95)"], an "all" row, then per-class rows when per_class and there is more than one class name.
+std::string format_val_table(const ValResult& r, const std::vector<std::string>& names, bool per_class = true);
 
 // The loader the validator expects for a dataset: rect batches, letterbox only, no shuffle.
 std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, int batch, int workers, int stride,
