@@ -9,6 +9,9 @@ import { predict } from '../dist/index.js';
 import { fixture } from './helpers.mjs';
 
 const model = fixture('det/yolo26n-shapes.pt');
+// predict() on a .pt runs ONNX Runtime on the CPU through a cached export: keep that cache out of ~/.cache
+process.env.YOLO26_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-pred-cache-'));
+test.after(() => fs.rmSync(process.env.YOLO26_CACHE_DIR, { recursive: true, force: true }));
 
 function metaResults(image, imgsz, conf) {
   const meta = JSON.parse(fs.readFileSync(fixture(`det/shapes_outputs/${image}/imgsz${imgsz}/meta.json`), 'utf8'));
@@ -25,11 +28,12 @@ function assertSameDetections(r, want, label) {
   }
 }
 
-test('square image at 320 and 640 gives the official predict() results', async () => {
-  for (const imgsz of [320, 640]) {
-    const [r] = await predict({ model, source: fixture('images/val/s11_val_0000.png'), imgsz, conf: 0.25 });
+test('square image at 320 and 640 gives the official predict() results on both backends', async () => {
+  for (const [imgsz, backend] of [[320, 'torch'], [640, 'torch'], [320, 'onnxruntime'], [640, 'onnxruntime']]) {
+    const [r] = await predict({ model, source: fixture('images/val/s11_val_0000.png'), imgsz, conf: 0.25, backend });
+    assert.equal(r.backend, backend);
     assert.deepEqual(r.origShape, [320, 320]);
-    assertSameDetections(r, metaResults('s11_val_0000', imgsz, '0.25'), `s11_val_0000@${imgsz}`);
+    assertSameDetections(r, metaResults('s11_val_0000', imgsz, '0.25'), `s11_val_0000@${imgsz} ${backend}`);
     assert.deepEqual(r.names, { 0: 'rectangle', 1: 'ellipse', 2: 'triangle' });
     assert.ok(r.speed.inference > 0);
     assert.equal(r.boxes.xywh.length, r.boxes.length);
@@ -38,18 +42,20 @@ test('square image at 320 and 640 gives the official predict() results', async (
   }
 });
 
-test('non-square image (rect letterbox) at conf 0.001 matches the reference boxes', async () => {
-  const [r] = await predict({ model, source: fixture('images/extra/wide_480x300.png'), imgsz: 640, conf: 0.001 });
-  assert.deepEqual(r.origShape, [300, 480]);
-  const want = metaResults('wide_480x300', 640, '0.001');
-  assert.ok(Math.abs(r.boxes.length - want.conf.length) <= 2, `count ${r.boxes.length} vs ${want.conf.length}`);
-  const n = Math.min(20, want.conf.length);
-  for (let i = 0; i < n; i++) {
-    assert.ok(Math.abs(r.boxes.conf[i] - want.conf[i]) <= 1e-5, `conf ${i}`);
-    for (let k = 0; k < 4; k++) assert.ok(Math.abs(r.boxes.xyxy[i][k] - want.xyxy[i][k]) <= 2e-3, `box ${i}.${k}`);
+test('non-square image (rect letterbox) at conf 0.001 matches the reference boxes on both backends', async () => {
+  for (const backend of ['torch', 'onnxruntime']) {
+    const [r] = await predict({ model, source: fixture('images/extra/wide_480x300.png'), imgsz: 640, conf: 0.001, backend });
+    assert.deepEqual(r.origShape, [300, 480]);
+    const want = metaResults('wide_480x300', 640, '0.001');
+    assert.ok(Math.abs(r.boxes.length - want.conf.length) <= 2, `count ${r.boxes.length} vs ${want.conf.length}`);
+    const n = Math.min(20, want.conf.length);
+    for (let i = 0; i < n; i++) {
+      assert.ok(Math.abs(r.boxes.conf[i] - want.conf[i]) <= 1e-5, `conf ${i}`);
+      for (let k = 0; k < 4; k++) assert.ok(Math.abs(r.boxes.xyxy[i][k] - want.xyxy[i][k]) <= 2e-3, `box ${i}.${k}`);
+    }
+    const n01 = r.boxes.xyxyn.flat();
+    assert.ok(n01.every((v) => v >= 0 && v <= 1));
   }
-  const n01 = r.boxes.xyxyn.flat();
-  assert.ok(n01.every((v) => v >= 0 && v <= 1));
 });
 
 test('Buffer and raw-pixel sources give the same results as the file', async () => {

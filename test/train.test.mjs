@@ -10,6 +10,9 @@ import { train, val, loadModel, exportModel, predict } from '../dist/index.js';
 import { fixture } from './helpers.mjs';
 
 const data = fixture('metrics/data.yaml');
+// predict() on a checkpoint may export it for ONNX Runtime: keep that cache out of ~/.cache
+process.env.YOLO26_CACHE_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'y26-train-cache-'));
+test.after(() => fs.rmSync(process.env.YOLO26_CACHE_DIR, { recursive: true, force: true }));
 const tiny = { data, imgsz: 64, batch: 4, workers: 1, mosaic: 0.5, plots: false, val: true };
 
 function tmpProject() {

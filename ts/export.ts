@@ -26,7 +26,7 @@ export async function exportModel(options: ExportOptions & { out?: string }): Pr
       throw new Yolo26Error(
         "exportModel(): format 'engine' needs NVIDIA TensorRT, which this machine lacks (no libnvinfer.so in the linker cache). " +
           "Install TensorRT (e.g. the 'tensorrt' packages from NVIDIA's CUDA repository) and reinstall onnxruntime-node with its GPU providers " +
-          '(ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node), or export format=onnx.',
+          '(ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node), or export format=onnx.',
         'YOLO26_NO_TENSORRT',
       );
     if (cfg.device === '' || cfg.device === 'cpu')

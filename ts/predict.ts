@@ -1,7 +1,9 @@
 /** predict(): a stream of results from any source, pulled from the native pipeline with backpressure. */
+import fs from 'node:fs';
 import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
 import { native } from './native.js';
+import { chooseBackend, exportForOrt, loadOrt, ortRunner, ortSession, type Backend } from './onnx.js';
 import { parseOptions, predictSchema, imgszPair, type PredictConfig, type PredictOptions } from './options.js';
 import { Result, type NativeResult, type PlotOptions } from './results.js';
 
@@ -75,21 +77,29 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
   private readonly cfg: PredictConfig;
   /** Where save/save_txt wrote, once the stream has started (null when nothing is saved). */
   saveDir: string | null = null;
+  /** The backend that runs this stream, once it has started: see `backend` in the predict options. */
+  backend: Backend | null = null;
+  /** Why that backend was chosen (the auto rule, or the option). */
+  backendReason = '';
+  /** The cached ONNX export ONNX Runtime runs when the model is a checkpoint. */
+  onnxFile: string | null = null;
+  private readonly imgszGiven: boolean;
 
-  constructor(cfg: PredictConfig) {
+  constructor(cfg: PredictConfig, imgszGiven = false) {
     this.cfg = cfg;
+    this.imgszGiven = imgszGiven;
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Result> {
     const cfg = this.cfg;
     const src = toNativeSource(cfg.source);
-    const model = await Model.load(cfg.model, { device: cfg.device || 'cpu' });
+    const choice = chooseBackend(cfg.model, cfg.device, cfg.half, cfg.backend);
+    this.backend = choice.backend;
+    this.backendReason = choice.reason;
     if (cfg.threads > 0) native().setThreads(cfg.threads);
-    const info = model.info(imgszPair(cfg.imgsz)[0]);
-    const names = Array.from({ length: info.nc }, (_, i) => info.names[i] ?? String(i));
     const open = native().openPredictor as (m: unknown, s: NativeSource, o: object) => NativePredictor;
     const [h, w] = imgszPair(cfg.imgsz);
-    const p = open(model.handle, src, {
+    const common = {
       imgszH: h,
       imgszW: w,
       batch: cfg.batch,
@@ -100,7 +110,6 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
       agnosticNms: cfg.agnostic_nms,
       half: cfg.half,
       vidStride: cfg.vid_stride,
-      end2end: cfg.end2end ?? info.end2end,
       skipErrors: cfg.skip_errors,
       save: cfg.save,
       saveTxt: cfg.save_txt,
@@ -112,7 +121,30 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
       lineWidth: cfg.line_width ?? 0,
       showLabels: cfg.show_labels,
       showConf: cfg.show_conf,
-    });
+    };
+    let names: string[];
+    let p: NativePredictor;
+    if (choice.backend === 'onnxruntime') {
+      const ort = await loadOrt();
+      let file = cfg.model;
+      if (!/\.onnx$/i.test(file)) {
+        const ex = await exportForOrt(cfg.model, { end2end: cfg.end2end, half: cfg.half, maxDet: cfg.max_det }, async () => (await Model.load(cfg.model)).info(h).end2end);
+        file = ex.path;
+        this.onnxFile = file;
+      }
+      if (!fs.existsSync(file)) throw new Yolo26Error(`predict(): model file ${file} does not exist`, 'YOLO26_BAD_MODEL');
+      const info = (native().onnxInfo as (f: string) => { names: string[]; imgsz: [number, number] | null })(file);
+      if (info.imgsz && this.imgszGiven && (info.imgsz[0] !== h || info.imgsz[1] !== w))
+        process.emitWarning(`predict(): ${file} has a fixed input of ${info.imgsz.join('x')}; imgsz ${h}x${w} is ignored`, 'Yolo26Warning');
+      names = info.names;
+      const session = await ortSession(file, cfg.device, cfg.threads);
+      p = open(null, src, { ...common, end2end: cfg.end2end ?? undefined, onnx: { path: file, run: ortRunner(ort, session) } });
+    } else {
+      const model = await Model.load(cfg.model, { device: cfg.device || 'cpu' });
+      const info = model.info(h);
+      names = Array.from({ length: info.nc }, (_, i) => info.names[i] ?? String(i));
+      p = open(model.handle, src, { ...common, end2end: cfg.end2end ?? info.end2end });
+    }
     this.saveDir = p.saveDir();
     const failed: NativeResult[] = [];
     let good = 0;
@@ -125,7 +157,7 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
           continue;
         }
         good++;
-        yield new Result(r, Object.fromEntries(names.map((n, i) => [i, n])), r.image ? plotter(r, names) : null);
+        yield new Result({ ...r, backend: choice.backend }, Object.fromEntries(names.map((n, i) => [i, n])), r.image ? plotter(r, names) : null);
       }
       for (const w of p.warnings()) process.emitWarning(w, 'Yolo26Warning');
     } finally {
@@ -155,5 +187,5 @@ export function predict(options: PredictOptions): PredictStream {
   const cfg = parseOptions('predict', predictSchema, options);
   if (cfg.source === undefined || cfg.source === null) throw new OptionError("predict(): option 'source' is required", 'source');
   toNativeSource(cfg.source);
-  return new PredictStream(cfg);
+  return new PredictStream(cfg, (options as { imgsz?: unknown }).imgsz !== undefined);
 }

@@ -12,6 +12,7 @@ export interface NativeResult {
   speed: { preprocess: number; inference: number; postprocess: number };
   frame?: number; // video frame index
   error?: string; // set when this item could not be read (corrupt image); then it has no boxes
+  backend?: 'torch' | 'onnxruntime'; // which backend ran the forward
 }
 
 function rows(flat: Float32Array, width: number): number[][] {
@@ -96,6 +97,8 @@ export class Result {
   readonly keypoints: Keypoints | null;
   readonly speed: { preprocess: number; inference: number; postprocess: number };
   readonly frame: number | null;
+  /** Which backend ran the forward: 'torch' (libtorch) or 'onnxruntime'. */
+  readonly backend: 'torch' | 'onnxruntime' | null;
   private readonly plotter: ((r: Result, o: PlotOptions) => Buffer) | null;
 
   constructor(n: NativeResult, names: Record<number, string>, plotter: ((r: Result, o: PlotOptions) => Buffer) | null = null) {
@@ -106,6 +109,7 @@ export class Result {
     this.keypoints = n.keypoints && n.kptShape ? new Keypoints(n.keypoints, n.kptShape, n.origShape) : null;
     this.speed = n.speed;
     this.frame = n.frame ?? null;
+    this.backend = n.backend ?? null;
     this.plotter = plotter;
   }
 

@@ -4,12 +4,14 @@
 #include <opencv2/videoio.hpp>
 
 #include <cmath>
+#include <iostream>
 
 #include "addon.h"
 #include "addon_model.h"
 #include "infer/annotate.h"
 #include "infer/pipeline.h"
 #include "infer/save.h"
+#include "ort_forward.h"
 
 namespace y26addon {
 
@@ -166,54 +168,85 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
 };
 Napi::FunctionReference PredictorWrap::ctor;
 
+// Options every backend shares: thresholds, class filter, saving.
+static void common_options(const Napi::Object& o, y26::PipelineOptions& po) {
+  po.skip_errors = get_bool(o, "skipErrors", false);
+  po.keep_images = true;  // Result.plot() and saving draw on the original
+  auto& post = po.post;
+  post.conf = (float)get_number(o, "conf", 0.25);
+  post.iou = (float)get_number(o, "iou", 0.7);
+  post.max_det = (int)get_number(o, "maxDet", 300);
+  post.agnostic_nms = get_bool(o, "agnosticNms", false);
+  auto classes = o.Get("classes").As<Napi::Array>();
+  for (uint32_t i = 0; i < classes.Length(); ++i) post.classes.push_back(classes.Get(i).As<Napi::Number>().Int64Value());
+}
+
+// openPredictor(model, source, options): model is a NativeModel (libtorch), or null with options.onnx =
+// {path, run} for the ONNX Runtime backend (run: see ort_forward.h).
 static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    auto model = unwrap_model(info[0]);
     auto src = info[1].As<Napi::Object>();
     auto o = info[2].As<Napi::Object>();
     auto st = std::make_shared<PredictorState>();
-    st->model = model;
     y26::PipelineOptions po;
-    po.imgsz_h = (int)get_number(o, "imgszH", 640);
-    po.imgsz_w = (int)get_number(o, "imgszW", 640);
-    po.batch = (int)get_number(o, "batch", 1);
-    po.half = get_bool(o, "half", false);
-    po.skip_errors = get_bool(o, "skipErrors", false);
-    po.keep_images = true;  // Result.plot() and saving draw on the original
-    po.device = model->device;
-    bool end2end = get_bool(o, "end2end", true);
-    {
-      std::lock_guard<std::mutex> lk(model->mu);
-      auto& m = *model->loaded.model;
-      po.stride = (int)m.stride().back();
-      if (end2end && !m.end2end()) y26::fail("predict(): end2end=true but this model has no end-to-end head");
-      if (end2end && !m.is_fused()) m.fuse();  // what the official predictor runs; drops the one2many head
-      if (!end2end && m.is_fused()) y26::fail("predict(): end2end=false needs the one-to-many head, which fuse() removed: load the model again");
-      m.max_det = (int)get_number(o, "maxDet", 300);
+    y26::ForwardOutputsFn fwd;
+    std::vector<std::string> names;
+    if (o.Get("onnx").IsObject()) {
+      auto ox = o.Get("onnx").As<Napi::Object>();
+      std::string path = get_string(ox, "path");
+      OnnxPipelineSpec spec = onnx_pipeline_spec(y26::read_onnx_metadata(path), path);
+      po = spec.po;
+      if (spec.dynamic) {
+        po.imgsz_h = (int)get_number(o, "imgszH", 640);
+        po.imgsz_w = (int)get_number(o, "imgszW", 640);
+      }
+      po.batch = spec.model.batch > 0 ? (int)spec.model.batch : (int)get_number(o, "batch", 1);
+      if (o.Get("end2end").IsBoolean() && get_bool(o, "end2end", true) != po.post.end2end)
+        y26::fail(std::string("predict(): end2end=") + (po.post.end2end ? "false" : "true") + " but " + path + " was exported with end2end=" +
+                  (po.post.end2end ? "true" : "false") + ": export it again with the end2end you want");
+      if (po.half != get_bool(o, "half", po.half))
+        std::cerr << "WARNING: predict(): half is fixed by " << path << " (" << (po.half ? "float16" : "float32") << " input); ignoring half\n";
+      names = spec.names;
+      fwd = ort_forward(env, ox.Get("run").As<Napi::Function>(), spec.model);
+    } else {
+      auto model = unwrap_model(info[0]);
+      st->model = model;
+      po.imgsz_h = (int)get_number(o, "imgszH", 640);
+      po.imgsz_w = (int)get_number(o, "imgszW", 640);
+      po.batch = (int)get_number(o, "batch", 1);
+      po.half = get_bool(o, "half", false);
+      po.device = model->device;
+      bool end2end = get_bool(o, "end2end", true);
+      {
+        std::lock_guard<std::mutex> lk(model->mu);
+        auto& m = *model->loaded.model;
+        po.stride = (int)m.stride().back();
+        if (end2end && !m.end2end()) y26::fail("predict(): end2end=true but this model has no end-to-end head");
+        if (end2end && !m.is_fused()) m.fuse();  // what the official predictor runs; drops the one2many head
+        if (!end2end && m.is_fused()) y26::fail("predict(): end2end=false needs the one-to-many head, which fuse() removed: load the model again");
+        m.max_det = (int)get_number(o, "maxDet", 300);
+      }
+      auto& post = po.post;
+      post.task = y26::parse_task(model->loaded.task);
+      post.end2end = end2end;
+      post.nc = (int)model->loaded.nc;
+      if (model->loaded.kpt_shape.size() == 2) {
+        post.kpt_count = (int)model->loaded.kpt_shape[0];
+        post.kpt_dims = (int)model->loaded.kpt_shape[1];
+      }
+      names = model->loaded.names;
+      auto holder = model;
+      y26::ForwardFn f = [holder, end2end](const torch::Tensor& x) {
+        std::lock_guard<std::mutex> lk(holder->mu);
+        torch::NoGradGuard ng;
+        auto out = holder->loaded.model->forward(x);
+        return end2end ? out.end2end : out.classic;
+      };
+      fwd = [f](const torch::Tensor& x) { return std::vector<torch::Tensor>{f(x)}; };
     }
-    auto& post = po.post;
-    post.task = y26::parse_task(model->loaded.task);
-    post.conf = (float)get_number(o, "conf", 0.25);
-    post.iou = (float)get_number(o, "iou", 0.7);
-    post.max_det = (int)get_number(o, "maxDet", 300);
-    post.end2end = end2end;
-    post.agnostic_nms = get_bool(o, "agnosticNms", false);
-    post.nc = (int)model->loaded.nc;
-    if (model->loaded.kpt_shape.size() == 2) {
-      post.kpt_count = (int)model->loaded.kpt_shape[0];
-      post.kpt_dims = (int)model->loaded.kpt_shape[1];
-    }
-    auto classes = o.Get("classes").As<Napi::Array>();
-    for (uint32_t i = 0; i < classes.Length(); ++i) post.classes.push_back(classes.Get(i).As<Napi::Number>().Int64Value());
+    common_options(o, po);
     auto source = make_source(src, (int)get_number(o, "vidStride", 1));
-    auto holder = model;
-    y26::ForwardFn fwd = [holder, end2end](const torch::Tensor& x) {
-      std::lock_guard<std::mutex> lk(holder->mu);
-      torch::NoGradGuard ng;
-      auto out = holder->loaded.model->forward(x);
-      return end2end ? out.end2end : out.classic;
-    };
     st->pipeline = std::make_unique<y26::Pipeline>(std::move(source), fwd, po);
     if (get_bool(o, "save", false) || get_bool(o, "saveTxt", false) || get_bool(o, "saveCrop", false)) {
       y26::SaveOptions so;
@@ -224,8 +257,8 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
       so.save_txt = get_bool(o, "saveTxt", false);
       so.save_conf = get_bool(o, "saveConf", false);
       so.save_crop = get_bool(o, "saveCrop", false);
-      so.task = post.task;
-      so.names = model->loaded.names;
+      so.task = po.post.task;
+      so.names = names;
       so.annotate.line_width = (int)get_number(o, "lineWidth", 0);
       so.annotate.labels = get_bool(o, "showLabels", true);
       so.annotate.conf = get_bool(o, "showConf", true);
@@ -234,6 +267,35 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
     auto obj = PredictorWrap::ctor.New({});
     PredictorWrap::Unwrap(obj)->state = st;
     return obj;
+  });
+}
+
+// onnxInfo(path) -> what predict needs to know of an exported file before opening it: names, task, input size
+// (null when dynamic), batch (0 when dynamic), half, end2end. Fails naming the file without YOLO metadata.
+static Napi::Value OnnxInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto md = y26::read_onnx_metadata(path);
+    auto spec = onnx_pipeline_spec(md, path);
+    auto o = Napi::Object::New(env);
+    o.Set("task", md.task);
+    auto names = Napi::Array::New(env, spec.names.size());
+    for (size_t i = 0; i < spec.names.size(); ++i) names.Set((uint32_t)i, spec.names[i]);
+    o.Set("names", names);
+    if (spec.dynamic) {
+      o.Set("imgsz", env.Null());
+    } else {
+      auto sz = Napi::Array::New(env, 2);
+      sz.Set(0u, spec.po.imgsz_h);
+      sz.Set(1u, spec.po.imgsz_w);
+      o.Set("imgsz", sz);
+    }
+    o.Set("batch", (double)spec.model.batch);
+    o.Set("half", spec.model.half);
+    o.Set("end2end", spec.po.post.end2end);
+    o.Set("stride", spec.po.stride);
+    return o;
   });
 }
 
@@ -303,6 +365,7 @@ static void InitPredict(Napi::Env env, Napi::Object exports) {
   PredictorWrap::Init(env, exports);
   exports.Set("openPredictor", Napi::Function::New(env, OpenPredictor));
   exports.Set("plotResult", Napi::Function::New(env, PlotResult));
+  exports.Set("onnxInfo", Napi::Function::New(env, OnnxInfo));
 }
 Y26_ADDON_REGISTER(InitPredict);
 

@@ -49,7 +49,7 @@ struct Split {
 int main(int argc, char** argv) {
   std::string data, model_name = "yolo26n.yaml", device_arg = "cpu";
   int imgsz = 640, batch = 16, iterations = 10, warmup = 2, workers = 2, threads = 0;
-  bool json = false;
+  bool json = false, channels_last = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
     else if (a == "--device") device_arg = next();
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--json") json = true;
+    else if (a == "--channels-last") channels_last = true;
     else {
       std::fprintf(stderr, "unknown flag %s (see the header of bench_train.cpp)\n", a.c_str());
       return 2;
@@ -98,6 +99,9 @@ int main(int argc, char** argv) {
     auto model = build_model(model_name, dc.nc);
     model->to(dev);
     model->train();
+    if (channels_last)
+      for (auto& p : model->parameters())
+        if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
     LoaderOptions lo;
     lo.batch = batch;
     lo.workers = workers;
@@ -117,6 +121,7 @@ int main(int argc, char** argv) {
     auto step = [&](const Batch& b, Split& s, Clock::time_point t_data_start) {
       auto t0 = Clock::now();
       auto img = b.img.to(dev).to(torch::kFloat32).div_(255.0);
+      if (channels_last) img = img.contiguous(torch::MemoryFormat::ChannelsLast);
       DetectionBatch db{b.batch_idx.to(dev), b.cls.to(dev), b.bboxes.to(dev)};
       sync(dev);
       auto t1 = Clock::now();

@@ -103,8 +103,9 @@ void run_case(const CaseSpec& c) {
       torch::Tensor m = torch::zeros_like(g);
       torch::Tensor u = y26::muon_update(g, m, cfg["momentum"].as<double>()).to(torch::kFloat32);
       torch::Tensor want = load_tensor(rel);
-      // bf16 Newton-Schulz noise: our libtorch build does not reproduce the reference's bf16 rounding bit for bit
-      // (see README tolerances: Muon params <= 1e-3 otherwise). A wrong iteration count, coefficient set or
+      // bf16 Newton-Schulz: the fixture's CPU rounded its bf16 matmuls differently; the official Python code run
+      // here (Debian python3-torch 1.13, AVX512-BF16) is off from it by the same 0.039/0.055 as we are, and our
+      // update equals that run bit for bit. So only the README's "otherwise <= 1e-3" bound applies here. A wrong iteration count, coefficient set or
       // normalisation moves the mean error to >= 0.045 and the max to >= 0.15.
       double mean = (u - want).abs().mean().item<double>(), mx = max_abs_diff(u, want);
       EXPECT_MSG(mean <= 0.03 && mx <= 0.12,

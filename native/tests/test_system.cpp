@@ -3,6 +3,7 @@
 #include "testing.h"
 #include "util/npy.h"
 #include "util/system.h"
+#include "util/gpu_stats.h"
 
 TEST_CASE("system info reports libtorch and threads") {
   auto s = y26::system_info();
@@ -14,6 +15,18 @@ TEST_CASE("system info reports libtorch and threads") {
 TEST_CASE("configure_threads honours an explicit count") {
   EXPECT(y26::configure_threads(1) == 1);
   EXPECT(y26::configure_threads(2) == 2);
+}
+
+TEST_CASE("gpu_stats reads NVML where CUDA runs and reports nothing elsewhere") {
+  auto g = y26::gpu_stats(0);
+  if (torch::cuda::is_available()) {
+    EXPECT(g.has_value());
+    EXPECT(g->mem_total_gb > 0 && g->mem_used_gb > 0 && g->mem_used_gb <= g->mem_total_gb);
+    EXPECT(g->util_percent >= 0 && g->util_percent <= 100);
+  } else if (g) {
+    EXPECT(g->mem_total_gb > 0);  // a driver without a usable CUDA libtorch: numbers still sane
+  }
+  EXPECT(!y26::gpu_stats(-1));  // no such device
 }
 
 TEST_CASE("resolve_device accepts cpu and rejects garbage") {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "train/box_ops.h"
 #include "util/error.h"
 
 namespace y26 {
@@ -73,11 +74,6 @@ torch::Tensor filter_classes(const torch::Tensor& rows, const std::vector<int64_
   return rows.index({(cls.unsqueeze(1) == wanted.unsqueeze(0)).any(1)});
 }
 
-torch::Tensor xywh2xyxy(const torch::Tensor& xywh) {
-  torch::Tensor xy = xywh.index({"...", Slice(0, 2)}), half = xywh.index({"...", Slice(2, 4)}) / 2;
-  return torch::cat({xy - half, xy + half}, -1);
-}
-
 }  // namespace
 
 std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const PostprocessOptions& opt) {
@@ -95,30 +91,11 @@ std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const Post
   return out;
 }
 
-// Covariance terms (a, b, c) of the Gaussian of each rotated box.
-static std::array<torch::Tensor, 3> rotated_covariance(const torch::Tensor& r) {
-  torch::Tensor a = r.select(1, 2).pow(2) / 12, b = r.select(1, 3).pow(2) / 12, ang = r.select(1, 4);
-  torch::Tensor cs = ang.cos(), sn = ang.sin();
-  return {a * cs.pow(2) + b * sn.pow(2), a * sn.pow(2) + b * cs.pow(2), (a - b) * cs * sn};
-}
-
 torch::Tensor probiou_matrix(const torch::Tensor& a_in, const torch::Tensor& b_in, double eps) {
   if (a_in.dim() != 2 || a_in.size(1) != 5 || b_in.dim() != 2 || b_in.size(1) != 5)
     fail("probiou: expected rotated boxes (N,5) [cx,cy,w,h,angle]");
-  torch::Tensor a = a_in.to(torch::kFloat32), b = b_in.to(torch::kFloat32);
-  auto [a1, b1, c1] = rotated_covariance(a);
-  auto [a2, b2, c2] = rotated_covariance(b);
-  auto col = [](const torch::Tensor& t) { return t.unsqueeze(1); };
-  auto row = [](const torch::Tensor& t) { return t.unsqueeze(0); };
-  torch::Tensor x1 = col(a.select(1, 0)), y1 = col(a.select(1, 1)), x2 = row(b.select(1, 0)), y2 = row(b.select(1, 1));
-  torch::Tensor sa = col(a1) + row(a2), sb = col(b1) + row(b2), sc = col(c1) + row(c2);
-  torch::Tensor den = sa * sb - sc.pow(2) + eps;
-  torch::Tensor t1 = (sa * (y1 - y2).pow(2) + sb * (x1 - x2).pow(2)) / den * 0.25;
-  torch::Tensor t2 = (sc * (x2 - x1) * (y1 - y2)) / den * 0.5;
-  torch::Tensor det1 = (a1 * b1 - c1.pow(2)).clamp_min(0), det2 = (a2 * b2 - c2.pow(2)).clamp_min(0);
-  torch::Tensor t3 = ((sa * sb - sc.pow(2)) / (4 * (col(det1) * row(det2)).sqrt() + eps) + eps).log() * 0.5;
-  torch::Tensor bd = (t1 + t2 + t3).clamp(eps, 100.0);
-  return 1 - (1 - (-bd).exp() + eps).sqrt();
+  // One implementation (train/box_ops) for the loss, the assigner, matching and NMS: pairs by broadcasting.
+  return probiou(a_in.to(torch::kFloat32).unsqueeze(1), b_in.to(torch::kFloat32).unsqueeze(0), eps).squeeze(-1);
 }
 
 torch::Tensor nms_rotated(const torch::Tensor& boxes, const torch::Tensor& scores, double iou) {

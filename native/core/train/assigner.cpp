@@ -24,14 +24,15 @@ AssignerResult TaskAlignedAssigner::operator()(const torch::Tensor& pd_scores, c
   if (pd_scores.dim() != 3 || pd_scores.size(2) != opts_.num_classes)
     fail("TaskAlignedAssigner: pd_scores must be (B, A, " + std::to_string(opts_.num_classes) + "), got " +
          shape_str(pd_scores) + "; permute the head's (B, nc, A) scores and check the model's nc");
-  const int64_t bs = pd_scores.size(0), na = pd_scores.size(1);
-  if (pd_bboxes.dim() != 3 || pd_bboxes.size(0) != bs || pd_bboxes.size(1) != na || pd_bboxes.size(2) != 4)
-    fail("TaskAlignedAssigner: pd_bboxes must be (B, A, 4) like pd_scores, got " + shape_str(pd_bboxes));
+  const int64_t bs = pd_scores.size(0), na = pd_scores.size(1), bd = box_dim();
+  const std::string bds = std::to_string(bd);
+  if (pd_bboxes.dim() != 3 || pd_bboxes.size(0) != bs || pd_bboxes.size(1) != na || pd_bboxes.size(2) != bd)
+    fail("TaskAlignedAssigner: pd_bboxes must be (B, A, " + bds + ") like pd_scores, got " + shape_str(pd_bboxes));
   if (anchor_points.dim() != 2 || anchor_points.size(0) != na || anchor_points.size(1) != 2)
     fail("TaskAlignedAssigner: anchor_points must be (A, 2) with A = " + std::to_string(na) + ", got " +
          shape_str(anchor_points) + "; the grid sizes do not match the head output");
-  if (gt_bboxes.dim() != 3 || gt_bboxes.size(0) != bs || gt_bboxes.size(2) != 4)
-    fail("TaskAlignedAssigner: gt_bboxes must be (B, n, 4), got " + shape_str(gt_bboxes));
+  if (gt_bboxes.dim() != 3 || gt_bboxes.size(0) != bs || gt_bboxes.size(2) != bd)
+    fail("TaskAlignedAssigner: gt_bboxes must be (B, n, " + bds + "), got " + shape_str(gt_bboxes));
   const int64_t n = gt_bboxes.size(1);
   if (gt_labels.dim() != 3 || gt_labels.size(0) != bs || gt_labels.size(1) != n || gt_labels.size(2) != 1 ||
       mask_gt.dim() != 3 || mask_gt.size(0) != bs || mask_gt.size(1) != n || mask_gt.size(2) != 1)
@@ -106,11 +107,15 @@ torch::Tensor TaskAlignedAssigner::candidates_in_gts(const torch::Tensor& anchor
   return deltas.amin(3).gt_(opts_.eps);  // strictly inside, as float 0/1
 }
 
+torch::Tensor TaskAlignedAssigner::pair_overlaps(const torch::Tensor& gt_pairs, const torch::Tensor& pd_pairs) const {
+  return bbox_iou(gt_pairs, pd_pairs, IouKind::CIoU).squeeze(-1).clamp_(0);
+}
+
 AssignerResult TaskAlignedAssigner::assign_chunk(const torch::Tensor& pd_scores, const torch::Tensor& pd_bboxes,
                                                  const torch::Tensor& anchor_points, const torch::Tensor& gt_labels,
                                                  const torch::Tensor& gt_bboxes, const torch::Tensor& mask_gt) const {
   const int64_t bs = pd_scores.size(0), na = pd_scores.size(1), n = gt_bboxes.size(1);
-  const int64_t nc = opts_.num_classes;
+  const int64_t nc = opts_.num_classes, bd = box_dim();
 
   // Candidates and alignment metric: score(GT class)^alpha * CIoU^beta on anchors inside real GTs.
   auto mask_in_gts = candidates_in_gts(anchor_points, gt_bboxes, mask_gt);
@@ -120,9 +125,9 @@ AssignerResult TaskAlignedAssigner::assign_chunk(const torch::Tensor& pd_scores,
   auto labels = gt_labels.squeeze(-1).to(torch::kLong);  // (b, n)
   auto class_scores = pd_scores.permute({0, 2, 1}).gather(1, labels.unsqueeze(-1).expand({bs, n, na}));
   bbox_scores.index_put_({valid}, class_scores.index({valid}));
-  auto pd_pairs = pd_bboxes.unsqueeze(1).expand({bs, n, na, 4}).index({valid});
-  auto gt_pairs = gt_bboxes.unsqueeze(2).expand({bs, n, na, 4}).index({valid});
-  overlaps.index_put_({valid}, bbox_iou(gt_pairs, pd_pairs, IouKind::CIoU).squeeze(-1).clamp_(0));
+  auto pd_pairs = pd_bboxes.unsqueeze(1).expand({bs, n, na, bd}).index({valid});
+  auto gt_pairs = gt_bboxes.unsqueeze(2).expand({bs, n, na, bd}).index({valid});
+  overlaps.index_put_({valid}, pair_overlaps(gt_pairs, pd_pairs));
   auto align_metric = bbox_scores.pow(opts_.alpha) * overlaps.pow(opts_.beta);
 
   // Top-k anchors per GT (padding GTs select nothing).
@@ -152,7 +157,7 @@ AssignerResult TaskAlignedAssigner::assign_chunk(const torch::Tensor& pd_scores,
   auto batch_ind = torch::arange(bs, target_gt_idx.options()).unsqueeze(-1);
   auto flat_idx = target_gt_idx + batch_ind * n;
   auto target_labels = gt_labels.to(torch::kLong).flatten().index({flat_idx});
-  auto target_bboxes = gt_bboxes.reshape({-1, 4}).index({flat_idx});
+  auto target_bboxes = gt_bboxes.reshape({-1, bd}).index({flat_idx});
   target_labels.clamp_(0);
   auto one_hot = torch::zeros({bs, na, nc}, target_labels.options())
                      .scatter_(2, target_labels.unsqueeze(-1), 1)

@@ -32,15 +32,26 @@ struct AssignerOptions {
 class TaskAlignedAssigner {
  public:
   explicit TaskAlignedAssigner(AssignerOptions opts);
+  virtual ~TaskAlignedAssigner() = default;
 
   // pd_scores (B, A, nc) probabilities (sigmoid applied), pd_bboxes (B, A, 4) xyxy px, anchor_points (A, 2) px,
   // gt_labels (B, n, 1), gt_bboxes (B, n, 4) xyxy px, mask_gt (B, n, 1) 1 for real GT rows, 0 for padding.
+  // (Boxes are (.., 5) xywhr px in the rotated assigner; target_bboxes then too.)
   // Runs without gradient.
   AssignerResult operator()(const torch::Tensor& pd_scores, const torch::Tensor& pd_bboxes,
                             const torch::Tensor& anchor_points, const torch::Tensor& gt_labels,
                             const torch::Tensor& gt_bboxes, const torch::Tensor& mask_gt) const;
 
   const AssignerOptions& options() const { return opts_; }
+
+ protected:
+  // The hooks a box representation changes (train/rotated_assigner.h: rotated boxes, probiou, inside-polygon test).
+  virtual int64_t box_dim() const { return 4; }  // values per box: xyxy
+  // (B, n, A) float 0/1: anchor centre inside the (STAL-enlarged) GT.
+  virtual torch::Tensor candidates_in_gts(const torch::Tensor& anchor_points, const torch::Tensor& gt_bboxes,
+                                          const torch::Tensor& mask_gt) const;
+  // (P) overlap of paired GT and predicted boxes (P, box_dim), clamped at 0: CIoU here.
+  virtual torch::Tensor pair_overlaps(const torch::Tensor& gt_pairs, const torch::Tensor& pd_pairs) const;
 
  private:
   AssignerResult assign_batch(const torch::Tensor& pd_scores, const torch::Tensor& pd_bboxes,
@@ -49,8 +60,6 @@ class TaskAlignedAssigner {
   AssignerResult assign_chunk(const torch::Tensor& pd_scores, const torch::Tensor& pd_bboxes,
                               const torch::Tensor& anchor_points, const torch::Tensor& gt_labels,
                               const torch::Tensor& gt_bboxes, const torch::Tensor& mask_gt) const;
-  torch::Tensor candidates_in_gts(const torch::Tensor& anchor_points, const torch::Tensor& gt_bboxes,
-                                  const torch::Tensor& mask_gt) const;
   AssignerOptions opts_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
 
 namespace y26 {
@@ -88,6 +89,45 @@ torch::Tensor box_iou_matrix(const torch::Tensor& a, const torch::Tensor& b, dou
   auto a12 = a.unsqueeze(1).chunk(2, 2), b12 = b.unsqueeze(0).chunk(2, 2);
   auto inter = (torch::min(a12[1], b12[1]) - torch::max(a12[0], b12[0])).clamp_(0).prod(2);
   return inter / ((a12[1] - a12[0]).prod(2) + (b12[1] - b12[0]).prod(2) - inter + eps);
+}
+
+torch::Tensor probiou(const torch::Tensor& obb1, const torch::Tensor& obb2, double eps, double floor) {
+  if (!obb1.defined() || !obb2.defined() || obb1.dim() < 1 || obb2.dim() < 1 || obb1.size(-1) != 5 ||
+      obb2.size(-1) != 5)
+    fail("probiou: expected rotated boxes (..., 5) [cx, cy, w, h, angle], got " + shape_str(obb1) + " and " +
+         shape_str(obb2));
+  // Gaussian of each box: covariance [[a, c], [c, b]] of the rotated uniform rectangle.
+  auto covariance = [floor](const torch::Tensor& r) {
+    auto var = r.narrow(-1, 2, 2).pow(2) / 12 + floor;
+    auto vw = var.narrow(-1, 0, 1), vh = var.narrow(-1, 1, 1);
+    auto ang = r.narrow(-1, 4, 1);
+    auto cs = ang.cos(), sn = ang.sin();
+    auto cs2 = cs.pow(2), sn2 = sn.pow(2);
+    return std::array<torch::Tensor, 3>{vw * cs2 + vh * sn2, vw * sn2 + vh * cs2, (vw - vh) * cs * sn};
+  };
+  auto [a1, b1, c1] = covariance(obb1);
+  auto [a2, b2, c2] = covariance(obb2);
+  auto x1 = obb1.narrow(-1, 0, 1), y1 = obb1.narrow(-1, 1, 1);
+  auto x2 = obb2.narrow(-1, 0, 1), y2 = obb2.narrow(-1, 1, 1);
+  auto sa = a1 + a2, sb = b1 + b2, sc = c1 + c2;
+  auto det = sa * sb - sc.pow(2);
+  auto t1 = (sa * (y1 - y2).pow(2) + sb * (x1 - x2).pow(2)) / (det + eps) * 0.25;
+  auto t2 = (sc * (x2 - x1) * (y1 - y2)) / (det + eps) * 0.5;
+  auto t3 = (det / (4 * ((a1 * b1 - c1.pow(2)).clamp_min(0) * (a2 * b2 - c2.pow(2)).clamp_min(0)).sqrt() + eps) + eps)
+                .log() * 0.5;
+  auto bd = (t1 + t2 + t3).clamp(eps, 100.0);
+  return 1 - (1 - (-bd).exp() + eps).sqrt();
+}
+
+torch::Tensor xywhr2corners(const torch::Tensor& x) {
+  if (!x.defined() || x.dim() < 1 || x.size(-1) != 5)
+    fail("xywhr2corners: expected rotated boxes (..., 5) [cx, cy, w, h, angle], got " + shape_str(x));
+  auto ctr = x.narrow(-1, 0, 2);
+  auto w = x.narrow(-1, 2, 1), h = x.narrow(-1, 3, 1), ang = x.narrow(-1, 4, 1);
+  auto cs = ang.cos(), sn = ang.sin();
+  auto u = torch::cat({w / 2 * cs, w / 2 * sn}, -1);
+  auto v = torch::cat({-h / 2 * sn, h / 2 * cs}, -1);
+  return torch::stack({ctr + u + v, ctr + u - v, ctr - u - v, ctr - u + v}, -2);
 }
 
 }  // namespace y26

@@ -25,4 +25,16 @@ std::string shape_str(const torch::Tensor& t);
 // Pairwise IoU matrix of xyxy boxes a (N, 4) and b (M, 4) -> (N, M), as the validator's matcher uses it.
 torch::Tensor box_iou_matrix(const torch::Tensor& a, const torch::Tensor& b, double eps = 1e-7);
 
+// ---- rotated boxes (..., 5) [cx, cy, w, h, angle in radians] ------------------------------------------------------
+
+// Probabilistic IoU (1 - Hellinger distance of the boxes' Gaussians, Bhattacharyya form) of obb1[i] and obb2[i]
+// (both (..., 5), broadcastable) -> (..., 1), differentiable. `floor` is added to both variances (w^2/12, h^2/12):
+// the OBB loss uses 0.01 to bound the gradients of sub-stride boxes; matching and NMS use 0.
+// probiou_matrix (infer/postprocess.h) is this with (N,1,5) x (1,M,5) broadcasting.
+torch::Tensor probiou(const torch::Tensor& obb1, const torch::Tensor& obb2, double eps = 1e-7, double floor = 0.0);
+
+// (..., 5) -> (..., 4, 2) corners: c + u + v, c + u - v, c - u - v, c - u + v with u = w/2 (cos, sin) and
+// v = h/2 (-sin, cos), the official xywhr2xyxyxyxy order.
+torch::Tensor xywhr2corners(const torch::Tensor& xywhr);
+
 }  // namespace y26

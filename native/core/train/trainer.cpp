@@ -17,6 +17,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "eval/validator.h"
+#include "util/gpu_stats.h"
 #include "infer/save.h"
 #include "io/checkpoint.h"
 #include "model/loader.h"
@@ -351,6 +352,15 @@ class Trainer {
   TrainResult run();
 
  private:
+  std::optional<GpuStats> device_gpu_stats() const {
+    return device_.is_cuda() ? gpu_stats(device_.has_index() ? device_.index() : 0) : std::nullopt;
+  }
+  // The official GPU_mem column: "0G" on the CPU, "1.23G" on CUDA ("?G" without NVML).
+  std::string gpu_mem_column() const {
+    if (!device_.is_cuda()) return "0G";
+    auto g = device_gpu_stats();
+    return g ? fmt("%.3gG", g->mem_used_gb) : std::string("?G");
+  }
   void emit(const std::string& type, std::map<std::string, double> num = {},
             std::map<std::string, std::string> str = {}) {
     if (!cb_.on_event) return;
@@ -855,6 +865,10 @@ TrainResult Trainer::run() {
           {"size", (double)img.size(3)},
           {"accumulate", (double)accumulate}};
       for (size_t j = 0; j < loss_names.size(); ++j) num[loss_names[j] + "_loss"] = tloss[(int64_t)j].item<double>();
+      if (auto g = device_gpu_stats()) {
+        num["gpu_mem_gb"] = g->mem_used_gb;
+        num["gpu_util"] = g->util_percent;
+      }
       emit("batch", std::move(num));
       if (stop_.load()) {
         stopped = true;
@@ -886,7 +900,7 @@ TrainResult Trainer::run() {
     {
       std::ostringstream s;
       s << std::setw(11) << (std::to_string(epoch + 1) + "/" + std::to_string(epochs_)) << std::setw(11)
-        << (device_.is_cuda() ? "?G" : "0G");
+        << gpu_mem_column();
       for (int64_t j = 0; j < tloss.numel(); ++j) s << std::setw(11) << fmt("%.4g", tloss[j].item<double>());
       s << std::setw(11) << instances << std::setw(11) << imgsz_;
       log(s.str());

@@ -1,0 +1,210 @@
+#include "ort_forward.h"
+
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <set>
+
+namespace y26addon {
+
+namespace {
+
+// One forward in flight: filled on the JS thread by done(), awaited on the pipeline thread.
+struct OrtCall {
+  torch::Tensor input;  // contiguous CPU float32 or float16, kept alive until JS copied it
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  std::string error;
+  std::vector<torch::Tensor> outputs;
+
+  void finish(std::vector<torch::Tensor> out, std::string err) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (finished) return;
+    outputs = std::move(out);
+    error = std::move(err);
+    finished = true;
+    cv.notify_all();
+  }
+};
+
+// Calls still waiting for JS. When Node tears the thread-safe function down (environment exit) queued calls are
+// dropped without running, so the finalizer fails them here instead of leaving their threads blocked.
+struct OrtShared {
+  Napi::ThreadSafeFunction tsfn;
+  std::mutex mu;
+  bool closed = false;
+  std::set<std::shared_ptr<OrtCall>> pending;
+
+  ~OrtShared() {
+    std::lock_guard<std::mutex> lk(mu);
+    if (!closed) tsfn.Release();
+  }
+};
+
+torch::Tensor tensor_from_js(const Napi::Object& o) {
+  auto dims_arr = o.Get("dims").As<Napi::Array>();
+  std::vector<int64_t> dims;
+  for (uint32_t i = 0; i < dims_arr.Length(); ++i) dims.push_back(dims_arr.Get(i).As<Napi::Number>().Int64Value());
+  std::string type = get_string(o, "type", "float32");
+  auto data = o.Get("data");
+  if (!data.IsTypedArray()) y26::fail("onnxruntime: output '" + get_string(o, "name") + "' holds no typed array");
+  auto ta = data.As<Napi::TypedArray>();
+  auto ab = ta.ArrayBuffer();
+  const uint8_t* src = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
+  torch::ScalarType st;
+  if (type == "float32") st = torch::kFloat32;
+  else if (type == "float16") st = torch::kFloat16;
+  else y26::fail("onnxruntime: output '" + get_string(o, "name") + "' has type " + type + "; predict reads float32 or float16 outputs");
+  auto t = torch::empty(dims, torch::TensorOptions().dtype(st));
+  if ((size_t)t.nbytes() != ta.ByteLength())
+    y26::fail("onnxruntime: output '" + get_string(o, "name") + "' has " + std::to_string(ta.ByteLength()) + " bytes for its shape");
+  if (t.nbytes()) std::memcpy(t.data_ptr(), src, t.nbytes());
+  return st == torch::kFloat32 ? t : t.to(torch::kFloat32);
+}
+
+// Runs on the JS thread: hands the input to run() with a done() that completes the call.
+void call_js(Napi::Env env, Napi::Function run, std::shared_ptr<OrtCall> call, std::shared_ptr<OrtShared> shared) {
+  auto complete = [call, shared](std::vector<torch::Tensor> out, std::string err) {
+    {
+      std::lock_guard<std::mutex> lk(shared->mu);
+      shared->pending.erase(call);
+    }
+    call->finish(std::move(out), std::move(err));
+  };
+  try {
+    const torch::Tensor& x = call->input;
+    Napi::Value arr;
+    if (x.scalar_type() == torch::kFloat16) {
+      auto u16 = Napi::Uint16Array::New(env, x.numel());
+      std::memcpy(u16.Data(), x.data_ptr(), x.nbytes());
+      arr = u16;
+    } else {
+      auto f32 = Napi::Float32Array::New(env, x.numel());
+      std::memcpy(f32.Data(), x.data_ptr(), x.nbytes());
+      arr = f32;
+    }
+    auto dims = Napi::Array::New(env, x.dim());
+    for (int64_t i = 0; i < x.dim(); ++i) dims.Set((uint32_t)i, (double)x.size(i));
+    auto done = Napi::Function::New(env, [complete](const Napi::CallbackInfo& info) {
+      try {
+        if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined()) {
+          Napi::Value e = info[0];
+          std::string msg = e.IsObject() && e.As<Napi::Object>().Get("message").IsString()
+                                ? e.As<Napi::Object>().Get("message").As<Napi::String>().Utf8Value()
+                                : e.ToString().Utf8Value();
+          complete({}, "onnxruntime: " + msg);
+          return;
+        }
+        auto outs = info[1].As<Napi::Array>();
+        std::vector<torch::Tensor> v;
+        for (uint32_t i = 0; i < outs.Length(); ++i) v.push_back(tensor_from_js(outs.Get(i).As<Napi::Object>()));
+        complete(std::move(v), "");
+      } catch (...) {
+        complete({}, y26::describe_exception(std::current_exception()));
+      }
+    });
+    run.Call({arr, dims, Napi::String::New(env, x.scalar_type() == torch::kFloat16 ? "float16" : "float32"), done});
+  } catch (...) {
+    complete({}, y26::describe_exception(std::current_exception()));
+  }
+}
+
+}  // namespace
+
+y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, const OnnxModelSpec& spec) {
+  auto shared = std::make_shared<OrtShared>();
+  std::weak_ptr<OrtShared> weak = shared;
+  shared->tsfn = Napi::ThreadSafeFunction::New(env, run, "yolo26-onnxruntime", 0, 1, [weak](Napi::Env) {
+    auto s = weak.lock();
+    if (!s) return;
+    std::set<std::shared_ptr<OrtCall>> left;
+    {
+      std::lock_guard<std::mutex> lk(s->mu);
+      s->closed = true;
+      left.swap(s->pending);
+    }
+    for (auto& c : left) c->finish({}, "onnxruntime: Node.js is shutting down");
+  });
+  shared->tsfn.Unref(env);  // an idle predictor must not keep Node alive; a pending next() does
+  const int64_t static_batch = spec.batch;
+  return [shared, static_batch](const torch::Tensor& x_in) {
+    const int64_t n = x_in.size(0);
+    torch::Tensor x = x_in.contiguous();
+    if (static_batch > 0 && n < static_batch)  // the last, partial batch of a fixed-batch file: pad, then slice
+      x = torch::cat({x, torch::zeros({static_batch - n, x.size(1), x.size(2), x.size(3)}, x.options())});
+    if (static_batch > 0 && x.size(0) != static_batch)
+      y26::fail("onnxruntime: batch of " + std::to_string(x.size(0)) + " for a file made for batch " + std::to_string(static_batch));
+    auto call = std::make_shared<OrtCall>();
+    call->input = x;
+    {
+      std::lock_guard<std::mutex> lk(shared->mu);
+      if (shared->closed) y26::fail("onnxruntime: Node.js is shutting down");
+      shared->pending.insert(call);
+    }
+    auto* job = new std::shared_ptr<OrtCall>(call);
+    std::weak_ptr<OrtShared> ws = shared;
+    napi_status s = shared->tsfn.BlockingCall(job, [ws](Napi::Env env, Napi::Function js, std::shared_ptr<OrtCall>* j) {
+      std::shared_ptr<OrtCall> c = *j;
+      delete j;
+      auto sh = ws.lock();
+      if (!sh) return c->finish({}, "onnxruntime: the predictor was closed");
+      call_js(env, js, c, sh);
+    });
+    if (s != napi_ok) {
+      delete job;
+      std::lock_guard<std::mutex> lk(shared->mu);
+      shared->pending.erase(call);
+      y26::fail("onnxruntime: could not reach the JavaScript thread (status " + std::to_string((int)s) + ")");
+    }
+    std::unique_lock<std::mutex> lk(call->mu);
+    call->cv.wait(lk, [&] { return call->finished; });
+    if (!call->error.empty()) y26::fail(call->error);
+    std::vector<torch::Tensor> out = std::move(call->outputs);
+    if (out.empty()) y26::fail("onnxruntime: the session returned no outputs");
+    if (static_batch > 0 && n < static_batch)
+      for (auto& t : out) t = t.narrow(0, 0, n).contiguous();
+    return out;
+  };
+}
+
+OnnxPipelineSpec onnx_pipeline_spec(const y26::OnnxMetadata& md, const std::string& path) {
+  const std::string fix = "; export it with exportModel({ format: 'onnx' }) or `yolo export format=onnx`, which write the metadata";
+  if (md.task.empty() || md.names.empty())
+    y26::fail("predict(): " + path + " has no YOLO metadata (task and names)" + fix);
+  if (md.task == "classify") y26::fail("predict(): " + path + " is a classify model; predict runs detect, segment, pose and obb");
+  if (md.inputs.empty() || md.inputs[0].shape.size() != 4 || md.outputs.empty() || md.outputs[0].shape.size() != 3)
+    y26::fail("predict(): " + path + " does not have one (B,3,H,W) input and a rank-3 output0 as YOLO exports" + fix);
+  OnnxPipelineSpec s;
+  s.names = md.names;
+  auto& po = s.po;
+  auto& post = po.post;
+  post.task = y26::parse_task(md.task);
+  post.nc = (int)md.names.size();
+  if (md.kpt_shape.size() == 2) {
+    post.kpt_count = (int)md.kpt_shape[0];
+    post.kpt_dims = (int)md.kpt_shape[1];
+  } else if (post.task == y26::Task::Pose) {
+    y26::fail("predict(): " + path + " is a pose model without kpt_shape metadata" + fix);
+  }
+  po.stride = md.stride > 0 ? (int)md.stride : 32;
+  const auto& in = md.inputs[0];
+  const auto& out = md.outputs[0].shape;
+  // end2end rows (B,N,6+E) have few columns; the classic output (B,4+nc+E,A) has an anchor axis longer than its
+  // channel axis (or symbolic). Official files without the end2end key are told apart this way.
+  if (md.props.count("end2end")) post.end2end = md.end2end;
+  else post.end2end = out[2] > 0 && out[1] > 0 && out[2] < out[1];
+  s.model.half = in.elem_type == 10;
+  s.model.batch = in.shape[0] > 0 ? in.shape[0] : 0;
+  s.dynamic = in.shape[2] <= 0 || in.shape[3] <= 0;
+  if (!s.dynamic) {
+    po.imgsz_h = (int)in.shape[2];
+    po.imgsz_w = (int)in.shape[3];
+    po.rect = false;  // the file runs exactly this size: full letterbox, no minimal-rect padding
+  }
+  po.half = s.model.half;
+  po.device = "cpu";  // ORT takes host memory; its execution provider decides where it runs
+  return s;
+}
+
+}  // namespace y26addon

@@ -1,0 +1,217 @@
+/**
+ * The ONNX Runtime backend of predict(): which backend runs (the auto rule), the optional onnxruntime-node
+ * package, sessions, and the cached export of a checkpoint for ONNX Runtime.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { Yolo26Error } from './errors.js';
+import { native } from './native.js';
+import { version } from './version.js';
+
+export type Backend = 'torch' | 'onnxruntime';
+type Ort = typeof import('onnxruntime-node');
+type Session = import('onnxruntime-node').InferenceSession;
+
+const INSTALL_HINT =
+  'install it with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30` (CPU; the variable stops its ' +
+  'install script downloading the CUDA/TensorRT providers), or pass backend: \'torch\'';
+
+/** Whether onnxruntime-node can be found, without loading it. */
+export function ortInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('onnxruntime-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let ortModule: Promise<Ort> | null = null;
+export function loadOrt(): Promise<Ort> {
+  ortModule ??= import('onnxruntime-node').then(
+    (m) => ((m as { default?: Ort }).default ?? m) as Ort,
+    (e: unknown) => {
+      ortModule = null;
+      throw new Yolo26Error(
+        `predict(): the ONNX Runtime backend needs the optional package onnxruntime-node, which could not be loaded ` +
+          `(${e instanceof Error ? e.message.split('\n')[0] : String(e)}): ${INSTALL_HINT}`,
+        'YOLO26_NO_ONNXRUNTIME',
+      );
+    },
+  );
+  return ortModule;
+}
+
+export interface BackendChoice {
+  backend: Backend;
+  /** Why: the rule that picked it (shown by the benchmark and in stream.backendReason). */
+  reason: string;
+}
+
+/**
+ * The auto rule. `.onnx` files run on ONNX Runtime (libtorch cannot read them). A `.pt` checkpoint on the CPU runs
+ * on ONNX Runtime when onnxruntime-node is installed (exported once to a cached ONNX file: about 2x faster per image
+ * than libtorch's CPU forward, see docs/benchmarks.md), unless half is asked for; everything else (CUDA devices,
+ * model YAMLs, whose weights are fresh random ones on every load, half) runs on libtorch.
+ * `backend: 'torch' | 'onnxruntime'` overrides the rule.
+ */
+export function chooseBackend(model: string, device: string, half: boolean, requested: 'auto' | Backend): BackendChoice {
+  const isOnnx = /\.onnx$/i.test(model);
+  if (requested === 'torch') {
+    if (isOnnx) throw new Yolo26Error(`predict(): backend 'torch' cannot run ${model}: pass the .pt checkpoint, or backend 'onnxruntime'`, 'YOLO26_BAD_OPTION');
+    return { backend: 'torch', reason: "backend: 'torch' was asked for" };
+  }
+  if (requested === 'onnxruntime') return { backend: 'onnxruntime', reason: "backend: 'onnxruntime' was asked for" };
+  if (isOnnx) return { backend: 'onnxruntime', reason: 'an .onnx model runs on ONNX Runtime' };
+  if (!/\.pt$/i.test(model)) return { backend: 'torch', reason: 'a model YAML (fresh weights on each load) runs on libtorch' };
+  const dev = device === '' ? 'cpu' : native().resolveDevice(device);
+  if (dev !== 'cpu') return { backend: 'torch', reason: `device ${dev} runs on libtorch` };
+  if (half) return { backend: 'torch', reason: 'half on the CPU runs on libtorch' };
+  if (!ortInstalled()) return { backend: 'torch', reason: 'onnxruntime-node is not installed' };
+  return { backend: 'onnxruntime', reason: 'a .pt checkpoint on the CPU runs faster on ONNX Runtime (cached ONNX export)' };
+}
+
+/** Where exported checkpoints are cached: $YOLO26_CACHE_DIR, else $XDG_CACHE_HOME/yolo26-native/onnx, else ~/.cache/... */
+export function onnxCacheDir(): string {
+  if (process.env.YOLO26_CACHE_DIR) return process.env.YOLO26_CACHE_DIR;
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'yolo26-native', 'onnx');
+}
+
+export interface CachedExport {
+  path: string;
+  /** false when this call wrote the file. */
+  cached: boolean;
+  ms: number;
+}
+
+/**
+ * The ONNX file of a checkpoint for ONNX Runtime: a dynamic-shape export (so letterboxing is the same rect
+ * padding as the libtorch path and both give the same detections), keyed by the checkpoint's content, the
+ * export settings and this package's version, written under a temporary name and renamed into place so that
+ * concurrent processes never read a partial file.
+ */
+export async function exportForOrt(
+  checkpoint: string,
+  opts: { end2end: boolean | null; half: boolean; maxDet: number },
+  checkpointEnd2end: () => Promise<boolean>,
+): Promise<CachedExport> {
+  const t0 = performance.now();
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(checkpoint);
+  } catch (e) {
+    throw new Yolo26Error(`predict(): cannot read the model ${checkpoint}: ${(e as Error).message}`, 'YOLO26_BAD_MODEL');
+  }
+  const key = createHash('sha256')
+    .update(bytes)
+    .update(JSON.stringify({ v: version, dynamic: true, ...opts }))
+    .digest('hex')
+    .slice(0, 20);
+  const dir = onnxCacheDir();
+  const file = path.join(dir, `${path.basename(checkpoint).replace(/\.pt$/i, '')}-${key}.onnx`);
+  if (fs.existsSync(file)) return { path: file, cached: true, ms: performance.now() - t0 };
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp.onnx`;
+  const write = native().exportOnnx as (o: object) => Promise<string>;
+  try {
+    // end2end null: as the checkpoint has it (the key says 'null', so the cache hit needs no model load)
+    const end2end = opts.end2end ?? (await checkpointEnd2end());
+    await write({ model: checkpoint, out: tmp, imgszH: 640, imgszW: 640, batch: 1, dynamic: true, half: opts.half, opset: 17, simplify: true, end2end, maxDet: opts.maxDet });
+    fs.renameSync(tmp, file);
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  pruneCache(dir, file);
+  return { path: file, cached: false, ms: performance.now() - t0 };
+}
+
+/** Keeps the cache to the most recently written CACHE_FILES exports (each training run's checkpoint adds one). */
+const CACHE_FILES = 16;
+function pruneCache(dir: string, keep: string): void {
+  try {
+    const files = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.onnx') && !f.endsWith('.tmp.onnx'))
+      .map((f) => path.join(dir, f))
+      .filter((f) => f !== keep)
+      .map((f) => ({ f, t: fs.statSync(f).mtimeMs }))
+      .sort((a, b) => b.t - a.t);
+    for (const { f } of files.slice(CACHE_FILES - 1)) fs.rmSync(f, { force: true });
+  } catch {
+    // another process pruned at the same time: nothing to do
+  }
+}
+
+/** Execution providers for a predict device: the CPU, or CUDA (needs the GPU build of onnxruntime-node). */
+function providers(device: string): Array<string | { name: string; deviceId?: number }> {
+  if (device === '' || device === 'cpu') return ['cpu'];
+  const m = /^(?:cuda:?)?(\d+)$/.exec(device) ?? (device === 'cuda' ? ['', '0'] : null);
+  if (!m) throw new Yolo26Error(`predict(): device '${device}' is not one ONNX Runtime runs on here: use 'cpu' or a CUDA index`, 'YOLO26_BAD_OPTION');
+  return [{ name: 'cuda', deviceId: Number(m[1]) }, 'cpu'];
+}
+
+const sessions = new Map<string, Promise<Session>>();
+const MAX_SESSIONS = 4;
+
+/** An InferenceSession for a file, reused across predict() calls while the file is unchanged. */
+export async function ortSession(file: string, device: string, threads: number): Promise<Session> {
+  const ort = await loadOrt();
+  const st = fs.statSync(file);
+  const key = JSON.stringify([path.resolve(file), st.size, st.mtimeMs, device, threads]);
+  let s = sessions.get(key);
+  if (!s) {
+    const options: import('onnxruntime-node').InferenceSession.SessionOptions = {
+      executionProviders: providers(device) as never,
+      graphOptimizationLevel: 'all',
+      // No busy-waiting between parallel sections: run() is on the Node main thread, and on a loaded machine the
+      // spinning threads doubled the CPU time per image (docs/benchmarks.md).
+      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    };
+    if (threads > 0) options.intraOpNumThreads = threads;
+    s = ort.InferenceSession.create(file, options).catch((e: unknown) => {
+      sessions.delete(key);
+      const msg = e instanceof Error ? e.message : String(e);
+      const gpu = device !== '' && device !== 'cpu'
+        ? ' For CUDA, install the GPU providers: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (needs CUDA 12 and cuDNN 9).'
+        : '';
+      throw new Yolo26Error(`predict(): ONNX Runtime could not open ${file}: ${msg}.${gpu}`, 'YOLO26_BAD_MODEL');
+    });
+    sessions.set(key, s);
+    while (sessions.size > MAX_SESSIONS) {
+      const [oldKey, old] = sessions.entries().next().value as [string, Promise<Session>];
+      sessions.delete(oldKey);
+      old.then((x) => x.release(), () => undefined);
+    }
+  }
+  return s;
+}
+
+type Done = (err: unknown, outputs?: Array<{ name: string; data: unknown; dims: readonly number[]; type: string }>) => void;
+
+/** The function the native pipeline calls for each batch (see native/addon/ort_forward.h). */
+export function ortRunner(ort: Ort, session: Session) {
+  const input = session.inputNames[0];
+  return (data: Float32Array | Uint16Array, dims: number[], type: 'float32' | 'float16', done: Done): void => {
+    let feeds;
+    try {
+      feeds = { [input]: new ort.Tensor(type, data, dims) };
+    } catch (e) {
+      done(e);
+      return;
+    }
+    session.run(feeds).then(
+      (res) => {
+        try {
+          done(null, session.outputNames.map((n) => ({ name: n, data: res[n].data, dims: res[n].dims, type: res[n].type })));
+        } finally {
+          for (const n of session.outputNames) res[n].dispose?.();
+        }
+      },
+      (e: unknown) => done(e),
+    );
+  };
+}
