@@ -1,6 +1,8 @@
 // A seeded synthetic YOLO dataset: coloured rectangles (class 0), ellipses (1) and triangles (2) on noisy gradient
-// backgrounds. Used by the loader benchmark, the tests and `yolo26 demo`. The pose variant adds 5 keypoints per
-// shape (the corners of its extent and its centre) with kpt_shape [5, 3] and flip_idx in the data.yaml.
+// backgrounds. Used by the loader benchmark, the tests and `yolo26 demo`. Task variants for the other heads: pose
+// adds 5 keypoints per shape (the corners of its extent and its centre) with kpt_shape [5, 3] and flip_idx in the
+// data.yaml; segment writes each shape's outline polygon; obb draws the shapes rotated and writes the 4 corners of
+// their rotated rectangle ("cls x1 y1 ... x4 y4").
 #pragma once
 #include <opencv2/core.hpp>
 #include <cstdint>
@@ -18,7 +20,7 @@ struct SyntheticOptions {
   uint64_t seed = 0;
   int jpeg_quality = 90;
   std::string ext = ".jpg";                  // ".jpg" or ".png"
-  bool pose = false;                         // also write keypoints (kSyntheticKeypoints per shape)
+  std::string task = "detect";               // label format: detect, pose, segment or obb
 };
 
 // Pose variant: top-left, top-right, bottom-right, bottom-left corner of each shape's extent, then its centre;
@@ -31,6 +33,7 @@ struct SyntheticImage {
   std::vector<int> cls;
   std::vector<float> boxes;  // normalised xywh, the exact extent of each shape's drawn pixels
   std::vector<float> keypoints;  // pose: per shape kSyntheticKeypoints x (x, y, visibility 2), normalised
+  std::vector<std::vector<float>> polygons;  // segment: outline; obb: 4 rotated-rectangle corners; normalised x, y
 };
 
 extern const char* const kSyntheticNames[3];  // rectangle, ellipse, triangle
@@ -39,7 +42,7 @@ extern const char* const kSyntheticNames[3];  // rectangle, ellipse, triangle
 SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const SyntheticOptions& opt = {});
 
 // Writes <dir>/images/{train,val}/*, <dir>/labels/{train,val}/*.txt and <dir>/data.yaml and returns the yaml path
-// (with opt.pose: keypoints after each box and kpt_shape / flip_idx in the yaml).
+// (pose: keypoints after each box and kpt_shape / flip_idx in the yaml; segment / obb: polygon rows).
 // A stamp file records the options: an existing dataset made with the same options is reused, not rewritten.
 std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt = {});
 

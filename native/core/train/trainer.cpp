@@ -778,6 +778,8 @@ TrainResult Trainer::run() {
   vopt.max_det = (int)a_.integer("max_det");
   vopt.single_cls = single_cls;
   vopt.end2end = model_->end2end();
+  vopt.overlap_mask = a_.flag("overlap_mask");
+  vopt.mask_ratio = (int)a_.integer("mask_ratio");
   const std::vector<std::string>& loss_names = criterion_->loss_names();
 
   log("Image sizes " + std::to_string(imgsz_) + " train, " + std::to_string(imgsz_) + " val");
