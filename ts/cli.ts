@@ -27,8 +27,9 @@ Modes:
 Options use the Ultralytics names and defaults (imgsz, batch, epochs, workers, device, conf, ...).`;
 
 function describeCounts(r: Result): string {
+  if (r.probs) return r.verbose();  // classify: the top-5 classes with their confidences
   const counts = new Map<number, number>();
-  for (const c of r.boxes.cls) counts.set(c, (counts.get(c) ?? 0) + 1);
+  for (const c of r.boxes?.cls ?? []) counts.set(c, (counts.get(c) ?? 0) + 1);
   if (counts.size === 0) return '(no detections)';
   return [...counts].map(([c, n]) => `${n} ${r.names[c] ?? c}`).join(', ');
 }

@@ -10,7 +10,7 @@ export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
 
 export { predict, PredictStream } from './predict.js';
 export type { PredictSource, PixelSource } from './predict.js';
-export { Result, Boxes, Keypoints } from './results.js';
+export { Result, Boxes, Keypoints, Probs } from './results.js';
 export type { PlotOptions } from './results.js';
 export { Model, loadModel, modelInfo } from './model.js';
 export type { ForwardOutput, BranchOutput, TensorData, ModelSummary } from './model.js';

@@ -13,9 +13,11 @@ export interface BranchOutput {
 }
 
 export interface ForwardOutput {
-  one2many?: BranchOutput; // absent after fuse()
-  one2one: BranchOutput;
-  end2end: TensorData; // (B,300,6) detect, (B,300,57) pose
+  one2many?: BranchOutput; // absent after fuse() and for classify models
+  one2one: BranchOutput; // absent for classify models
+  end2end: TensorData; // (B,300,6) detect, (B,300,57) pose; empty for classify models
+  probs?: TensorData; // classify: (B,nc) softmax probabilities
+  logits?: TensorData; // classify: (B,nc) raw logits
 }
 
 export interface ModelSummary {
@@ -39,6 +41,7 @@ interface NativeModel {
   info(imgsz: number): ModelSummary;
   fuse(): void;
   forward(data: Float32Array, shape: number[], raw: boolean): Promise<ForwardOutput>;
+  save(path: string): Promise<string>;
 }
 
 export class Model {
@@ -49,10 +52,18 @@ export class Model {
     this.handle = handle;
   }
 
-  /** Loads an official or own `.pt` checkpoint, or builds a model from a YAML (`yolo26n.yaml`, a path). */
-  static async load(pathOrYaml: string, options: { device?: string } = {}): Promise<Model> {
-    const load = native().loadModel as (p: string, device: string) => Promise<NativeModel>;
-    return new Model(await load(pathOrYaml, options.device ?? 'cpu'));
+  /**
+   * Loads an official or own `.pt` checkpoint, or builds a model from a YAML (`yolo26n.yaml`, a path);
+   * `nc` sets the class count of a YAML model.
+   */
+  static async load(pathOrYaml: string, options: { device?: string; nc?: number } = {}): Promise<Model> {
+    const load = native().loadModel as (p: string, device: string, nc?: number) => Promise<NativeModel>;
+    return new Model(await load(pathOrYaml, options.device ?? 'cpu', options.nc));
+  }
+
+  /** Writes the weights as a `.pt` checkpoint (as the official `model.save()`); the model must not be fused. */
+  save(path: string): Promise<string> {
+    return this.handle.save(path);
   }
 
   info(imgsz = 640): ModelSummary {
@@ -74,7 +85,7 @@ export class Model {
   }
 }
 
-export const loadModel = (pathOrYaml: string, options?: { device?: string }) => Model.load(pathOrYaml, options);
+export const loadModel = (pathOrYaml: string, options?: { device?: string; nc?: number }) => Model.load(pathOrYaml, options);
 
 /** Layers, parameters and GFLOPs of a model or checkpoint (what `yolo26 info` prints). */
 export async function modelInfo(options: { model: string; imgsz?: number }): Promise<ModelSummary> {

@@ -7,6 +7,7 @@ export interface NativeResult {
   xyxy: Float32Array; // N*4, original image pixels
   conf: Float32Array; // N
   cls: Float32Array; // N
+  probs?: Float32Array; // classify: nc class probabilities (then there are no boxes)
   keypoints?: Float32Array; // N*K*3 (x, y, visibility) in original pixels
   kptShape?: [number, number];
   speed: { preprocess: number; inference: number; postprocess: number };
@@ -82,6 +83,31 @@ export class Keypoints {
   }
 }
 
+/** Classification probabilities, as the official `Probs`: top-1 and top-5 classes and their confidences. */
+export class Probs {
+  /** Probability of every class (softmax over the model's classes). */
+  readonly data: number[];
+  /** Index of the most probable class. */
+  readonly top1: number;
+  /** Indices of the (up to) five most probable classes, most probable first. */
+  readonly top5: number[];
+
+  constructor(probs: Float32Array) {
+    this.data = Array.from(probs);
+    const order = this.data.map((_, i) => i).sort((a, b) => this.data[b] - this.data[a] || a - b);
+    this.top5 = order.slice(0, 5);
+    this.top1 = order.length > 0 ? order[0] : -1;
+  }
+  /** Confidence of the top-1 class. */
+  get top1conf(): number {
+    return this.data[this.top1];
+  }
+  /** Confidences of the top-5 classes, in top5 order. */
+  get top5conf(): number[] {
+    return this.top5.map((i) => this.data[i]);
+  }
+}
+
 export interface PlotOptions {
   format?: 'jpg' | 'png';
   lineWidth?: number | null;
@@ -93,7 +119,10 @@ export class Result {
   readonly path: string;
   readonly origShape: [number, number];
   readonly names: Record<number, string>;
-  readonly boxes: Boxes;
+  /** Detections; null for classify models (their result is `probs`), as the official `Results.boxes`. */
+  readonly boxes: Boxes | null;
+  /** Classify models: class probabilities with top1/top5; null for the other tasks. */
+  readonly probs: Probs | null;
   readonly keypoints: Keypoints | null;
   readonly speed: { preprocess: number; inference: number; postprocess: number };
   readonly frame: number | null;
@@ -105,7 +134,8 @@ export class Result {
     this.path = n.path;
     this.origShape = n.origShape;
     this.names = names;
-    this.boxes = new Boxes(n.xyxy, n.conf, n.cls, n.origShape);
+    this.probs = n.probs ? new Probs(n.probs) : null;
+    this.boxes = n.probs ? null : new Boxes(n.xyxy, n.conf, n.cls, n.origShape);
     this.keypoints = n.keypoints && n.kptShape ? new Keypoints(n.keypoints, n.kptShape, n.origShape) : null;
     this.speed = n.speed;
     this.frame = n.frame ?? null;
@@ -113,20 +143,35 @@ export class Result {
     this.plotter = plotter;
   }
 
-  /** Annotated image (boxes, labels, confidences, skeletons) encoded as JPEG or PNG. */
+  /** The official one-line description: "2 rectangles, 1 ellipse" or, for classify, "cat 0.91, dog 0.05, ...". */
+  verbose(): string {
+    const name = (c: number) => this.names[c] ?? String(c);
+    if (this.probs) return this.probs.top5.map((c) => `${name(c)} ${this.probs!.data[c].toFixed(2)}`).join(', ');
+    const counts = new Map<number, number>();
+    for (const c of this.boxes?.cls ?? []) counts.set(c, (counts.get(c) ?? 0) + 1);
+    if (counts.size === 0) return '(no detections)';
+    return [...counts].sort((a, b) => a[0] - b[0]).map(([c, k]) => `${k} ${name(c)}${k > 1 ? 's' : ''}`).join(', ');
+  }
+
+  /** Annotated image (boxes, labels, confidences, skeletons; classify: the top-5 classes) encoded as JPEG or PNG. */
   plot(options: PlotOptions = {}): Buffer {
     if (!this.plotter) throw new Error('plot() needs the image: this result was not produced by predict()');
     return this.plotter(this, options);
   }
 
-  /** One entry per detection, like the official `Results.summary()`. */
+  /** One entry per detection (classify: per top-5 class), like the official `Results.summary()`. */
   toJSON() {
-    return this.boxes.xyxy.map((b, i) => {
-      const cls = this.boxes.cls[i];
+    if (this.probs) {
+      const p = this.probs;
+      return p.top5.map((c) => ({ name: this.names[c] ?? String(c), class: c, confidence: p.data[c] }));
+    }
+    const boxes = this.boxes!;
+    return boxes.xyxy.map((b, i) => {
+      const cls = boxes.cls[i];
       const entry: Record<string, unknown> = {
         name: this.names[cls] ?? String(cls),
         class: cls,
-        confidence: this.boxes.conf[i],
+        confidence: boxes.conf[i],
         box: { x1: b[0], y1: b[1], x2: b[2], y2: b[3] },
       };
       if (this.keypoints)

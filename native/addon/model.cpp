@@ -15,7 +15,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static void Init(Napi::Env env, Napi::Object exports) {
     auto cls = DefineClass(env, "NativeModel",
                            {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("fuse", &ModelWrap::Fuse),
-                            InstanceMethod("forward", &ModelWrap::Forward)});
+                            InstanceMethod("forward", &ModelWrap::Forward), InstanceMethod("save", &ModelWrap::Save)});
     ctor = Napi::Persistent(cls);
     exports.Set("NativeModel", cls);
   }
@@ -66,6 +66,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  // save(path): the weights as a checkpoint of ours (see y26::save_model); async, resolves to the path.
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    std::string path = info[0].ToString().Utf8Value();
+    auto h = holder;
+    return run_async(info.Env(), [h, path]() {
+      {
+        std::lock_guard<std::mutex> lk(h->mu);
+        y26::save_model(h->loaded, path);
+      }
+      return Finish([path](Napi::Env env) -> Napi::Value { return Napi::String::New(env, path); });
+    });
+  }
+
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto input = tensor_from_js(info[0], info[1]);  // copies: the JS buffer may change while we run
@@ -87,7 +100,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       };
       Branch o2m = branch(out.one2many), o2o = branch(out.one2one);
       TensorCopy e2e = copy_tensor(out.end2end);
-      return Finish([o2m, o2o, e2e](Napi::Env env) -> Napi::Value {
+      // classify: softmax probabilities (eval) and the logits behind them
+      std::optional<TensorCopy> probs, logits;
+      if (out.cls_probs.defined()) probs = copy_tensor(out.cls_probs);
+      if (out.cls_logits.defined()) logits = copy_tensor(out.cls_logits);
+      return Finish([o2m, o2o, e2e, probs, logits](Napi::Env env) -> Napi::Value {
         auto res = Napi::Object::New(env);
         auto put = [&](const char* name, const Branch& b) {
           if (!b.boxes) return;
@@ -100,6 +117,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         put("one2many", o2m);
         put("one2one", o2o);
         res.Set("end2end", tensor_to_js(env, e2e));
+        if (probs) res.Set("probs", tensor_to_js(env, *probs));
+        if (logits) res.Set("logits", tensor_to_js(env, *logits));
         return res;
       });
     });
@@ -124,10 +143,11 @@ static Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].ToString().Utf8Value();
   std::string device = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
-  return run_async(env, [path, device]() {
+  int nc = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;  // YAML models
+  return run_async(env, [path, device, nc]() {
     auto h = std::make_shared<ModelHolder>();
     h->device = y26::resolve_device(device);
-    h->loaded = y26::load_model(path, h->device);
+    h->loaded = y26::load_model(path, h->device, nc);
     return Finish([h](Napi::Env env) -> Napi::Value { return wrap_model(env, h); });
   });
 }
@@ -139,7 +159,20 @@ static Napi::Value SetModelsDir(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// calibrateBatchNorm(model, data, shape): test support, see y26::calibrate_batchnorm (synchronous).
+static Napi::Value CalibrateBatchNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto h = unwrap_model(info[0]);
+    auto x = tensor_from_js(info[1], info[2]);
+    std::lock_guard<std::mutex> lk(h->mu);
+    y26::calibrate_batchnorm(*h->loaded.model, x.to(torch::Device(h->device)));
+    return env.Undefined();
+  });
+}
+
 static void InitModel(Napi::Env env, Napi::Object exports) {
+  exports.Set("calibrateBatchNorm", Napi::Function::New(env, CalibrateBatchNorm));
   ModelWrap::Init(env, exports);
   exports.Set("setModelsDir", Napi::Function::New(env, SetModelsDir));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));

@@ -172,9 +172,11 @@ OnnxPipelineSpec onnx_pipeline_spec(const y26::OnnxMetadata& md, const std::stri
   const std::string fix = "; export it with exportModel({ format: 'onnx' }) or `yolo export format=onnx`, which write the metadata";
   if (md.task.empty() || md.names.empty())
     y26::fail("predict(): " + path + " has no YOLO metadata (task and names)" + fix);
-  if (md.task == "classify") y26::fail("predict(): " + path + " is a classify model; predict runs detect, segment, pose and obb");
-  if (md.inputs.empty() || md.inputs[0].shape.size() != 4 || md.outputs.empty() || md.outputs[0].shape.size() != 3)
-    y26::fail("predict(): " + path + " does not have one (B,3,H,W) input and a rank-3 output0 as YOLO exports" + fix);
+  const bool classify = md.task == "classify";
+  const size_t out_rank = classify ? 2 : 3;  // classify: (B, nc) probabilities
+  if (md.inputs.empty() || md.inputs[0].shape.size() != 4 || md.outputs.empty() || md.outputs[0].shape.size() != out_rank)
+    y26::fail("predict(): " + path + " does not have one (B,3,H,W) input and a rank-" + std::to_string(out_rank) +
+              " output0 as YOLO exports of " + md.task + " models" + fix);
   OnnxPipelineSpec s;
   s.names = md.names;
   auto& po = s.po;
@@ -187,12 +189,13 @@ OnnxPipelineSpec onnx_pipeline_spec(const y26::OnnxMetadata& md, const std::stri
   } else if (post.task == y26::Task::Pose) {
     y26::fail("predict(): " + path + " is a pose model without kpt_shape metadata" + fix);
   }
-  po.stride = md.stride > 0 ? (int)md.stride : 32;
+  po.stride = md.stride > 0 ? (int)md.stride : classify ? 1 : 32;
   const auto& in = md.inputs[0];
   const auto& out = md.outputs[0].shape;
   // end2end rows (B,N,6+E) have few columns; the classic output (B,4+nc+E,A) has an anchor axis longer than its
   // channel axis (or symbolic). Official files without the end2end key are told apart this way.
-  if (md.props.count("end2end")) post.end2end = md.end2end;
+  if (classify) post.end2end = false;
+  else if (md.props.count("end2end")) post.end2end = md.end2end;
   else post.end2end = out[2] > 0 && out[1] > 0 && out[2] < out[1];
   s.model.half = in.elem_type == 10;
   s.model.batch = in.shape[0] > 0 ? in.shape[0] : 0;

@@ -118,6 +118,7 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
         o.Set("xyxy", f32(env, r->boxes));
         o.Set("conf", f32(env, r->conf));
         o.Set("cls", f32(env, r->cls));
+        if (r->probs.defined()) o.Set("probs", f32(env, r->probs));
         if (r->keypoints.defined()) {
           o.Set("keypoints", f32(env, r->keypoints));
           auto ks = Napi::Array::New(env, 2);
@@ -217,14 +218,16 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
       po.batch = (int)get_number(o, "batch", 1);
       po.half = get_bool(o, "half", false);
       po.device = model->device;
-      bool end2end = get_bool(o, "end2end", true);
+      const bool classify = model->loaded.task == "classify";
+      bool end2end = !classify && get_bool(o, "end2end", true);  // classify: softmax probabilities, no boxes
       {
         std::lock_guard<std::mutex> lk(model->mu);
         auto& m = *model->loaded.model;
         po.stride = (int)m.stride().back();
+        if (classify && !m.is_fused()) m.fuse();
         if (end2end && !m.end2end()) y26::fail("predict(): end2end=true but this model has no end-to-end head");
         if (end2end && !m.is_fused()) m.fuse();  // what the official predictor runs; drops the one2many head
-        if (!end2end && m.is_fused()) y26::fail("predict(): end2end=false needs the one-to-many head, which fuse() removed: load the model again");
+        if (!classify && !end2end && m.is_fused()) y26::fail("predict(): end2end=false needs the one-to-many head, which fuse() removed: load the model again");
         m.max_det = (int)get_number(o, "maxDet", 300);
       }
       auto& post = po.post;
@@ -237,11 +240,11 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
       }
       names = model->loaded.names;
       auto holder = model;
-      y26::ForwardFn f = [holder, end2end](const torch::Tensor& x) {
+      y26::ForwardFn f = [holder, end2end, classify](const torch::Tensor& x) {
         std::lock_guard<std::mutex> lk(holder->mu);
         torch::NoGradGuard ng;
         auto out = holder->loaded.model->forward(x);
-        return end2end ? out.end2end : out.classic;
+        return classify ? out.cls_probs : end2end ? out.end2end : out.classic;
       };
       fwd = [f](const torch::Tensor& x) { return std::vector<torch::Tensor>{f(x)}; };
     }
@@ -318,6 +321,7 @@ static Napi::Value PlotResult(const Napi::CallbackInfo& info) {
     res.boxes = tensor_of(r.Get("xyxy"), {-1, 4});
     res.conf = tensor_of(r.Get("conf"), {-1});
     res.cls = tensor_of(r.Get("cls"), {-1}).to(torch::kInt64);
+    if (r.Get("probs").IsTypedArray()) res.probs = tensor_of(r.Get("probs"), {-1});
     if (r.Get("keypoints").IsTypedArray()) {
       auto ks = r.Get("kptShape").As<Napi::Array>();
       res.keypoints = tensor_of(r.Get("keypoints"), {-1, ks.Get(0u).As<Napi::Number>().Int64Value(), ks.Get(1u).As<Napi::Number>().Int64Value()});

@@ -1,3 +1,4 @@
+#include <ATen/autocast_mode.h>
 // Training throughput of a YOLO26 detect model: images/s of the real loop (data loader with augmentation, forward,
 // loss, backward, clip + optimiser step + EMA) split per stage, and the same loop on one pre-loaded batch (the
 // compute-only ceiling), in the same run.
@@ -49,7 +50,7 @@ struct Split {
 int main(int argc, char** argv) {
   std::string data, model_name = "yolo26n.yaml", device_arg = "cpu";
   int imgsz = 640, batch = 16, iterations = 10, warmup = 2, workers = 2, threads = 0;
-  bool json = false, channels_last = false;
+  bool json = false, channels_last = false, bf16 = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--json") json = true;
     else if (a == "--channels-last") channels_last = true;
+    else if (a == "--bf16") bf16 = true;
     else {
       std::fprintf(stderr, "unknown flag %s (see the header of bench_train.cpp)\n", a.c_str());
       return 2;
@@ -125,7 +127,10 @@ int main(int argc, char** argv) {
       DetectionBatch db{b.batch_idx.to(dev), b.cls.to(dev), b.bboxes.to(dev)};
       sync(dev);
       auto t1 = Clock::now();
+      if (bf16) { at::autocast::set_cpu_enabled(true); at::autocast::set_autocast_cpu_dtype(torch::kBFloat16); }
       auto out = model->forward(img);
+      if (bf16) { at::autocast::set_cpu_enabled(false); at::autocast::clear_cache(); 
+        for (auto* br : {&out.one2many, &out.one2one}) { br->boxes = br->boxes.to(torch::kFloat32); br->scores = br->scores.to(torch::kFloat32); } }
       sync(dev);
       auto t2 = Clock::now();
       auto r = crit({out.one2many.boxes, out.one2many.scores}, {out.one2one.boxes, out.one2one.scores},

@@ -285,9 +285,41 @@ TEST_CASE("segment and obb exports (YAML models): outputs and checker") {
   EXPECT(ops.count("Cos") == 1 && ops.count("Sin") == 1);
   log.clear();
   EXPECT_MSG(onnx_checker_passes(tmp_path("obb.onnx"), &log), "checker (obb): " << log);
+}
 
+TEST_CASE("classify export: conv, global pool, Gemm, softmax -> (B, nc); metadata; dynamic batch; checker") {
   auto cls = build_model("yolo26n-cls.yaml", 10);
-  EXPECT_THROWS(export_onnx(*cls, opt, tmp_path("cls.onnx")));
+  cls->eval();
+  ExportOptions opt;
+  opt.imgsz_h = opt.imgsz_w = 64;
+  opt.batch = 2;
+  opt.names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+  export_onnx(*cls, opt, tmp_path("cls.onnx"));
+  auto md = read_onnx_metadata(tmp_path("cls.onnx"));
+  EXPECT(md.task == "classify" && md.stride == 1 && !md.end2end);
+  EXPECT((md.imgsz == std::vector<int64_t>{64, 64}) && md.names.size() == 10 && md.names[9] == "j");
+  EXPECT(md.outputs.size() == 1 && md.outputs[0].name == "output0");
+  EXPECT((md.outputs[0].shape == std::vector<int64_t>{2, 10}));
+  EXPECT((md.inputs[0].shape == std::vector<int64_t>{2, 3, 64, 64}));
+  auto graph = onnxpb::read_file(tmp_path("cls.onnx")).graph;
+  auto ops = op_types(onnxpb::read_file(tmp_path("cls.onnx")));
+  EXPECT(ops.count("GlobalAveragePool") == 1 && ops.count("Gemm") == 1 && ops.count("Flatten") == 1);
+  EXPECT(ops.count("TopK") == 0 && ops.count("Sigmoid") > 0);
+  // output0 is the head's softmax (probabilities, as the official export=True head), then Gemm before it
+  const auto& n = graph.nodes;
+  EXPECT(n.size() > 3 && n.back().outputs[0] == "output0" && n[n.size() - 2].op_type == "Softmax" &&
+         n[n.size() - 3].op_type == "Gemm");
+  std::string log;
+  EXPECT_MSG(onnx_checker_passes(tmp_path("cls.onnx"), &log), "checker (classify): " << log);
+
+  opt.dynamic = true;
+  opt.half = true;
+  export_onnx(*cls, opt, tmp_path("cls_dyn.onnx"));
+  md = read_onnx_metadata(tmp_path("cls_dyn.onnx"));
+  EXPECT((md.outputs[0].shape == std::vector<int64_t>{-1, 10}) && md.outputs[0].elem_type == 1);
+  EXPECT((md.inputs[0].shape == std::vector<int64_t>{-1, 3, -1, -1}) && md.inputs[0].elem_type == 10);
+  log.clear();
+  EXPECT_MSG(onnx_checker_passes(tmp_path("cls_dyn.onnx"), &log), "checker (classify dynamic half): " << log);
 }
 
 TEST_CASE("export errors: unknown format, foreign option, bad values, not a model") {

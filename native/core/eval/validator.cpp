@@ -6,6 +6,7 @@
 
 #include "data/dataset.h"
 #include "data/obb_labels.h"
+#include "eval/classify_val.h"
 #include "eval/mask_metrics.h"
 #include "eval/obb_metrics.h"
 #include "infer/postprocess.h"
@@ -281,13 +282,39 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   const std::string model_path = get_s("model", "");
   const std::string data_path = get_s("data", "");
   if (model_path.empty()) fail("val(): 'model' is required (a checkpoint path such as runs/detect/train/weights/best.pt)");
-  if (data_path.empty()) fail("val(): 'data' is required (a data.yaml path)");
+  if (data_path.empty()) fail("val(): 'data' is required (a data.yaml path, or the folder of a classification data set)");
   const std::string device = resolve_device(get_s("device", "cpu"));
   const int imgsz = get_i("imgsz", 640);
   const int batch = std::max(1, get_i("batch", 16));
   const std::string split = get_s("split", "val");
 
   LoadedModel lm = load_model(model_path, device);
+  if (lm.task == "classify") {  // a folder data set, top-1/top-5 accuracy
+    ClassifySplit cs = open_classify_split(data_path, split, emit);
+    ClassifyValOptions co;
+    co.imgsz_h = co.imgsz_w = imgsz;
+    co.batch = batch;
+    co.workers = get_i("workers", 2);
+    co.half = get_b("half", false);
+    co.device = device;
+    lm.model->fuse();
+    auto cr = validate_classify(*lm.model, cs, co);
+    emit(cr.table);
+    emit(cr.speed_line);
+    ValResult r;
+    r.task = "classify";
+    r.metrics = cr.metrics;
+    r.images = cr.images;
+    r.preprocess_ms = cr.preprocess_ms;
+    r.inference_ms = cr.inference_ms;
+    r.postprocess_ms = cr.postprocess_ms;
+    r.table = cr.table;
+    r.speed_line = cr.speed_line;
+    return r;
+  }
+  if (is_classify_data(data_path))
+    fail("val(): data '" + data_path + "' is a folder (a classification data set) but " + model_path + " is a " +
+         lm.task + " model; pass its data.yaml");
   ValOptions opt;
   opt.conf = get_d("conf", 0.001);
   opt.iou = get_d("iou", 0.7);

@@ -473,8 +473,6 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   auto& model = const_cast<YoloModel&>(model_c);  // only read: modules hand out non-const children
   const ModelConfig& cfg = model.config();
   if (opt.format != "onnx") fail("export_onnx: format must be 'onnx', got '" + opt.format + "'");
-  if (cfg.task == "classify")
-    fail(path + ": ONNX export of classify models is not implemented yet (detect, segment, pose and obb are)");
   if (opt.opset < kMinOnnxOpset || opt.opset > kMaxOnnxOpset)
     fail(path + ": opset " + std::to_string(opt.opset) + " is outside the supported range " +
          std::to_string(kMinOnnxOpset) + ".." + std::to_string(kMaxOnnxOpset));
@@ -490,10 +488,12 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   if (!stack) fail("export_onnx: the model has no layer stack");
   std::map<int, std::shared_ptr<torch::nn::Module>> mods;
   for (const auto& c : stack->named_children()) mods[std::stoi(c.key())] = c.value();
+  const bool classify = cfg.task == "classify";
   auto head = std::dynamic_pointer_cast<DetectHead>(mods[cfg.layers.back().index]);
-  if (!head) fail("export_onnx: the last layer is not a detection head");
-  const bool e2e = opt.end2end && cfg.end2end;
-  if (!e2e && !head->has_one2many())
+  auto cls_head = std::dynamic_pointer_cast<ClassifyHead>(mods[cfg.layers.back().index]);
+  if (classify ? !cls_head : !head) fail("export_onnx: the last layer is not a " + std::string(classify ? "Classify" : "detection") + " head");
+  const bool e2e = opt.end2end && cfg.end2end && !classify;
+  if (!classify && !e2e && !head->has_one2many())
     fail(path + ": end2end=false needs the one2many head, which fuse() removed; export a freshly loaded model");
 
   GraphBuilder b(opt.opset, opt.half ? torch::kHalf : torch::kFloat);
@@ -520,36 +520,50 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   Names feats;
   for (int f : cfg.layers.back().from) feats.push_back(get(f));
 
-  const int64_t extra = cfg.task == "pose"      ? cfg.kpt_shape[0] * cfg.kpt_shape[1]
-                        : cfg.task == "segment" ? head->spec.nm
-                        : cfg.task == "obb"     ? head->spec.ne
-                                                : 0;
-  int64_t A = 0;
-  for (double s : model.stride())
-    A += (int64_t)std::ceil(opt.imgsz_h / s) * (int64_t)std::ceil(opt.imgsz_w / s);
-  auto raw = emit_branch(b, *head, feats, e2e);
-  auto [points, strides] = emit_anchors(b, feats, model.stride(), opt.dynamic, opt.imgsz_h, opt.imgsz_w);
-  auto decoded = emit_decode(b, raw, points, strides, !e2e, cfg.task, cfg.kpt_shape);
-  std::string output = e2e ? emit_topk(b, decoded, cfg.nc, extra, opt.max_det, opt.dynamic ? 0 : A) : decoded;
-  // Name the final tensor output0 through an Identity (keeps node outputs unique).
-  b.g.nodes.push_back(onnxpb::Node{"Identity", "output0_identity", "", {output}, {"output0"}, {}});
-  if (cfg.task == "segment") {  // output1: mask prototypes (B, nm, 2*H/8, 2*W/8), float32
-    auto proto = emit_proto(b, *head->proto, feats);
-    if (b.dt != torch::kFloat) proto = b.node("Cast", {proto}, {attr_i("to", onnxpb::kFloat)});
-    b.g.nodes.push_back(onnxpb::Node{"Identity", "output1_identity", "", {proto}, {"output1"}, {}});
+  using onnxpb::Dim;
+  const Dim batch_dim = opt.dynamic ? Dim{-1, "batch"} : Dim{opt.batch, ""};
+  onnxpb::ValueInfo out{"output0", onnxpb::kFloat, {}};
+  int64_t extra = 0;
+  if (classify) {
+    // Classify head as the official export (export=True): conv, global average pool, flatten, linear, softmax.
+    // Softmax runs in float32 even for half exports (output0 stays float32, as for the other tasks).
+    auto y = emit_layer(b, *cls_head->conv, feats[0]);
+    y = b.node("Flatten", {b.node("GlobalAveragePool", {y})}, {attr_i("axis", 1)});
+    auto& lin = *cls_head->linear;
+    y = b.node("Gemm", {y, b.tensor(lin.weight, "w"), b.tensor(lin.bias, "b")}, {attr_i("transB", 1)});
+    if (b.dt != torch::kFloat) y = b.node("Cast", {y}, {attr_i("to", onnxpb::kFloat)});
+    y = b.node("Softmax", {y}, {attr_i("axis", 1)});
+    b.g.nodes.push_back(onnxpb::Node{"Identity", "output0_identity", "", {y}, {"output0"}, {}});
+    out.shape = {batch_dim, Dim{cfg.nc, ""}};
+  } else {
+    extra = cfg.task == "pose"      ? cfg.kpt_shape[0] * cfg.kpt_shape[1]
+                          : cfg.task == "segment" ? head->spec.nm
+                          : cfg.task == "obb"     ? head->spec.ne
+                                                  : 0;
+    int64_t A = 0;
+    for (double s : model.stride())
+      A += (int64_t)std::ceil(opt.imgsz_h / s) * (int64_t)std::ceil(opt.imgsz_w / s);
+    auto raw = emit_branch(b, *head, feats, e2e);
+    auto [points, strides] = emit_anchors(b, feats, model.stride(), opt.dynamic, opt.imgsz_h, opt.imgsz_w);
+    auto decoded = emit_decode(b, raw, points, strides, !e2e, cfg.task, cfg.kpt_shape);
+    std::string output = e2e ? emit_topk(b, decoded, cfg.nc, extra, opt.max_det, opt.dynamic ? 0 : A) : decoded;
+    // Name the final tensor output0 through an Identity (keeps node outputs unique).
+    b.g.nodes.push_back(onnxpb::Node{"Identity", "output0_identity", "", {output}, {"output0"}, {}});
+    if (cfg.task == "segment") {  // output1: mask prototypes (B, nm, 2*H/8, 2*W/8), float32
+      auto proto = emit_proto(b, *head->proto, feats);
+      if (b.dt != torch::kFloat) proto = b.node("Cast", {proto}, {attr_i("to", onnxpb::kFloat)});
+      b.g.nodes.push_back(onnxpb::Node{"Identity", "output1_identity", "", {proto}, {"output1"}, {}});
+    }
+    if (e2e)
+      out.shape = {batch_dim, opt.dynamic ? Dim{-1, "detections"} : Dim{std::min(opt.max_det, A), ""},
+                   Dim{6 + extra, ""}};
+    else
+      out.shape = {batch_dim, Dim{4 + cfg.nc + extra, ""}, opt.dynamic ? Dim{-1, "anchors"} : Dim{A, ""}};
   }
 
-  using onnxpb::Dim;
   onnxpb::ValueInfo in{input, opt.half ? onnxpb::kFloat16 : onnxpb::kFloat, {}};
   if (opt.dynamic) in.shape = {Dim{-1, "batch"}, Dim{cfg.channels, ""}, Dim{-1, "height"}, Dim{-1, "width"}};
   else in.shape = {Dim{opt.batch, ""}, Dim{cfg.channels, ""}, Dim{opt.imgsz_h, ""}, Dim{opt.imgsz_w, ""}};
-  onnxpb::ValueInfo out{"output0", onnxpb::kFloat, {}};
-  const Dim batch_dim = opt.dynamic ? Dim{-1, "batch"} : Dim{opt.batch, ""};
-  if (e2e)
-    out.shape = {batch_dim, opt.dynamic ? Dim{-1, "detections"} : Dim{std::min(opt.max_det, A), ""},
-                 Dim{6 + extra, ""}};
-  else
-    out.shape = {batch_dim, Dim{4 + cfg.nc + extra, ""}, opt.dynamic ? Dim{-1, "anchors"} : Dim{A, ""}};
   b.g.name = "main_graph";
   b.g.inputs = {in};
   b.g.outputs = {out};

@@ -14,8 +14,11 @@ namespace y26 {
 // The model's forward as the pipeline wants it: the end2end rows (or, with end2end=false, the classic
 // (B,4+nc+extra,A) xywh output for NMS), then the mask prototypes of segment models. Put the model in eval mode
 // (and fuse() it, as the official predictor does) before calling.
+// Classify models return their (B, nc) softmax probabilities (end2end does not apply).
 inline ForwardOutputsFn model_forward(std::shared_ptr<YoloModel> model, bool end2end = true) {
   if (!model) fail("predict: no model");
+  if (model->task() == "classify")
+    return [model](const torch::Tensor& x) { return std::vector<torch::Tensor>{model->forward(x).cls_probs}; };
   if (end2end && !model->end2end()) fail("predict: this model has no end2end head; predict with end2end=false");
   model->compute_classic = !end2end;
   return [model, end2end](const torch::Tensor& x) {
@@ -30,7 +33,7 @@ inline ForwardOutputsFn model_forward(std::shared_ptr<YoloModel> model, bool end
 inline PipelineOptions model_pipeline_options(const YoloModel& m, PipelineOptions base = {}, bool end2end = true) {
   base.post.task = parse_task(m.task());
   base.post.nc = static_cast<int>(m.nc());
-  base.post.end2end = end2end;
+  base.post.end2end = end2end && m.task() != "classify";
   const auto& kpt = m.config().kpt_shape;
   if (kpt.size() == 2) {
     base.post.kpt_count = static_cast<int>(kpt[0]);

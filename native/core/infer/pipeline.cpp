@@ -5,6 +5,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "infer/classify.h"
 #include "infer/preprocess.h"
 #include "util/error.h"
 
@@ -163,8 +164,18 @@ void Pipeline::batcher_loop() {
       lo.stride = opt_.stride;
       lo.auto_pad = opt_.rect && batch_allows_auto_pad(images);
       std::vector<cv::Mat> boxed;
+      const bool classify = opt_.post.task == Task::Classify;
       for (const auto& im : images) {
-        Letterboxed lb = letterbox(im, lo);
+        Letterboxed lb;
+        if (classify) {  // classify_transforms: short-side resize + centre crop, no letterbox
+          lb.image = classify_transform(im, opt_.imgsz_h, opt_.imgsz_w);
+          lb.orig_h = im.rows;
+          lb.orig_w = im.cols;
+          lb.in_h = lb.image.rows;
+          lb.in_w = lb.image.cols;
+        } else {
+          lb = letterbox(im, lo);
+        }
         boxed.push_back(lb.image);
         lb.image.release();
         p.metas.push_back(std::move(lb));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "infer/classify.h"
 #include "train/box_ops.h"
 #include "util/error.h"
 
@@ -18,7 +19,8 @@ Task parse_task(const std::string& name) {
   if (name == "pose") return Task::Pose;
   if (name == "obb") return Task::Obb;
   if (name == "segment") return Task::Segment;
-  fail("unknown task '" + name + "': use detect, pose, obb or segment");
+  if (name == "classify") return Task::Classify;
+  fail("unknown task '" + name + "': use detect, pose, obb, segment or classify");
 }
 
 std::string task_name(Task t) {
@@ -27,6 +29,7 @@ std::string task_name(Task t) {
     case Task::Pose: return "pose";
     case Task::Obb: return "obb";
     case Task::Segment: return "segment";
+    case Task::Classify: return "classify";
   }
   return "detect";
 }
@@ -254,6 +257,15 @@ Result make_result(const torch::Tensor& det_in, const Letterboxed& meta, const P
 
 std::vector<Result> postprocess(const torch::Tensor& preds, const std::vector<Letterboxed>& metas,
                                 const PostprocessOptions& opt, const torch::Tensor& proto) {
+  if (opt.task == Task::Classify) {
+    if (preds.dim() != 2 || preds.size(0) != static_cast<int64_t>(metas.size()))
+      fail("postprocess: a classify model must return (B, nc) probabilities for a batch of " +
+           std::to_string(metas.size()) + ", got a " + std::to_string(preds.dim()) + "-d output");
+    torch::Tensor p = preds.to(torch::kCPU, torch::kFloat32);
+    std::vector<Result> out;
+    for (size_t i = 0; i < metas.size(); ++i) out.push_back(make_classify_result(p[i], metas[i].orig_h, metas[i].orig_w));
+    return out;
+  }
   std::vector<torch::Tensor> dets = opt.end2end ? select_end2end(preds, opt) : non_max_suppression(preds, opt);
   if (dets.size() != metas.size())
     fail("postprocess: the model returned " + std::to_string(dets.size()) + " images for a batch of " +

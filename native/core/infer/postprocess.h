@@ -10,8 +10,8 @@
 
 namespace y26 {
 
-enum class Task { Detect, Pose, Obb, Segment };
-Task parse_task(const std::string& name);  // "detect", "pose", "obb", "segment"
+enum class Task { Detect, Pose, Obb, Segment, Classify };
+Task parse_task(const std::string& name);  // "detect", "pose", "obb", "segment", "classify"
 std::string task_name(Task t);
 
 struct PostprocessOptions {
@@ -47,6 +47,7 @@ struct Result {
   torch::Tensor keypoints;     // pose: (N,K,3) x, y in original pixels, visibility; otherwise undefined
   torch::Tensor obb;           // obb: (N,5) cx, cy, w, h, angle (radians) in original pixels; otherwise undefined
   torch::Tensor masks;         // segment: (N,H,W) uint8 0/1 at the original image size; otherwise undefined
+  torch::Tensor probs;         // classify: (nc) float32 class probabilities (softmax), CPU; boxes are then empty
   cv::Mat orig_image;          // BGR original, kept only when the pipeline is asked to (annotate/save)
   std::string error;           // non-empty: this item could not be read or run; the fields above are empty
   Speed speed;
@@ -84,6 +85,7 @@ Result make_result(const torch::Tensor& det, const Letterboxed& meta, const Post
                    const torch::Tensor& proto = {});
 
 // Whole batch: select (end2end) or NMS (classic), then make_result per image. proto (B,c,mh,mw) for segment.
+// Classify: preds are the (B,nc) probabilities, one Result with probs per image.
 std::vector<Result> postprocess(const torch::Tensor& preds, const std::vector<Letterboxed>& metas,
                                 const PostprocessOptions& opt, const torch::Tensor& proto = {});
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "infer/classify.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -126,7 +127,7 @@ std::string ResultSaver::save(const Result& r) {
   const fs::path dir(save_dir_);
   if (opt_.save_txt) {
     const std::string txt = (dir / "labels" / (stem + (r.is_video ? "_" + std::to_string(r.frame) : "") + ".txt")).string();
-    const std::string lines = format_yolo_txt(r, opt_.save_conf);
+    const std::string lines = r.probs.defined() ? format_classify_txt(r, opt_.names) : format_yolo_txt(r, opt_.save_conf);
     if (!lines.empty()) {  // no file for an image without detections, as the official writer
       std::ofstream f(txt, std::ios::app);
       if (!f) fail("save_txt: cannot write " + txt);

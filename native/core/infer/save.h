@@ -1,5 +1,5 @@
 // Writing predict() outputs to disk the official way: runs/<task>/predict{,2,3,...}/ with annotated images or
-// videos, labels/*.txt (save_txt) and crops/<class>/*.jpg (save_crop).
+// videos, labels/*.txt (save_txt; classify: the top-5 "conf name" lines) and crops/<class>/*.jpg (save_crop).
 #pragma once
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>

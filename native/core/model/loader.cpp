@@ -47,4 +47,24 @@ LoadedModel load_model(const std::string& path_or_yaml, const std::string& devic
   return out;
 }
 
+void save_model(const LoadedModel& lm, const std::string& path) {
+  if (!lm.model) fail("save(): no model");
+  const YoloModel& m = *lm.model;
+  if (m.is_fused()) fail("save(" + path + "): the model is fused (BatchNorm folded); save the model before fuse()");
+  CheckpointData d;
+  d.task = m.task();
+  d.nc = m.nc();
+  d.names = lm.names;
+  d.kpt_shape = m.config().kpt_shape;
+  for (double s : m.stride()) d.stride.push_back(static_cast<float>(s));
+  d.end2end = m.end2end();
+  d.reg_max = m.config().reg_max;
+  d.imgsz = lm.imgsz;
+  d.yaml = m.config().yaml;
+  d.train_args = lm.train_args;
+  for (auto& [k, t] : m.state_dict()) d.state_dict.emplace_back(k, t.detach().to(torch::kCPU).clone());
+  d.version = "yolo26-native";
+  save_checkpoint(path, d);
+}
+
 }  // namespace y26

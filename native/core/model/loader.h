@@ -26,6 +26,11 @@ struct LoadedModel {
 // the class count of a YAML model. Errors name the file and the fix.
 LoadedModel load_model(const std::string& path_or_yaml, const std::string& device = "cpu", int nc = -1);
 
+// Writes the model's current weights as one of our checkpoints (task, names, stride, imgsz, model YAML; no
+// optimizer or EMA), loadable by load_model and torch.load. The model must not be fused (the file keeps the
+// official unfused key set).
+void save_model(const LoadedModel& lm, const std::string& path);
+
 // True when the string names a checkpoint rather than a model definition.
 bool is_checkpoint_path(const std::string& path_or_yaml);
 

@@ -406,6 +406,24 @@ std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc) 
   return std::make_shared<YoloModel>(cfg);
 }
 
+void calibrate_batchnorm(YoloModel& model, const torch::Tensor& x) {
+  if (model.is_fused()) fail("calibrate_batchnorm: the model is fused (no BatchNorm left)");
+  using Momentum = std::decay_t<decltype(std::declval<torch::nn::BatchNormOptions&>().momentum())>;
+  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, Momentum>> bns;
+  for (const auto& m : model.modules(true))
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) {
+      bns.emplace_back(bn, bn->options.momentum());
+      bn->options.momentum(1.0);  // running stats := this batch's stats
+    }
+  {
+    torch::NoGradGuard ng;
+    model.train();
+    model.forward(x);
+  }
+  for (auto& [bn, momentum] : bns) bn->options.momentum(momentum);
+  model.eval();
+}
+
 std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::string& source) {
   if (!ckpt.yaml || !ckpt.yaml.IsMap() || !ckpt.yaml["backbone"])
     fail(source + ": the checkpoint has no model YAML (backbone/head); build from a YAML and load the weights");

@@ -84,6 +84,11 @@ class YoloModel : public torch::nn::Module {
 // Builds from a YAML path or builtin name ("yolo26n.yaml", "yolo26s-seg.yaml"); nc > 0 overrides the YAML's.
 std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc = -1);
 
+// Sets every BatchNorm's running mean and variance to the statistics of one train-mode pass over `x`, then
+// returns the model to eval mode. Fresh random models shrink activations layer by layer until every output is
+// the head's bias; tests calibrate them this way so outputs depend on the input (as the fixture models' recipe).
+void calibrate_batchnorm(YoloModel& model, const torch::Tensor& x);
+
 struct CheckpointData;
 // Builds the network from a checkpoint's model YAML dict and loads its weights (unfused, train mode).
 std::shared_ptr<YoloModel> build_model(const CheckpointData& ckpt, const std::string& source);

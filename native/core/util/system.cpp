@@ -58,6 +58,20 @@ static std::string mapped_blas() {
   return "none mapped";
 }
 
+bool cpu_has_native_bf16() {
+  static const bool has = [] {
+    const char* env = std::getenv("YOLO26_CPU_AMP");
+    if (env && std::string(env) == "0") return false;
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("flags", 0) == 0)
+        return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+    return false;
+  }();
+  return has;
+}
+
 int physical_core_count() {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
@@ -103,6 +117,7 @@ SystemInfo system_info() {
   s.inter_op_threads = at::get_num_interop_threads();
   s.hardware_threads = (int)std::thread::hardware_concurrency();
   s.physical_cores = physical_core_count();
+  s.cpu_bf16 = cpu_has_native_bf16();
   s.build_config = at::show_config();
   return s;
 }
