@@ -87,6 +87,8 @@ export const trainSchema = z.strictObject({
   kobj: z.number().min(0).default(1.0),
   rle: z.number().min(0).default(1.0),
   angle: z.number().min(0).default(1.0),
+  overlap_mask: z.boolean().default(true),
+  mask_ratio: z.number().int().positive().default(4),
   nbs: z.number().int().positive().default(64),
   accumulate: z.number().int().positive().nullable().default(null),
   /** Ours: bf16 autocast for CPU training where the CPU has native bf16 (about 2x faster; may cost some accuracy). */
@@ -111,6 +113,8 @@ export const valSchema = z.strictObject({
   plots: z.boolean().default(true),
   end2end: z.boolean().nullable().default(null),
   single_cls: z.boolean().default(false),
+  overlap_mask: z.boolean().default(true),
+  mask_ratio: z.number().int().positive().default(4),
 });
 
 export const predictSchema = z.strictObject({

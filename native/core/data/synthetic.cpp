@@ -3,6 +3,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@ namespace fs = std::filesystem;
 namespace y26 {
 
 const char* const kSyntheticNames[3] = {"rectangle", "ellipse", "triangle"};
+const int kSyntheticFlipIdx[kSyntheticKeypoints] = {1, 0, 3, 2, 4};
 
 SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const SyntheticOptions& opt) {
   std::mt19937_64 g(seed * 0x9E3779B97F4A7C15ull + 12345);
@@ -42,6 +44,9 @@ SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const 
       }
     }
   }
+  if (opt.task != "detect" && opt.task != "pose" && opt.task != "segment" && opt.task != "obb")
+    fail("synthetic dataset task must be detect, pose, segment or obb (got '" + opt.task + "')");
+  const bool obb = opt.task == "obb";
   const int n = I(opt.min_objects, opt.max_objects);
   const int short_side = std::min(width, height);
   std::vector<cv::Rect> placed;
@@ -62,7 +67,22 @@ SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const 
       }
       if (overlaps) continue;
       mask.setTo(0);
-      if (cls == 0) {
+      cv::Point2f corners[4];
+      if (obb) {
+        // A rotated rectangle whose diagonal fits the chosen square, so it stays inside the w x h cell.
+        const double m = std::min(w, h);
+        cv::RotatedRect rr(cv::Point2f(x0 + w / 2.f, y0 + h / 2.f), cv::Size2f((float)(U(0.55, 0.7) * m),
+                           (float)(U(0.3, 0.55) * m)), (float)U(0, 180));
+        rr.points(corners);
+        cv::Point p[4];
+        for (int j = 0; j < 4; ++j) p[j] = cv::Point((int)std::lround(corners[j].x), (int)std::lround(corners[j].y));
+        if (cls == 0) cv::fillConvexPoly(mask, p, 4, 255, cv::LINE_8);
+        else if (cls == 1) cv::ellipse(mask, rr, 255, cv::FILLED, cv::LINE_8);
+        else {
+          cv::Point tri[3] = {(p[1] + p[2]) / 2, p[0], p[3]};  // apex mid one short side, base the other
+          cv::fillConvexPoly(mask, tri, 3, 255, cv::LINE_8);
+        }
+      } else if (cls == 0) {
         cv::rectangle(mask, r, 255, cv::FILLED);
       } else if (cls == 1) {
         cv::ellipse(mask, cv::Point(x0 + w / 2, y0 + h / 2), cv::Size(w / 2, h / 2), 0, 0, 360, 255, cv::FILLED, cv::LINE_8);
@@ -76,10 +96,36 @@ SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const 
       cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
       img.setTo(cv::Scalar(bgr.at<cv::Vec3b>(0, 0)), mask);
       cv::Rect ext = cv::boundingRect(mask);  // the label is the exact extent of the drawn pixels
+      if (ext.area() == 0) continue;
       placed.push_back(ext);
       out.cls.push_back(cls);
       out.boxes.insert(out.boxes.end(), {(ext.x + ext.width / 2.f) / width, (ext.y + ext.height / 2.f) / height,
                                          (float)ext.width / width, (float)ext.height / height});
+      if (opt.task == "segment") {
+        // The outline of the drawn pixels, lightly simplified.
+        std::vector<std::vector<cv::Point>> contours;
+        cv::findContours(mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+        size_t best = 0;
+        for (size_t c = 1; c < contours.size(); ++c)
+          if (cv::contourArea(contours[c]) > cv::contourArea(contours[best])) best = c;
+        std::vector<cv::Point> poly;
+        cv::approxPolyDP(contours.at(best), poly, 1.0, true);
+        std::vector<float> pts;
+        for (const auto& q : poly) pts.insert(pts.end(), {(float)q.x / width, (float)q.y / height});
+        out.polygons.push_back(pts);
+      }
+      if (obb) {
+        std::vector<float> pts;
+        for (const auto& q : corners)
+          pts.insert(pts.end(), {std::clamp(q.x / width, 0.f, 1.f), std::clamp(q.y / height, 0.f, 1.f)});
+        out.polygons.push_back(pts);
+      }
+      if (opt.task == "pose") {
+        const float x0n = (float)ext.x / width, y0n = (float)ext.y / height;
+        const float x1n = (float)(ext.x + ext.width) / width, y1n = (float)(ext.y + ext.height) / height;
+        out.keypoints.insert(out.keypoints.end(), {x0n, y0n, 2.f, x1n, y0n, 2.f, x1n, y1n, 2.f, x0n, y1n, 2.f,
+                                                   (x0n + x1n) / 2, (y0n + y1n) / 2, 2.f});
+      }
       break;
     }
   }
@@ -93,7 +139,7 @@ std::string stamp_of(const SyntheticOptions& o) {
   std::ostringstream s;
   s << "y26-synthetic v1 " << o.train_images << " " << o.val_images << " " << o.width << "x" << o.height << " "
     << o.min_objects << "-" << o.max_objects << " " << o.min_size << "-" << o.max_size << " seed " << o.seed << " q"
-    << o.jpeg_quality << " " << o.ext;
+    << o.jpeg_quality << " " << o.ext << (o.task == "detect" ? "" : " " + o.task);
   return s.str();
 }
 
@@ -138,9 +184,25 @@ std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptio
       std::ofstream lab(root / "labels" / job.split / (std::string(name) + ".txt"));
       char line[128];
       for (size_t k = 0; k < im.cls.size(); ++k) {
-        std::snprintf(line, sizeof line, "%d %.6f %.6f %.6f %.6f\n", im.cls[k], im.boxes[4 * k], im.boxes[4 * k + 1],
+        if (!im.polygons.empty()) {  // segment / obb: "cls x1 y1 x2 y2 ..."
+          lab << im.cls[k];
+          for (float v : im.polygons[k]) {
+            std::snprintf(line, sizeof line, " %.6f", v);
+            lab << line;
+          }
+          lab << "\n";
+          continue;
+        }
+        std::snprintf(line, sizeof line, "%d %.6f %.6f %.6f %.6f", im.cls[k], im.boxes[4 * k], im.boxes[4 * k + 1],
                       im.boxes[4 * k + 2], im.boxes[4 * k + 3]);
         lab << line;
+        if (opt.task == "pose")
+          for (int j = 0; j < kSyntheticKeypoints; ++j) {
+            const float* p = &im.keypoints[(k * kSyntheticKeypoints + j) * 3];
+            std::snprintf(line, sizeof line, " %.6f %.6f %d", p[0], p[1], (int)p[2]);
+            lab << line;
+          }
+        lab << "\n";
       }
       if (!lab) errors[j] = "cannot write labels for " + img_path.string();
     }
@@ -155,6 +217,11 @@ std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptio
   y << "# synthetic shapes dataset (" << want << ")\n"
     << "path: " << root.string() << "\ntrain: images/train\nval: images/val\nnc: 3\nnames:\n";
   for (int c = 0; c < 3; ++c) y << "  " << c << ": " << kSyntheticNames[c] << "\n";
+  if (opt.task == "pose") {
+    y << "kpt_shape: [" << kSyntheticKeypoints << ", 3]\nflip_idx: [";
+    for (int j = 0; j < kSyntheticKeypoints; ++j) y << (j ? ", " : "") << kSyntheticFlipIdx[j];
+    y << "]\n";
+  }
   y.close();
   std::ofstream(stamp) << want << "\n";
   return yaml.string();

@@ -5,7 +5,10 @@
 #include <sstream>
 
 #include "data/dataset.h"
+#include "data/obb_labels.h"
 #include "eval/classify_val.h"
+#include "eval/mask_metrics.h"
+#include "eval/obb_metrics.h"
 #include "infer/postprocess.h"
 #include "model/loader.h"
 #include "util/error.h"
@@ -38,9 +41,157 @@ std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, i
   return std::make_unique<DataLoader>(std::move(ds), lo);
 }
 
+std::vector<std::string> metric_keys(const std::string& task) {
+  std::vector<std::string> suffixes = {"B"};
+  if (task == "pose") suffixes.push_back("P");
+  if (task == "segment") suffixes.push_back("M");
+  std::vector<std::string> out;
+  for (const auto& s : suffixes)
+    for (const char* k : {"precision", "recall", "mAP50", "mAP50-95"})
+      out.push_back(std::string("metrics/") + k + "(" + s + ")");
+  return out;
+}
+
+std::string format_val_table(const ValResult& r, const std::vector<std::string>& names, bool per_class) {
+  if (r.task == "segment") return format_seg_table(r.det, r.mask, names, per_class);
+  if (r.task != "pose") return format_det_table(r.det, names, per_class);
+  // Box columns then Pose columns, one row per class of the box results (both share the GT classes).
+  char buf[320];
+  std::string out;
+  std::snprintf(buf, sizeof buf, "%22s%11s%11s%11s%11s%11s%11s%11s%11s%11s%11s\n", "Class", "Images", "Instances",
+                "Box(P", "R", "mAP50", "mAP50-95)", "Pose(P", "R", "mAP50", "mAP50-95)");
+  out += buf;
+  auto row = [&](const std::string& name, int64_t images, int64_t instances, double bp, double br, double b50,
+                 double b5095, double kp, double kr, double k50, double k5095) {
+    std::snprintf(buf, sizeof buf, "%22s%11lld%11lld%11.3g%11.3g%11.3g%11.3g%11.3g%11.3g%11.3g%11.3g\n", name.c_str(),
+                  (long long)images, (long long)instances, bp, br, b50, b5095, kp, kr, k50, k5095);
+    out += buf;
+  };
+  row("all", r.det.images, r.det.instances, r.det.precision, r.det.recall, r.det.map50, r.det.map50_95,
+      r.kpt.precision, r.kpt.recall, r.kpt.map50, r.kpt.map50_95);
+  if (per_class && names.size() > 1)
+    for (size_t i = 0; i < r.det.per_class.size(); ++i) {
+      const auto& c = r.det.per_class[i];
+      ClassMetrics k;
+      for (const auto& kc : r.kpt.per_class)
+        if (kc.cls == c.cls) k = kc;
+      row(c.cls < (int64_t)names.size() ? names[c.cls] : c.name, c.images, c.instances, c.precision, c.recall, c.ap50,
+          c.ap50_95, k.precision, k.recall, k.ap50, k.ap50_95);
+    }
+  return out;
+}
+
+ValMatcher::ValMatcher(const std::string& task, std::vector<std::string> names, std::vector<int64_t> kpt_shape,
+                       const ValOptions& opt)
+    : task_(task), opt_(opt), box_(names) {
+  if (task_ != "detect" && task_ != "pose" && task_ != "segment" && task_ != "obb")
+    fail("val(): task '" + task_ + "' validation is not implemented (detect, segment, pose and obb are)");
+  if (task_ == "pose") {
+    if (kpt_shape.size() != 2) fail("val(): a pose model needs kpt_shape [K, 2 or 3]");
+    nk_ = kpt_shape[0];
+    ndim_ = kpt_shape[1];
+    pose_ = std::make_unique<PoseMetrics>(names, nk_);
+  }
+  if (task_ == "segment") seg_ = std::make_unique<SegmentMetrics>(names);
+  if (task_ == "obb") obb_ = std::make_unique<ObbMetrics>(names);
+}
+
+ValMatcher::~ValMatcher() = default;
+
+void ValMatcher::add_batch(const Batch& b, const std::vector<torch::Tensor>& dets, const torch::Tensor& proto) {
+  if ((int64_t)dets.size() != b.size())
+    fail("val(): " + std::to_string(dets.size()) + " detection sets for a batch of " + std::to_string(b.size()));
+  // Ground truth in the letterboxed input space, where the official validator matches.
+  const int64_t H = b.img.size(2), W = b.img.size(3);
+  auto bidx = b.batch_idx.to(torch::kCPU).to(torch::kLong);
+  auto cls = b.cls.to(torch::kCPU).view({-1});
+  auto xywh = b.bboxes.to(torch::kCPU).view({-1, 4});
+  auto scale = torch::tensor({(float)W, (float)H, (float)W, (float)H});
+  auto gt_xyxy = torch::stack({xywh.select(1, 0) - xywh.select(1, 2) / 2, xywh.select(1, 1) - xywh.select(1, 3) / 2,
+                               xywh.select(1, 0) + xywh.select(1, 2) / 2, xywh.select(1, 1) + xywh.select(1, 3) / 2},
+                              1) * scale;
+  torch::Tensor gt_kpts;  // (N, K, 3) input pixels + visibility (ones when the data has no visibility column)
+  if (pose_) {
+    if (!b.keypoints.defined() || b.keypoints.dim() != 3 || b.keypoints.size(1) != nk_ || b.keypoints.size(2) != ndim_)
+      fail("pose validation: the val batch has no keypoints of shape (N, " + std::to_string(nk_) + ", " +
+           std::to_string(ndim_) + "); the data yaml needs kpt_shape: [" + std::to_string(nk_) + ", " +
+           std::to_string(ndim_) + "] like the model");
+    auto k = b.keypoints.to(torch::kCPU, torch::kFloat32).clone();
+    k.select(-1, 0).mul_((float)W);
+    k.select(-1, 1).mul_((float)H);
+    gt_kpts = ndim_ == 3 ? k : torch::cat({k, torch::ones({k.size(0), nk_, 1})}, -1);
+  }
+  torch::Tensor gt_masks, gt_rboxes;
+  if (seg_) {
+    if (!proto.defined() || proto.dim() != 4 || proto.size(0) != b.size())
+      fail("segment validation: the model gave no proto (B, nm, h, w) for the batch");
+    gt_masks = polygon_masks(b, opt_.mask_ratio, opt_.overlap_mask);
+  }
+  if (obb_) gt_rboxes = batch_rboxes(b, /*normalized=*/false);  // (N, 5) input pixels
+  for (int64_t i = 0; i < b.size(); ++i) {
+    auto sel = (bidx == i).nonzero().view({-1});
+    auto gtb = gt_xyxy.index_select(0, sel);
+    auto gtc = cls.index_select(0, sel);
+    auto d = dets[i].to(torch::kCPU, torch::kFloat32);
+    auto pb = d.slice(1, 0, 4), pc = d.select(1, 4), pk = d.select(1, 5);
+    if (opt_.single_cls) {
+      gtc = torch::zeros_like(gtc);
+      pk = torch::zeros_like(pk);
+    }
+    if (pose_) {
+      // Predicted keypoints ride in the extra columns, decoded in input pixels like the boxes.
+      auto pkpt = d.slice(1, 6, 6 + nk_ * ndim_).reshape({d.size(0), nk_, ndim_});
+      pose_->add_image(pb, pc, pk, pkpt, gtb, gtc, gt_kpts.index_select(0, sel));
+    } else if (seg_) {
+      // Masks compared at proto resolution (the official process_mask during val), both sides.
+      auto pr = proto[i].to(torch::kCPU, torch::kFloat32);
+      const int64_t mh = pr.size(1), mw = pr.size(2);
+      auto pm = predict_masks(pr, d.slice(1, 6, d.size(1)), pb, H, W, /*native=*/false);
+      auto gm = opt_.overlap_mask ? gt_instance_masks(gt_masks[i], sel.numel(), true, mh, mw)
+                                  : gt_instance_masks(gt_masks.index_select(0, sel), sel.numel(), false, mh, mw);
+      seg_->add_image(pb, pc, pk, pm, gtb, gtc, gm);
+    } else if (obb_) {
+      // Rows are [cx, cy, w, h, score, cls, angle] in input pixels.
+      auto prb = torch::cat({d.slice(1, 0, 4), d.slice(1, 6, 7)}, 1);
+      obb_->add_image(prb, pc, pk, gt_rboxes.index_select(0, sel), gtc);
+    } else {
+      box_.add_image(pb, pc, pk, gtb, gtc);
+    }
+  }
+}
+
+void ValMatcher::finish(ValResult& res) const {
+  res.task = task_;
+  auto put = [&](const DetResults& r, const char* s) {
+    res.metrics[std::string("metrics/precision(") + s + ")"] = r.precision;
+    res.metrics[std::string("metrics/recall(") + s + ")"] = r.recall;
+    res.metrics[std::string("metrics/mAP50(") + s + ")"] = r.map50;
+    res.metrics[std::string("metrics/mAP50-95(") + s + ")"] = r.map50_95;
+  };
+  if (pose_) {
+    res.det = pose_->box();
+    res.kpt = pose_->pose();
+    put(res.det, "B");
+    put(res.kpt, "P");
+    res.metrics["fitness"] = res.det.fitness + res.kpt.fitness;  // the official PoseMetrics: box + pose
+  } else if (seg_) {
+    res.det = seg_->box();
+    res.mask = seg_->mask();
+    put(res.det, "B");
+    put(res.mask, "M");
+    res.metrics["fitness"] = res.det.fitness + res.mask.fitness;  // the official SegmentMetrics: box + mask
+  } else {
+    res.det = obb_ ? obb_->compute() : box_.compute();
+    put(res.det, "B");
+    res.metrics["fitness"] = res.det.fitness;
+  }
+}
+
 ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::string>& names, const ValOptions& opt,
-                   const E2EDetectionLoss* criterion) {
+                   const TrainCriterion* criterion) {
   torch::NoGradGuard no_grad;
+  std::vector<std::string> metric_names = opt.single_cls ? std::vector<std::string>{"item"} : names;
+  ValMatcher matcher(model.task(), metric_names, model.config().kpt_shape, opt);  // throws for classify
   model.eval();
   const bool was_classic = model.compute_classic;
   model.compute_classic = !opt.end2end;
@@ -53,8 +204,7 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   const bool half = opt.half && device.is_cuda();
   if (half) model.to(torch::kHalf);
 
-  std::vector<std::string> metric_names = opt.single_cls ? std::vector<std::string>{"item"} : names;
-  DetMetrics metrics(metric_names);
+  ValResult res;
   PostprocessOptions post;
   post.conf = (float)opt.conf;
   post.iou = (float)opt.iou;
@@ -62,9 +212,9 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   post.end2end = opt.end2end;
   post.multi_label = true;  // the official validator's NMS keeps one row per (box, class) above conf
   post.nc = (int)model.nc();
+  post.task = parse_task(model.task());  // OBB: rotated NMS on the classic path
 
-  ValResult res;
-  torch::Tensor loss_sum = torch::zeros({3});
+  torch::Tensor loss_sum;
   int64_t loss_batches = 0;
   Batch b;
   while (loader.next(b)) {
@@ -76,37 +226,14 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
     sync_device(device);
     auto t2 = Clock::now();
     if (criterion) {
-      DetectionBatch db{b.batch_idx.to(device), b.cls.to(device), b.bboxes.to(device)};
-      HeadBranchOutput o2m{out.one2many.boxes.to(torch::kFloat32), out.one2many.scores.to(torch::kFloat32)};
-      HeadBranchOutput o2o{out.one2one.boxes.to(torch::kFloat32), out.one2one.scores.to(torch::kFloat32)};
-      auto lr = (*criterion)(o2m, o2o, grid_sizes_of(out.feats), db);
-      loss_sum += lr.loss_items.to(torch::kCPU, torch::kFloat32);
+      auto items = criterion->compute(out, b, device, opt.single_cls).items.to(torch::kCPU, torch::kFloat32);
+      loss_sum = loss_sum.defined() ? loss_sum + items : items.clone();
       ++loss_batches;
     }
     auto t3 = Clock::now();
     std::vector<torch::Tensor> dets = opt.end2end ? select_end2end(out.end2end.to(torch::kFloat32), post)
                                                   : non_max_suppression(out.classic.to(torch::kFloat32), post);
-    // Ground truth in the letterboxed input space, where the official validator matches.
-    const int64_t H = b.img.size(2), W = b.img.size(3);
-    auto bidx = b.batch_idx.to(torch::kCPU).to(torch::kLong);
-    auto cls = b.cls.to(torch::kCPU).view({-1});
-    auto xywh = b.bboxes.to(torch::kCPU).view({-1, 4});
-    auto scale = torch::tensor({(float)W, (float)H, (float)W, (float)H});
-    auto gt_xyxy = torch::stack({xywh.select(1, 0) - xywh.select(1, 2) / 2, xywh.select(1, 1) - xywh.select(1, 3) / 2,
-                                 xywh.select(1, 0) + xywh.select(1, 2) / 2, xywh.select(1, 1) + xywh.select(1, 3) / 2},
-                                1) * scale;
-    for (int64_t i = 0; i < b.size(); ++i) {
-      auto sel = (bidx == i).nonzero().view({-1});
-      auto gtb = gt_xyxy.index_select(0, sel);
-      auto gtc = cls.index_select(0, sel);
-      auto d = dets[i].to(torch::kCPU, torch::kFloat32);
-      auto pb = d.slice(1, 0, 4), pc = d.select(1, 4), pk = d.select(1, 5);
-      if (opt.single_cls) {
-        gtc = torch::zeros_like(gtc);
-        pk = torch::zeros_like(pk);
-      }
-      metrics.add_image(pb, pc, pk, gtb, gtc);
-    }
+    matcher.add_batch(b, dets, out.proto);
     auto t4 = Clock::now();
     res.preprocess_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
     res.inference_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
@@ -124,21 +251,16 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   res.inference_ms /= n;
   res.loss_ms /= n;
   res.postprocess_ms /= n;
-
-  res.det = metrics.compute();
-  res.metrics["metrics/precision(B)"] = res.det.precision;
-  res.metrics["metrics/recall(B)"] = res.det.recall;
-  res.metrics["metrics/mAP50(B)"] = res.det.map50;
-  res.metrics["metrics/mAP50-95(B)"] = res.det.map50_95;
-  res.metrics["fitness"] = res.det.fitness;
+  matcher.finish(res);
   if (loss_batches) {
     auto mean = loss_sum / (double)loss_batches;
-    res.loss = {mean[0].item<double>(), mean[1].item<double>(), mean[2].item<double>()};
-    res.metrics["val/box_loss"] = res.loss[0];
-    res.metrics["val/cls_loss"] = res.loss[1];
-    res.metrics["val/dfl_loss"] = res.loss[2];
+    const auto& ln = criterion->loss_names();
+    for (int64_t j = 0; j < mean.numel(); ++j) {
+      res.loss.push_back(mean[j].item<double>());
+      if (j < (int64_t)ln.size()) res.metrics["val/" + ln[j] + "_loss"] = res.loss.back();
+    }
   }
-  res.table = format_det_table(res.det, metric_names, opt.verbose);
+  res.table = format_val_table(res, metric_names, opt.verbose);
   char buf[200];
   std::snprintf(buf, sizeof buf, "Speed: %.1fms preprocess, %.1fms inference, %.1fms loss, %.1fms postprocess per image",
                 res.preprocess_ms, res.inference_ms, res.loss_ms, res.postprocess_ms);
@@ -180,6 +302,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
     emit(cr.table);
     emit(cr.speed_line);
     ValResult r;
+    r.task = "classify";
     r.metrics = cr.metrics;
     r.images = cr.images;
     r.preprocess_ms = cr.preprocess_ms;
@@ -202,6 +325,8 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   opt.half = get_b("half", false);
   opt.single_cls = get_b("single_cls", false);
   opt.verbose = get_b("verbose", true);
+  opt.overlap_mask = get_b("overlap_mask", true);
+  opt.mask_ratio = get_i("mask_ratio", 4);
   opt.device = device;
   // The official validator runs the fused model; fusing drops the one2many head, which NMS needs.
   if (opt.end2end) lm.model->fuse();
@@ -218,6 +343,13 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   auto ds = Dataset::open(dc, split, dso, io);
   const int stride = (int)std::max(32.0, lm.model->stride().back());
   auto loader = make_val_loader(ds, batch, get_i("workers", 2), stride, device);
+  if (lm.model->task() == "pose") {
+    const auto& ks = lm.model->config().kpt_shape;
+    if (dc.kpt_count != ks.at(0) || dc.kpt_dims != ks.at(1))
+      fail(data_path + ": kpt_shape [" + std::to_string(dc.kpt_count) + ", " + std::to_string(dc.kpt_dims) +
+           "] does not match the pose model's [" + std::to_string(ks[0]) + ", " + std::to_string(ks[1]) + "] of " +
+           model_path + "; validate on a data set with the model's keypoints");
+  }
   std::vector<std::string> names = dc.names.empty() ? lm.names : dc.names;
   if ((int64_t)names.size() != lm.model->nc())
     fail(data_path + ": the data set has " + std::to_string(names.size()) + " classes but " + model_path + " has " +

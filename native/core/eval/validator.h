@@ -1,6 +1,7 @@
-// Detection validation as the official DetectionValidator: rect val batches, end2end top-k (or classic NMS),
-// matching in the letterboxed input space, DetMetrics, the printed table and the official result keys.
-// Used by the trainer (model in memory, EMA, with val losses) and standalone (a checkpoint path and a data.yaml).
+// Validation as the official Detection/Segmentation/Pose/OBBValidator: rect val batches, end2end top-k (or classic
+// NMS, rotated for OBB), matching in the letterboxed input space (boxes by IoU; masks also by mask IoU at proto
+// resolution; keypoints also by OKS; OBB by probiou), the metrics, the printed table and the official result keys. Used by the trainer (model in memory, EMA, with val losses) and standalone
+// (a checkpoint path and a data.yaml).
 #pragma once
 #include <yaml-cpp/yaml.h>
 #include <functional>
@@ -11,7 +12,7 @@
 #include "data/loader.h"
 #include "eval/metrics.h"
 #include "model/yolo.h"
-#include "train/detection_loss.h"
+#include "train/criterion.h"
 
 namespace y26 {
 
@@ -23,14 +24,21 @@ struct ValOptions {
   bool half = false;         // fp16 inference (CUDA only; ignored on CPU)
   bool single_cls = false;   // every class counts as class 0
   bool verbose = false;      // per-class rows in the table
+  bool overlap_mask = true;  // segment: GT mask layout (the official default)
+  int mask_ratio = 4;        // segment: GT masks at 1/mask_ratio of the input
   std::string device = "cpu";
 };
 
 struct ValResult {
-  DetResults det;
+  std::string task = "detect";
+  DetResults det;                         // box metrics (B); OBB: rotated boxes by probiou
+  DetResults kpt;                         // pose only: keypoint metrics (P), TP by OKS
+  DetResults mask;                        // segment only: mask metrics (M), TP by mask IoU
   std::map<std::string, double> metrics;  // metrics/precision(B), metrics/recall(B), metrics/mAP50(B),
-                                          // metrics/mAP50-95(B), fitness (+ val/box_loss.. when losses computed)
-  std::vector<double> loss;               // [box, cls, dfl] mean one2one items per batch; empty without a criterion
+                                          // metrics/mAP50-95(B) (+ the same with (P) for pose, (M) for
+                                          // segment), fitness
+                                          // (+ val/box_loss.. when losses computed)
+  std::vector<double> loss;               // mean criterion items per batch (its loss_names order); empty if none
   double preprocess_ms = 0, inference_ms = 0, loss_ms = 0, postprocess_ms = 0;  // per image
   int64_t images = 0;
   std::string table;                      // the official header + all row (+ per-class rows when verbose)
@@ -38,9 +46,48 @@ struct ValResult {
 };
 
 // Validates `model` on every batch of `loader` (one pass; build it with rect = true, augment = false).
-// The model is switched to eval for the pass and left in eval. `criterion` (optional) adds the val losses.
+// The model is switched to eval for the pass and left in eval. `criterion` (optional, the model's task) adds the
+// val losses (val/<name>_loss). Pose models need a loader whose dataset has the model's kpt_shape; segment and
+// OBB models one with polygon labels.
 ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::string>& names,
-                   const ValOptions& opt, const E2EDetectionLoss* criterion = nullptr);
+                   const ValOptions& opt, const TrainCriterion* criterion = nullptr);
+
+class SegmentMetrics;  // eval/mask_metrics.h
+class ObbMetrics;      // eval/obb_metrics.h
+
+// Per-batch matching of one task's predictions against the batch's labels, as validate() does it: everything in
+// the batch's letterboxed input pixels (GT boxes, keypoints and rotated boxes scaled by the batch image's W and H;
+// segment masks at proto resolution). Exposed so that the space conventions can be tested without a model.
+class ValMatcher {
+ public:
+  // names: the metric class names (["item"] for single_cls); kpt_shape: the pose model's, else empty.
+  ValMatcher(const std::string& task, std::vector<std::string> names, std::vector<int64_t> kpt_shape,
+             const ValOptions& opt);
+  ~ValMatcher();
+  // dets[i]: image i's rows (n, 6 + extra) [box, score, cls, extra] in input pixels: boxes xyxy (obb: cx, cy, w, h
+  // with the angle as the one extra), pose keypoints (x, y[, v]) / segment mask coefficients as the extra.
+  // proto (B, nm, h, w): segment only.
+  void add_batch(const Batch& b, const std::vector<torch::Tensor>& dets, const torch::Tensor& proto = {});
+  // Fills task, det / kpt / mask and the metrics/* keys + fitness of `res`.
+  void finish(ValResult& res) const;
+
+ private:
+  std::string task_;
+  ValOptions opt_;
+  int64_t nk_ = 0, ndim_ = 0;
+  DetMetrics box_;
+  std::unique_ptr<PoseMetrics> pose_;
+  std::unique_ptr<SegmentMetrics> seg_;
+  std::unique_ptr<ObbMetrics> obb_;
+};
+
+// The official metric keys of a task, in results.csv order: detect and obb the four (B) keys, segment (B) then
+// (M), pose (B) then (P).
+std::vector<std::string> metric_keys(const std::string& task);
+
+// The official printout for the result's task: "Class Images Instances Box(P R mAP50 mAP50-95)" [+ "Pose(P R
+// mAP50 mAP50-95)" or "Mask(...)"], an "all" row, then per-class rows when per_class and there is more than one class name.
+std::string format_val_table(const ValResult& r, const std::vector<std::string>& names, bool per_class = true);
 
 // The loader the validator expects for a dataset: rect batches, letterbox only, no shuffle.
 std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, int batch, int workers, int stride,
@@ -48,7 +95,8 @@ std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, i
 
 // Standalone val(): args with the official names: model (checkpoint path), data (data.yaml), imgsz (640),
 // batch (16), conf (0.001), iou (0.7), max_det (300), split ("val"), half, end2end (model's default),
-// device ("cpu"), workers (2), single_cls, verbose (true). `log` receives the printed lines.
+// device ("cpu"), workers (2), single_cls, verbose (true), overlap_mask (true), mask_ratio (4). `log` receives the
+// printed lines.
 ValResult run_validation(const YAML::Node& args, const std::function<void(const std::string&)>& log = {});
 
 }  // namespace y26

@@ -188,4 +188,14 @@ void set_num_classes(ModelConfig& cfg, int nc) {
   cfg.yaml["nc"] = nc;
 }
 
+void set_kpt_shape(ModelConfig& cfg, const std::vector<int64_t>& kpt_shape) {
+  if (kpt_shape.size() != 2 || kpt_shape[0] < 1 || (kpt_shape[1] != 2 && kpt_shape[1] != 3))
+    fail("kpt_shape must be [num_keypoints, 2 or 3]; check the data yaml's kpt_shape");
+  cfg.kpt_shape = kpt_shape;
+  YAML::Node seq(YAML::NodeType::Sequence);
+  seq.SetStyle(YAML::EmitterStyle::Flow);
+  for (int64_t v : kpt_shape) seq.push_back(v);
+  cfg.yaml["kpt_shape"] = seq;
+}
+
 }  // namespace y26

@@ -47,5 +47,7 @@ ModelConfig parse_model_config(const YAML::Node& yaml, const std::string& source
 
 // Overrides the class count (e.g. from a data YAML); keeps cfg.yaml in sync.
 void set_num_classes(ModelConfig& cfg, int nc);
+// Overrides a pose model's kpt_shape (the data's, as the official PoseModel does); keeps cfg.yaml in sync.
+void set_kpt_shape(ModelConfig& cfg, const std::vector<int64_t>& kpt_shape);
 
 }  // namespace y26

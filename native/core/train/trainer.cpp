@@ -22,7 +22,7 @@
 #include "io/checkpoint.h"
 #include "model/loader.h"
 #include "model/yolo.h"
-#include "train/detection_loss.h"
+#include "train/criterion.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -385,6 +385,7 @@ class Trainer {
 
   void setup(const YAML::Node& user_args);
   void build_model(const std::string& model_arg, const YAML::Node& pretrained);
+  void adapt_config(ModelConfig& cfg, const std::string& model_arg);
   void build_optimizer();
   CheckpointData checkpoint_data(int64_t epoch) const;
   void save(const std::string& path, const CheckpointData& d, const std::string& kind);
@@ -404,8 +405,7 @@ class Trainer {
   int workers_ = 1;
   std::shared_ptr<YoloModel> model_, ema_model_;
   std::unique_ptr<ModelEMA> ema_;
-  std::unique_ptr<E2EDetectionLoss> e2e_loss_;
-  std::unique_ptr<DetectionLoss> o2m_loss_;
+  std::unique_ptr<TrainCriterion> criterion_;
   std::unique_ptr<Optimizer> optim_;
   OptimizerChoice choice_;
   std::vector<torch::Tensor> params_;  // trainable, for clipping
@@ -497,8 +497,9 @@ void Trainer::setup(const YAML::Node& user_args) {
   names_ = single_cls ? std::vector<std::string>{"item"} : data_.names;
 
   build_model(a_.str("model", "yolo26n.yaml"), a_.n["pretrained"]);
-  if (model_->task() != "detect")
-    fail("train(): task '" + model_->task() + "' training is not implemented yet; use a detect model (yolo26n.yaml)");
+  // The task's loss (throws for tasks without one, before any run folder is made).
+  criterion_ = make_criterion(*model_, nc_, epochs_, a_.n);
+  if (resuming_) criterion_->set_updates(start_epoch_);
 
   if (save_dir_.empty()) {
     std::string project = a_.has("project") ? a_.str("project") : "runs/" + model_->task();
@@ -551,6 +552,11 @@ void Trainer::setup(const YAML::Node& user_args) {
   for (const char* k : {"hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
                         "fliplr", "bgr", "mosaic", "mixup", "cutmix", "close_mosaic"})
     lo.hyp.set(k, a_.num(k));
+  if (model_->task() == "pose" && data_.flip_idx.empty() && a_.num("fliplr") > 0) {
+    // Without flip_idx a mirrored image would keep left keypoints labelled as left (official behaviour too).
+    lo.hyp.set("fliplr", 0.0);
+    log("WARNING: No 'flip_idx' array defined in data.yaml, disabling 'fliplr'.");
+  }
   lo.epochs = (int)epochs_;
   lo.stride = stride;
   lo.device = device_str_;
@@ -565,12 +571,6 @@ void Trainer::setup(const YAML::Node& user_args) {
     val_ds_ = Dataset::open(data_, split, vso, io);
     val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, stride, device_str_);
   }
-
-  // Loss.
-  LossGains gains{a_.num("box"), a_.num("cls"), a_.num("dfl")};
-  if (model_->end2end()) e2e_loss_ = std::make_unique<E2EDetectionLoss>(nc_, model_->stride(), epochs_, gains);
-  else o2m_loss_ = std::make_unique<DetectionLoss>(nc_, model_->stride(), 10, 0, gains);
-  if (resuming_ && e2e_loss_) e2e_loss_->set_updates(start_epoch_);
 
   build_optimizer();
 
@@ -592,9 +592,11 @@ void Trainer::setup(const YAML::Node& user_args) {
     if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) scale_ = resume_ckpt_.extra["amp_scale"].as<double>();
   }
 
-  results_.columns = {"epoch",        "time",          "train/box_loss",         "train/cls_loss",
-                      "train/dfl_loss", "metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)",
-                      "metrics/mAP50-95(B)", "val/box_loss", "val/cls_loss", "val/dfl_loss"};
+  // Official column order: losses, the task's metrics, val losses, learning rates; then ours.
+  results_.columns = {"epoch", "time"};
+  for (const auto& c : loss_columns(*criterion_, "train/")) results_.columns.push_back(c);
+  for (const auto& c : metric_keys(model_->task())) results_.columns.push_back(c);
+  for (const auto& c : loss_columns(*criterion_, "val/")) results_.columns.push_back(c);
   for (size_t g = 0; g < optim_->groups().size(); ++g) results_.columns.push_back("lr/pg" + std::to_string(g));
   results_.columns.push_back("images_per_second");
   results_.columns.push_back("data_wait_fraction");
@@ -634,14 +636,14 @@ void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretra
   } else if (is_checkpoint_path(model_arg)) {
     Checkpoint ck = load_checkpoint(model_arg);
     auto cfg = parse_model_config(ck.yaml, model_arg);
-    if (cfg.nc != nc_) set_num_classes(cfg, (int)nc_);
+    adapt_config(cfg, model_arg);
     model_ = std::make_shared<YoloModel>(cfg);
     bool use = true;
     if (pretrained && pretrained.IsScalar()) is_bool_text(pretrained.as<std::string>(), &use);
     if (use) transfer(ck.ema.empty() ? ck.state_dict : ck.ema, model_arg);
   } else {
     auto cfg = load_model_config(model_arg);
-    set_num_classes(cfg, (int)nc_);
+    adapt_config(cfg, model_arg);
     model_ = std::make_shared<YoloModel>(cfg);
     bool flag = false;
     if (pretrained && pretrained.IsScalar() && !is_bool_text(pretrained.as<std::string>(), &flag)) {
@@ -658,6 +660,22 @@ void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretra
   model_->to(device_);
   model_->train();
   log(model_->info(false, imgsz_));
+}
+
+// The data decides the class count and, for pose, the keypoint shape (as the official PoseModel's data_kpt_shape).
+void Trainer::adapt_config(ModelConfig& cfg, const std::string& model_arg) {
+  if (cfg.nc != nc_) set_num_classes(cfg, (int)nc_);
+  if (cfg.task != "pose") return;
+  if (data_.kpt_count <= 0)
+    fail(a_.str("data") + ": a pose model (" + model_arg + ") needs 'kpt_shape: [K, 2 or 3]' in the data yaml; "
+         "see the pose dataset format (and add flip_idx for fliplr)");
+  const std::vector<int64_t> ks = {data_.kpt_count, data_.kpt_dims};
+  if (cfg.kpt_shape != ks) {
+    log("Overriding model.yaml kpt_shape=[" + std::to_string(cfg.kpt_shape.at(0)) + ", " +
+        std::to_string(cfg.kpt_shape.at(1)) + "] with kpt_shape=[" + std::to_string(ks[0]) + ", " +
+        std::to_string(ks[1]) + "]");
+    set_kpt_shape(cfg, ks);
+  }
 }
 
 void Trainer::build_optimizer() {
@@ -779,6 +797,9 @@ TrainResult Trainer::run() {
   vopt.max_det = (int)a_.integer("max_det");
   vopt.single_cls = single_cls;
   vopt.end2end = model_->end2end();
+  vopt.overlap_mask = a_.flag("overlap_mask");
+  vopt.mask_ratio = (int)a_.integer("mask_ratio");
+  const std::vector<std::string>& loss_names = criterion_->loss_names();
 
   log("Image sizes " + std::to_string(imgsz_) + " train, " + std::to_string(imgsz_) + " val");
   log("Using " + std::to_string(workers_) + " dataloader workers");
@@ -800,9 +821,15 @@ TrainResult Trainer::run() {
     model_->train();
     train_loader_->reset_stats();
     emit("epoch_start", {{"epoch", (double)epoch + 1}, {"epochs", (double)epochs_}, {"batches", (double)nb_}});
-    log("      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instances       Size");
+    {
+      std::ostringstream h;
+      h << std::setw(11) << "Epoch" << std::setw(11) << "GPU_mem";
+      for (const auto& n : loss_names) h << std::setw(11) << (n + "_loss");
+      h << std::setw(11) << "Instances" << std::setw(11) << "Size";
+      log(h.str());
+    }
 
-    torch::Tensor tloss = torch::zeros({3});
+    torch::Tensor tloss = torch::zeros({(int64_t)loss_names.size()});
     int64_t i = 0, samples = 0, instances = 0;
     bool stopped = false;
     Batch b;
@@ -816,9 +843,6 @@ TrainResult Trainer::run() {
           accumulate = std::max<int64_t>(1, std::llround(interp_ramp((double)ni, (double)nw_, 1.0, (double)accumulate_)));
       }
       auto img = b.img.to(device_, true).to(torch::kFloat32).div_(255.0);
-      auto cls = b.cls.to(device_);
-      if (single_cls) cls = torch::zeros_like(cls);
-      DetectionBatch db{b.batch_idx.to(device_), cls, b.bboxes.to(device_)};
       if (amp_) set_autocast(true, !device_.is_cuda());
       ModelOutput out;
       try {
@@ -828,18 +852,8 @@ TrainResult Trainer::run() {
         throw;
       }
       if (amp_) set_autocast(false, !device_.is_cuda());
-      HeadBranchOutput o2m{out.one2many.boxes.to(torch::kFloat32), out.one2many.scores.to(torch::kFloat32)};
-      torch::Tensor total, items;
-      if (e2e_loss_) {
-        HeadBranchOutput o2o{out.one2one.boxes.to(torch::kFloat32), out.one2one.scores.to(torch::kFloat32)};
-        auto r = (*e2e_loss_)(o2m, o2o, grid_sizes_of(out.feats), db);
-        total = r.total;
-        items = r.loss_items;
-      } else {
-        auto r = (*o2m_loss_)(o2m, grid_sizes_of(out.feats), db);
-        total = r.loss.sum() * (double)b.size();
-        items = r.loss.detach();
-      }
+      auto cr = criterion_->compute(out, b, device_, single_cls);  // float32 losses outside autocast
+      torch::Tensor total = cr.total, items = cr.items;
       if (ni == nan_at) total = total * std::numeric_limits<float>::quiet_NaN();
       const double total_v = total.item<double>();
       if (!std::isfinite(total_v))
@@ -865,15 +879,13 @@ TrainResult Trainer::run() {
           {"epochs", (double)epochs_},
           {"iteration", (double)i},
           {"batches", (double)nb_},
-          {"box_loss", tloss[0].item<double>()},
-          {"cls_loss", tloss[1].item<double>()},
-          {"dfl_loss", tloss[2].item<double>()},
           {"lr", optim_->groups()[0].lr},
           {"images_per_second", samples / std::max(elapsed, 1e-9)},
           {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(elapsed, 1e-9)},
           {"instances", (double)instances},
           {"size", (double)img.size(3)},
           {"accumulate", (double)accumulate}};
+      for (size_t j = 0; j < loss_names.size(); ++j) num[loss_names[j] + "_loss"] = tloss[(int64_t)j].item<double>();
       if (auto g = device_gpu_stats()) {
         num["gpu_mem_gb"] = g->mem_used_gb;
         num["gpu_util"] = g->util_percent;
@@ -893,12 +905,10 @@ TrainResult Trainer::run() {
     const auto st = train_loader_->stats();
     std::map<std::string, double> num = {{"epoch", (double)epoch + 1},
                                          {"epochs", (double)epochs_},
-                                         {"train/box_loss", tloss[0].item<double>()},
-                                         {"train/cls_loss", tloss[1].item<double>()},
-                                         {"train/dfl_loss", tloss[2].item<double>()},
                                          {"epoch_time", epoch_time},
                                          {"images_per_second", samples / std::max(epoch_time, 1e-9)},
                                          {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(epoch_time, 1e-9)}};
+    for (size_t j = 0; j < loss_names.size(); ++j) num["train/" + loss_names[j] + "_loss"] = tloss[(int64_t)j].item<double>();
     for (size_t g = 0; g < optim_->groups().size(); ++g) num["lr/pg" + std::to_string(g)] = optim_->groups()[g].lr;
 
     if (stopped) {
@@ -911,17 +921,17 @@ TrainResult Trainer::run() {
     {
       std::ostringstream s;
       s << std::setw(11) << (std::to_string(epoch + 1) + "/" + std::to_string(epochs_)) << std::setw(11)
-        << gpu_mem_column() << std::setw(11) << fmt("%.4g", tloss[0].item<double>()) << std::setw(11)
-        << fmt("%.4g", tloss[1].item<double>()) << std::setw(11) << fmt("%.4g", tloss[2].item<double>())
-        << std::setw(11) << instances << std::setw(11) << imgsz_;
+        << gpu_mem_column();
+      for (int64_t j = 0; j < tloss.numel(); ++j) s << std::setw(11) << fmt("%.4g", tloss[j].item<double>());
+      s << std::setw(11) << instances << std::setw(11) << imgsz_;
       log(s.str());
     }
-    if (e2e_loss_) e2e_loss_->update();
+    criterion_->update();
 
     const bool final_epoch = epoch + 1 == epochs_;
     double fitness;
     if (a_.flag("val") || final_epoch) {
-      last_val = validate(*ema_model_, *val_loader_, names_, vopt, e2e_loss_.get());
+      last_val = validate(*ema_model_, *val_loader_, names_, vopt, criterion_.get());
       have_val = true;
       log(last_val.table);
       for (const auto& [k, v] : last_val.metrics) num[k] = v;
@@ -968,7 +978,7 @@ TrainResult Trainer::run() {
   log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + fmt("%.3f", hours) + " hours.");
   if (have_val) {
     // The official final table lists every class.
-    log(format_det_table(last_val.det, single_cls ? std::vector<std::string>{"item"} : names_, true));
+    log(format_val_table(last_val, single_cls ? std::vector<std::string>{"item"} : names_, true));
     log(last_val.speed_line);
   }
   log("Results saved to " + save_dir_);

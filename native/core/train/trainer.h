@@ -1,6 +1,6 @@
-// The YOLO26 detection training engine: official trainer behaviour (defaults, optimiser groups, nominal-batch
-// accumulation, warmup, LambdaLR, grad clipping, EMA, AMP on CUDA, close_mosaic, per-epoch validation on the EMA,
-// best/last checkpoints, patience, resume) with progress reported through callbacks.
+// The YOLO26 training engine (detect, segment, pose, obb): official trainer behaviour (defaults, optimiser groups,
+// nominal-batch accumulation, warmup, LambdaLR, grad clipping, EMA, AMP on CUDA, close_mosaic, per-epoch validation
+// on the EMA, best/last checkpoints, patience, resume) with progress reported through callbacks.
 #pragma once
 #include <yaml-cpp/yaml.h>
 #include <atomic>
@@ -42,7 +42,7 @@ YAML::Node resolve_train_args(const YAML::Node& args);
 
 // Trains as Ultralytics `model.train(**args)` does. `stop` is polled after every batch: the run then saves
 // weights/last.pt and returns with stopped = true. A NaN/Inf loss throws y26::Error and leaves the last good
-// checkpoint on disk. Supports task detect (pose/segment/obb models are refused with a clear error).
+// checkpoint on disk. Tasks detect, segment, pose and obb (the model decides; train/criterion.h has the losses).
 TrainResult run_training(const YAML::Node& args, const TrainCallbacks& cb, const std::atomic<bool>& stop);
 
 }  // namespace y26

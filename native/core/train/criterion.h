@@ -1,0 +1,51 @@
+// The task criterion the trainer and validator talk to: one object per training run that turns the model's
+// train-mode (or unfused eval-mode) outputs and a loader batch into the value to back-propagate and the logged
+// items, named as the official loss_names. Detect, segment, pose and obb (end-to-end and one2many-only) implement it.
+//
+// Adding a task: subclass TrainCriterion, map ModelOutput + Batch to the task loss in compute()
+// (cast the branch tensors to float32, zero the classes when single_cls), return its official names from
+// loss_names() without the "_loss" suffix, forward update()/set_updates() to the ProgLoss schedule, and add the
+// task to make_criterion(). The trainer and validator then need no change for the losses.
+#pragma once
+#include <yaml-cpp/yaml.h>
+
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "model/yolo.h"
+
+namespace y26 {
+
+struct CriterionResult {
+  torch::Tensor total;  // () what the trainer back-propagates (already x batch size, ProgLoss-weighted)
+  torch::Tensor items;  // (loss_names().size()) detached gained items as the official trainer logs them
+};
+
+class TrainCriterion {
+ public:
+  virtual ~TrainCriterion() = default;
+  // Official loss names without "_loss", in item order: detect {box, cls, dfl}; segment {box, seg, cls, dfl, sem};
+  // pose {box, pose, kobj, cls, dfl, rle}; obb {box, cls, dfl, angle}.
+  virtual const std::vector<std::string>& loss_names() const = 0;
+  // out: the model's forward (train mode, or eval mode of an unfused model for the val losses); b: the loader's
+  // batch on any device (moved to `device` here). single_cls: every label counts as class 0.
+  virtual CriterionResult compute(const ModelOutput& out, const Batch& b, const torch::Device& device,
+                                  bool single_cls) const = 0;
+  virtual void update() {}                 // once after each finished epoch (ProgLoss weighting)
+  virtual void set_updates(int64_t) {}     // resume: number of finished epochs
+  virtual int64_t updates() const { return 0; }
+};
+
+// The criterion of `model`'s task (end2end or one2many-only as the model is built). hyp: the resolved train args
+// (box, cls, dfl, pose, kobj, rle, angle gains; overlap_mask, mask_ratio). Pose uses the model's RealNVP flow for
+// the RLE term, so `model` must outlive the criterion. Classify throws y26::Error naming the task.
+std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp);
+
+// "box" -> "box_loss"; the prefix ("train/", "val/") is prepended.
+std::vector<std::string> loss_columns(const TrainCriterion& c, const std::string& prefix);
+
+}  // namespace y26
