@@ -2,9 +2,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/loader.h"
+#include "data/obb_labels.h"
 #include "data/synthetic.h"
 #include "testing.h"
 #include "util/error.h"
@@ -669,6 +672,60 @@ TEST_CASE("polygon datasets: batch polygons and segmentation masks") {
   EXPECT(sep.sizes() == torch::IntArrayRef({2, 32, 32}));
   int64_t area = sep[0].sum().item<int64_t>();
   EXPECT_MSG(area >= 15 * 15 && area <= 18 * 18, "square mask area " << area);
+}
+
+TEST_CASE("OBB datasets: boxes cut by the border after mosaic/affine keep their angle; segments are clipped per point") {
+  // One long rotated box (64 x 16 px at 0.4 rad) in the middle of a 128 x 128 image, as a polygon row, 4 images.
+  const double kA = 0.4, kPi = 3.14159265358979323846;
+  std::string d = fresh_dir("obbclip");
+  std::ostringstream row;
+  row << "0";
+  for (auto [u, v] : {std::pair{32, 8}, {32, -8}, {-32, -8}, {-32, 8}})
+    row << " " << (64 + u * std::cos(kA) - v * std::sin(kA)) / 128 << " " << (64 + u * std::sin(kA) + v * std::cos(kA)) / 128;
+  std::vector<std::string> files;
+  for (int i = 0; i < 4; ++i) files.push_back(add_image(d, "o" + std::to_string(i) + ".png", plain(128, 128), row.str() + "\n"));
+  IndexOptions io = quiet(1);
+  io.use_cache = false;
+  // Angle distance modulo pi/2 (a cut box may turn its short side into the long one: same direction).
+  auto off = [&](double a) { double m = std::fmod(std::fabs(a - kA), kPi / 2); return std::min(m, kPi / 2 - m); };
+  for (bool mosaic : {true, false}) {
+    int cut_obb = 0, bent_seg = 0;
+    for (bool obb : {true, false}) {
+      DatasetOptions dopt;
+      dopt.imgsz = 128;
+      dopt.verbose = false;
+      dopt.obb = obb;
+      auto ds = std::make_shared<Dataset>(DatasetIndex::build(files, io), dopt);
+      LoaderOptions lo;
+      lo.batch = 4;
+      lo.workers = 1;
+      lo.hyp = AugmentConfig::none();
+      lo.hyp.set("mosaic", mosaic ? 1.0 : 0.0);
+      lo.hyp.set("translate", 0.4);
+      lo.hyp.set("scale", 0.3);
+      for (uint64_t seed = 0; seed < 6; ++seed) {
+        lo.seed = seed;
+        DataLoader dl(ds, lo);
+        Batch b;
+        EXPECT(dl.next(b));
+        auto rb = batch_rboxes(b, false), xywh = b.bboxes;
+        for (int64_t i = 0; i < rb.size(0); ++i) {
+          const double x = xywh[i][0].item<double>(), y = xywh[i][1].item<double>();
+          const double w = xywh[i][2].item<double>(), h = xywh[i][3].item<double>();
+          const bool at_border = x - w / 2 < 1e-3 || y - h / 2 < 1e-3 || x + w / 2 > 1 - 1e-3 || y + h / 2 > 1 - 1e-3;
+          const double e = off(rb[i][4].item<double>());
+          if (obb) {
+            EXPECT_MSG(e < 2e-3, "OBB instance " << i << " (seed " << seed << ") turned by " << e << " rad");
+            cut_obb += at_border;
+          } else {
+            bent_seg += at_border && e > 0.02;
+          }
+        }
+      }
+    }
+    EXPECT_MSG(cut_obb > 0, "no OBB box crossed the border (mosaic " << mosaic << "): the test proves nothing");
+    EXPECT_MSG(bent_seg > 0, "point-wise clipping of a segment dataset should bend cut boxes (mosaic " << mosaic << ")");
+  }
 }
 
 TEST_CASE("cache ram and disk give the same images as no cache") {

@@ -3,8 +3,10 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
+#include "data/obb_labels.h"
 #include "util/error.h"
 
 namespace y26 {
@@ -128,14 +130,24 @@ const cv::Scalar kPadColor(114, 114, 114);
 // Python's round() on the values LetterBox feeds it (never exact halves after the +-0.1 nudge).
 int py_round(double v) { return (int)std::nearbyint(v); }
 
-// Clips boxes (and polygons, keypoints: out-of-image keypoints become invisible) to [0,w]x[0,h].
-void clip_instances(Instances& inst, float w, float h, int kpt_dims) {
+// Clips boxes (and polygons, keypoints: out-of-image keypoints become invisible) to [0,w]x[0,h]. Segment polygons
+// are clipped point by point; OBB polygons (`obb`) as rotated boxes that keep their angle, their box becoming the
+// visible part's extent (zero when nothing is visible, so the callers' size filters drop it).
+void clip_instances(Instances& inst, float w, float h, int kpt_dims, bool obb) {
   for (size_t i = 0; i < inst.xyxy.size(); i += 2) {
     inst.xyxy[i] = std::min(std::max(inst.xyxy[i], 0.f), w);
     inst.xyxy[i + 1] = std::min(std::max(inst.xyxy[i + 1], 0.f), h);
   }
-  for (auto& poly : inst.segs)
+  for (size_t i = 0; i < inst.segs.size(); ++i) {
+    auto& poly = inst.segs[i];
+    if (obb && !poly.empty()) {
+      std::array<float, 4> box{};
+      clip_obb_polygon(poly, w, h, &box);
+      std::copy(box.begin(), box.end(), &inst.xyxy[4 * i]);
+      continue;
+    }
     for (auto& p : poly) { p.x = std::min(std::max(p.x, 0.f), w); p.y = std::min(std::max(p.y, 0.f), h); }
+  }
   for (size_t k = 0; kpt_dims && k < inst.kpts.size(); k += kpt_dims) {
     float& x = inst.kpts[k];
     float& y = inst.kpts[k + 1];
@@ -278,7 +290,7 @@ cv::Matx33d random_perspective_matrix(const AugmentConfig& cfg, cv::Size in, cv:
 }
 
 void transform_instances(Instances& inst, const cv::Matx33d& M, cv::Size out, double scale, bool perspective,
-                         int kpt_dims) {
+                         int kpt_dims, bool obb) {
   const size_t n = inst.size();
   if (!n) return;
   const float W = (float)out.width, H = (float)out.height;
@@ -304,7 +316,7 @@ void transform_instances(Instances& inst, const cv::Matx33d& M, cv::Size out, do
     inst.kpts[k] = p.x;
     inst.kpts[k + 1] = p.y;
   }
-  clip_instances(inst, W, H, kpt_dims);
+  clip_instances(inst, W, H, kpt_dims, obb);
   // The official box_candidates filter, against the input boxes scaled by the drawn scale.
   const float area_thr = inst.segs.empty() ? 0.1f : 0.01f, eps = 1e-16f;
   std::vector<uint8_t> keep(n);
@@ -423,7 +435,7 @@ Sample TrainAugmenter::letterbox_perspective(size_t index, SampleRng& rng) {
     warp(l.img, out.img, M * place, {s, s}, persp);
   }
   out.inst = labels_in_pixels(*ds_, index, unpad, cv::Point2f((float)left, (float)top));
-  transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims());
+  transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims(), ds_->options().obb);
   out.gain_w = (double)l.img.cols / L.width;
   out.gain_h = (double)l.img.rows / L.height;
   return out;
@@ -471,7 +483,7 @@ Sample TrainAugmenter::mosaic_perspective(size_t index, SampleRng& rng) {
     cv::Mat src = img(cv::Rect(x1b, y1b, x2a - x1a, y2a - y1a));
     Instances inst = labels_in_pixels(*ds_, tiles[k].index, img.size(), cv::Point2f((float)(x1a - x1b), (float)(y1a - y1b)));
     // Official mosaic: labels clipped to the canvas and zero-area boxes removed before the perspective step.
-    clip_instances(inst, (float)S2, (float)S2, ds_->kpt_dims());
+    clip_instances(inst, (float)S2, (float)S2, ds_->kpt_dims(), ds_->options().obb);
     std::vector<uint8_t> keep(inst.size());
     for (size_t i = 0; i < keep.size(); ++i)
       keep[i] = inst.xyxy[4 * i + 2] > inst.xyxy[4 * i] && inst.xyxy[4 * i + 3] > inst.xyxy[4 * i + 1];
@@ -487,12 +499,12 @@ Sample TrainAugmenter::mosaic_perspective(size_t index, SampleRng& rng) {
     cv::Matx33d Mk = M;
     Mk(0, 2) = b.x - M(0, 0) * x1a;
     Mk(1, 2) = b.y - M(1, 1) * y1a;
-    transform_instances(inst, Mk, {s, s}, scale, false, ds_->kpt_dims());
+    transform_instances(inst, Mk, {s, s}, scale, false, ds_->kpt_dims(), ds_->options().obb);
     out.inst.append(inst);
   }
   if (!axis_aligned) {
     warp(canvas, out.img, M, {s, s}, persp);
-    transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims());
+    transform_instances(out.inst, M, {s, s}, scale, persp, ds_->kpt_dims(), ds_->options().obb);
   }
   return out;
 }

@@ -73,8 +73,9 @@ cv::Matx33d random_perspective_matrix(const AugmentConfig& cfg, cv::Size in, cv:
                                       double* applied_scale);
 // Transforms labels by M into an out-size image; drops boxes that the official box_candidates filter rejects
 // (w, h > 2 px, area ratio > 0.1 (0.01 with polygons), aspect < 100) relative to the input boxes scaled by `scale`.
+// `obb`: polygons are rotated boxes, clipped at the border with clip_obb_polygon (angle kept).
 void transform_instances(Instances& inst, const cv::Matx33d& M, cv::Size out, double scale, bool perspective,
-                         int kpt_dims);
+                         int kpt_dims, bool obb = false);
 // Official HSV jitter via LUTs (hue shifted, saturation and value scaled).
 void random_hsv(cv::Mat& bgr, float hgain, float sgain, float vgain, SampleRng& rng);
 // Flips image and labels; horizontal flips remap keypoints through flip_idx (empty = identity).

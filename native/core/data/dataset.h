@@ -91,6 +91,9 @@ struct DatasetOptions {
   bool fast_decode = false;
   int cache_threads = 2;
   bool verbose = true;
+  // An OBB dataset (task obb): augmentation clips polygons as rotated boxes (clip_obb_polygon, the official
+  // preserve_obb path) instead of point by point, so a box crossing the border keeps its angle.
+  bool obb = false;
 };
 
 class Dataset {

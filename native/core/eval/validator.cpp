@@ -336,6 +336,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   if (dc.split(split).empty()) fail(data_path + ": no '" + split + "' split; add it or pick another split");
   DatasetOptions dso;
   dso.imgsz = imgsz;
+  dso.obb = lm.model->task() == "obb";
   IndexOptions io;
   io.nc = dc.nc;
   io.strict = false;

@@ -521,6 +521,7 @@ void Trainer::setup(const YAML::Node& user_args) {
   dso.cache = parse_cache_mode(a_.str("cache", "false"));
   dso.fast_decode = true;
   dso.verbose = false;
+  dso.obb = model_->task() == "obb";
   IndexOptions io;
   io.nc = data_.nc;
   io.strict = false;
