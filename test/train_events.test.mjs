@@ -1,9 +1,10 @@
 // The TS facade groups the engine's event numbers by name, whatever the task's loss names are
-// (detect box/cls/dfl; segment + seg/sem; pose + pose/kobj/rle; obb + angle). Needs no native addon.
+// (detect box/cls/dfl; segment + seg/sem; pose + pose/kobj/rle; obb + angle), and orders them for the progress bar
+// by epoch_start's loss_names. Needs no native addon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { shapeEvent } from '../dist/train.js';
+import { formatLosses, shapeEvent } from '../dist/train.js';
 
 test('batch and epoch_end events group every task loss name, metrics and lr', () => {
   const names = ['box', 'seg', 'pose', 'kobj', 'cls', 'dfl', 'rle', 'sem', 'angle'];
@@ -33,4 +34,28 @@ test('batch and epoch_end events group every task loss name, metrics and lr', ()
   assert.deepEqual(e.metrics, { 'metrics/mAP50-95(P)': 0.25, 'metrics/mAP50(M)': 0.5, fitness: 0.75 });
   assert.deepEqual(e.lr, { pg0: 0.001 });
   assert.equal(e.fitness, 0.75);
+});
+
+test('epoch_start carries the task loss order; the progress bar shows losses in it, not alphabetically', () => {
+  const start = shapeEvent({
+    type: 'epoch_start',
+    num: { epoch: 1, epochs: 3, batches: 4 },
+    str: { loss_names: 'box_loss,pose_loss,kobj_loss,cls_loss,dfl_loss,rle_loss' },
+  });
+  assert.deepEqual(start.lossNames, ['box_loss', 'pose_loss', 'kobj_loss', 'cls_loss', 'dfl_loss', 'rle_loss']);
+  assert.equal(start.batches, 4);
+  // A batch event's numbers arrive sorted by name (the engine's std::map).
+  const batch = { type: 'batch', num: {}, str: {} };
+  for (const [i, n] of ['box', 'cls', 'dfl', 'kobj', 'pose', 'rle'].entries()) batch.num[`${n}_loss`] = i + 1;
+  const b = shapeEvent(batch);
+  assert.equal(formatLosses(b.losses, start.lossNames), 'box 1.000 pose 5.000 kobj 4.000 cls 2.000 dfl 3.000 rle 6.000');
+  // Other tasks' official orders; keys missing from the order (older engines) follow in their own order.
+  const seg = { box_loss: 1, cls_loss: 2, dfl_loss: 3, seg_loss: 4, sem_loss: 5 };
+  assert.equal(
+    formatLosses(seg, ['box_loss', 'seg_loss', 'cls_loss', 'dfl_loss', 'sem_loss']),
+    'box 1.000 seg 4.000 cls 2.000 dfl 3.000 sem 5.000',
+  );
+  assert.equal(formatLosses({ angle_loss: 4, box_loss: 1, cls_loss: 2, dfl_loss: 3 }, ['box_loss', 'cls_loss']),
+    'box 1.000 cls 2.000 angle 4.000 dfl 3.000');
+  assert.equal(formatLosses({ box_loss: 1 }), 'box 1.000');
 });

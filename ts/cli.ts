@@ -6,7 +6,7 @@ import { Yolo26Error } from './errors.js';
 import { demo, exportModel, predict, train, val, modelInfo } from './index.js';
 import { native } from './native.js';
 import { ProgressBar } from './progress.js';
-import type { BatchEvent, Run } from './train.js';
+import { formatLosses, type BatchEvent, type Run } from './train.js';
 import type { Result } from './results.js';
 import { version } from './version.js';
 
@@ -71,12 +71,13 @@ async function runPredict(options: Record<string, unknown>): Promise<number> {
 /** Official-style epoch bars with images/s and data-wait added; val tables come through 'log' events. */
 function attachProgress(run: Run): void {
   let bar: ProgressBar | null = null;
-  run.on('epoch_start', (e: { epoch: number; epochs: number; batches: number }) => {
+  let lossOrder: string[] = [];
+  run.on('epoch_start', (e: { epoch: number; epochs: number; batches: number; lossNames?: string[] }) => {
     bar = new ProgressBar(e.batches ?? 0, `Epoch ${e.epoch}/${e.epochs}`);
+    lossOrder = e.lossNames ?? lossOrder;
   });
   run.on('batch', (e: BatchEvent) => {
-    const l = e.losses ?? {};
-    const losses = Object.entries(l).map(([k, v]) => `${k.replace(/_loss$/, '')} ${v.toFixed(3)}`).join(' ');
+    const losses = formatLosses(e.losses ?? {}, lossOrder);
     bar?.update(e.iteration, `${losses} | ${e.imagesPerSecond.toFixed(1)} img/s | data-wait ${(100 * e.dataWaitFraction).toFixed(0)}%`);
   });
   run.on('epoch_end', () => {

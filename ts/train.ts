@@ -68,10 +68,21 @@ export function shapeEvent(e: NativeEvent): Record<string, unknown> {
     else if (!k.startsWith('metrics/')) out[camel(k)] = v;
   }
   for (const [k, v] of Object.entries(e.str)) out[camel(k)] = v;
+  // epoch_start: the task's loss keys in official order (the engine's numbers arrive sorted by name).
+  if (typeof e.str.loss_names === 'string') out.lossNames = e.str.loss_names.split(',').filter(Boolean);
   if (Object.keys(losses).length) out.losses = losses;
   if (Object.keys(metrics).length) out.metrics = metrics;
   if (Object.keys(lr).length) out.lr = e.type === 'batch' && 'pg0' in lr ? lr.pg0 : lr;
   return out;
+}
+
+/**
+ * "box 1.234 pose 0.567 ..." for a progress bar: losses in `order` (epoch_start's lossNames) first, then any others
+ * in their own order; "_loss" is dropped from the names.
+ */
+export function formatLosses(losses: Record<string, number>, order: readonly string[] = []): string {
+  const keys = [...order.filter((k) => k in losses), ...Object.keys(losses).filter((k) => !order.includes(k))];
+  return keys.map((k) => `${k.replace(/_loss$/, '')} ${losses[k].toFixed(3)}`).join(' ');
 }
 
 function finalResult(r: Record<string, number | string>): RunResult {

@@ -157,6 +157,16 @@ TEST_CASE("data.yaml: path relative to the yaml, names map, txt lists, kpt_shape
   EXPECT(val.size() == 1 && contains(val[0], "images/val/c.png"));
   EXPECT(label_path_for("/x/images/train/a.b.jpg") == "/x/labels/train/a.b.txt");
 
+  EXPECT(c.kpt_oks_sigmas.empty());  // the defaults
+  write_text(d + "/sig.yaml", "path: ds\ntrain: images/train\nnames: [a]\nkpt_shape: [2, 3]\nkpt_oks_sigmas: [0.1, 0.2]\n");
+  EXPECT(load_data_yaml(d + "/sig.yaml").kpt_oks_sigmas == std::vector<double>({0.1, 0.2}));
+  write_text(d + "/sig3.yaml", "path: ds\ntrain: images/train\nnames: [a]\nkpt_shape: [2, 3]\nkpt_oks_sigmas: [0.1, 0.2, 0.3]\n");
+  std::string se = error_of([&] { load_data_yaml(d + "/sig3.yaml"); });
+  EXPECT_MSG(contains(se, "sig3.yaml") && contains(se, "kpt_oks_sigmas") && contains(se, "3 entries"), se);
+  write_text(d + "/sig0.yaml", "path: ds\ntrain: images/train\nnames: [a]\nkpt_shape: [2, 3]\nkpt_oks_sigmas: [0.1, 0]\n");
+  se = error_of([&] { load_data_yaml(d + "/sig0.yaml"); });
+  EXPECT_MSG(contains(se, "sig0.yaml") && contains(se, "kpt_oks_sigmas") && contains(se, "> 0"), se);
+
   write_text(d + "/bad.yaml", "train: images/train\nnc: 3\nnames: [a, b]\n");
   std::string e = error_of([&] { load_data_yaml(d + "/bad.yaml"); });
   EXPECT_MSG(contains(e, "bad.yaml") && contains(e, "nc"), e);

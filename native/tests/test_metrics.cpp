@@ -242,6 +242,14 @@ TEST_CASE("keypoint OKS and pose metrics") {
   auto swapped = torch::stack({pred[1], pred[0]});
   pm2.add_image(pboxes, torch::tensor({0.9f, 0.8f}), torch::tensor({0, 0}), swapped, box, torch::tensor({0}), gt);
   auto p2 = pm2.pose();
+  // The data.yaml's kpt_oks_sigmas replace the defaults: with sigma .25 the far point's OKS is exp(-36/26.5) = .26,
+  // below every threshold, so the first-ranked prediction is a FP everywhere (AP50 .4975 instead of .995).
+  y26::PoseMetrics pm3({"person"}, 2, {0.25, 0.25});
+  pm3.add_image(pboxes, torch::tensor({0.9f, 0.8f}), torch::tensor({0, 0}), swapped, box, torch::tensor({0}), gt);
+  EXPECT_NEAR(p2.map50, 0.995, 1e-12);
+  EXPECT_NEAR(pm3.pose().map50, 0.4975, 1e-3);
+  EXPECT_THROWS(y26::PoseMetrics({"person"}, 2, {0.5}));        // one sigma per keypoint
+  EXPECT_THROWS(y26::PoseMetrics({"person"}, 2, {0.5, 0.0}));   // all > 0
   const double far = std::exp(-36.0 / (2 * 53.0));
   int above = 0;
   for (int t = 0; t < 10; ++t) above += far >= y26::iou_thresholds()[t].item<float>();

@@ -232,6 +232,25 @@ TEST_CASE("pose loss on a fixed batch falls over a few optimiser steps and reach
   EXPECT_MSG(pose_items.back() < pose_items.front(), "pose loss " << pose_items.front() << " -> " << pose_items.back());
 }
 
+TEST_CASE("pose kpt_oks_sigmas reach the loss (equal to the defaults: same items; smaller: larger pose loss)") {
+  torch::manual_seed(0);
+  Batch b = first_batch(tiny_pose_dataset(), 2);
+  auto model = pose_model(3, {5, 3});
+  model->train();
+  auto args = resolve_train_args(YAML::Node());
+  auto out = model->forward(b.img.to(torch::kFloat32).div(255.0));
+  const torch::Device cpu(torch::kCPU);
+  auto item = [&](const std::vector<double>& sig) { return make_criterion(*model, 3, 10, args, sig)->compute(out, b, cpu, false).items; };
+  auto def = item({}), same = item(std::vector<double>(5, 0.2)), tight = item(std::vector<double>(5, 0.02));
+  EXPECT_MSG(torch::allclose(def, same), def << " vs " << same);  // 1/K is the default for K != 17
+  EXPECT_MSG(tight[1].item<double>() > def[1].item<double>() + 1e-4, "pose loss " << def[1].item<double>() << " -> " << tight[1].item<double>());
+  EXPECT_NEAR(tight[0].item<double>(), def[0].item<double>(), 1e-6);  // the box loss does not use them
+  EXPECT_THROWS(make_criterion(*model, 3, 10, args, {0.1, 0.1}));  // one per keypoint
+  ValOptions vo;
+  vo.kpt_sigmas = {0.1, 0.1};
+  EXPECT_THROWS(ValMatcher("pose", {"a", "b", "c"}, {5, 3}, vo));  // the validator's OKS uses them too
+}
+
 TEST_CASE("pose training: weights reload as a pose model, results.csv has the pose columns, val() works") {
   const std::string project = temp_dir("runs");
   std::atomic<bool> stop{false};
@@ -274,6 +293,9 @@ TEST_CASE("pose training: weights reload as a pose model, results.csv has the po
   }
   bool saw_batch = false, saw_end = false, saw_header = false;
   for (const auto& e : events) {
+    if (e.type == "epoch_start")  // the official order, for the progress bar
+      EXPECT_MSG(e.str.count("loss_names") && e.str.at("loss_names") == "box_loss,pose_loss,kobj_loss,cls_loss,dfl_loss,rle_loss",
+                 "epoch_start loss_names: " << (e.str.count("loss_names") ? e.str.at("loss_names") : "(none)"));
     if (e.type == "batch") {
       saw_batch = true;
       for (const char* k : {"box_loss", "pose_loss", "kobj_loss", "cls_loss", "dfl_loss", "rle_loss"})

@@ -129,6 +129,16 @@ DataConfig load_data_yaml(const std::string& yaml_path) {
         for (int v : c.flip_idx)
           if (v < 0 || v >= c.kpt_count) fail(yaml_path + ": 'flip_idx' entry " + std::to_string(v) + " out of range");
       }
+      if (y["kpt_oks_sigmas"]) {
+        if (!y["kpt_oks_sigmas"].IsSequence())
+          fail(yaml_path + ": 'kpt_oks_sigmas' must be a list of " + std::to_string(c.kpt_count) + " positive numbers");
+        for (const auto& n : y["kpt_oks_sigmas"]) c.kpt_oks_sigmas.push_back(n.as<double>());
+        if ((int)c.kpt_oks_sigmas.size() != c.kpt_count)
+          fail(yaml_path + ": 'kpt_oks_sigmas' has " + std::to_string(c.kpt_oks_sigmas.size()) +
+               " entries but kpt_shape says " + std::to_string(c.kpt_count) + " keypoints; give one sigma per keypoint");
+        for (double v : c.kpt_oks_sigmas)
+          if (!(v > 0)) fail(yaml_path + ": 'kpt_oks_sigmas' entry " + std::to_string(v) + " must be > 0");
+      }
     }
   } catch (const YAML::Exception& e) {
     fail(yaml_path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);

@@ -18,6 +18,7 @@ struct DataConfig {
   std::vector<std::string> names;       // nc entries ("0".."nc-1" when the yaml gives only nc)
   int kpt_count = 0, kpt_dims = 0;      // kpt_shape [K, D] for pose (D = 2 or 3), 0 otherwise
   std::vector<int> flip_idx;            // pose: keypoint index that each keypoint becomes under a horizontal flip
+  std::vector<double> kpt_oks_sigmas;   // pose: per-keypoint OKS sigmas (K values > 0); empty = the defaults
   const std::vector<std::string>& split(const std::string& name) const;  // "train" / "val" / "test"
 };
 

@@ -358,8 +358,14 @@ DetResults DetMetrics::compute() const {
   return r;
 }
 
-PoseMetrics::PoseMetrics(std::vector<std::string> names, int64_t num_keypoints)
-    : box_(names), pose_(names), sigmas_(oks_sigmas(num_keypoints)) {}
+PoseMetrics::PoseMetrics(std::vector<std::string> names, int64_t num_keypoints, std::vector<double> sigmas)
+    : box_(names), pose_(names), sigmas_(sigmas.empty() ? oks_sigmas(num_keypoints) : std::move(sigmas)) {
+  bool ok = (int64_t)sigmas_.size() == num_keypoints;
+  for (double v : sigmas_) ok = ok && v > 0;
+  if (!ok)
+    fail("PoseMetrics: kpt_oks_sigmas must be " + std::to_string(num_keypoints) + " positive values, got " +
+         std::to_string(sigmas_.size()) + "; fix kpt_oks_sigmas in the data.yaml");
+}
 
 void PoseMetrics::add_image(const torch::Tensor& pred_boxes, const torch::Tensor& pred_conf,
                             const torch::Tensor& pred_cls, const torch::Tensor& pred_kpts,

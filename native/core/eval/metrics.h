@@ -100,7 +100,8 @@ class DetMetrics {
 // mAP50-95 as the official PoseMetrics.
 class PoseMetrics {
  public:
-  PoseMetrics(std::vector<std::string> names, int64_t num_keypoints);
+  // sigmas: per-keypoint OKS sigmas (data.yaml kpt_oks_sigmas, K values > 0); empty = oks_sigmas(num_keypoints).
+  PoseMetrics(std::vector<std::string> names, int64_t num_keypoints, std::vector<double> sigmas = {});
   // Boxes xyxy and keypoints (x, y[, visibility]) in the same pixel space; gt_kpts need the visibility column.
   void add_image(const torch::Tensor& pred_boxes, const torch::Tensor& pred_conf, const torch::Tensor& pred_cls,
                  const torch::Tensor& pred_kpts, const torch::Tensor& gt_boxes, const torch::Tensor& gt_cls,

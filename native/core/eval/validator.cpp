@@ -90,7 +90,7 @@ ValMatcher::ValMatcher(const std::string& task, std::vector<std::string> names, 
     if (kpt_shape.size() != 2) fail("val(): a pose model needs kpt_shape [K, 2 or 3]");
     nk_ = kpt_shape[0];
     ndim_ = kpt_shape[1];
-    pose_ = std::make_unique<PoseMetrics>(names, nk_);
+    pose_ = std::make_unique<PoseMetrics>(names, nk_, opt.kpt_sigmas);
   }
   if (task_ == "segment") seg_ = std::make_unique<SegmentMetrics>(names);
   if (task_ == "obb") obb_ = std::make_unique<ObbMetrics>(names);
@@ -334,6 +334,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
 
   DataConfig dc = load_data_yaml(data_path);
   if (dc.split(split).empty()) fail(data_path + ": no '" + split + "' split; add it or pick another split");
+  opt.kpt_sigmas = dc.kpt_oks_sigmas;
   DatasetOptions dso;
   dso.imgsz = imgsz;
   dso.obb = lm.model->task() == "obb";

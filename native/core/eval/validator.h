@@ -26,6 +26,7 @@ struct ValOptions {
   bool verbose = false;      // per-class rows in the table
   bool overlap_mask = true;  // segment: GT mask layout (the official default)
   int mask_ratio = 4;        // segment: GT masks at 1/mask_ratio of the input
+  std::vector<double> kpt_sigmas;  // pose: OKS sigmas (data.yaml kpt_oks_sigmas); empty = the defaults
   std::string device = "cpu";
 };
 

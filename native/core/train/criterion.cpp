@@ -71,7 +71,7 @@ PoseBranchOutput pose_branch(const BranchOutput& br) {
 
 class PoseCriterion : public TrainCriterion {
  public:
-  PoseCriterion(YoloModel& model, int64_t nc, int64_t epochs, const PoseGains& g) {
+  PoseCriterion(YoloModel& model, int64_t nc, int64_t epochs, const PoseGains& g, const std::vector<double>& sigmas) {
     const auto& ks = model.config().kpt_shape;
     FlowLogProb flow;
     if (model.head() && model.head()->flow_model) {
@@ -85,6 +85,11 @@ class PoseCriterion : public TrainCriterion {
     else o2m_ = std::make_unique<PoseLoss>(nc, model.stride(), ks, 10, 0, g, flow);
     kpt_count_ = ks.at(0);
     kpt_dims_ = ks.at(1);
+    if (!sigmas.empty()) {
+      auto s = torch::tensor(sigmas, torch::kFloat64).to(torch::kFloat);
+      if (e2e_) e2e_->set_sigmas(s);
+      else o2m_->set_sigmas(s);
+    }
   }
   const std::vector<std::string>& loss_names() const override { return names_; }
   CriterionResult compute(const ModelOutput& out, const Batch& b, const torch::Device& device,
@@ -207,7 +212,8 @@ class ObbCriterion : public TrainCriterion {
 
 }  // namespace
 
-std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp) {
+std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp,
+                                               const std::vector<double>& kpt_sigmas) {
   LossGains det{gain(hyp, "box", 7.5), gain(hyp, "cls", 0.5), gain(hyp, "dfl", 1.5)};
   const std::string& task = model.task();
   if (task == "detect") return std::make_unique<DetectCriterion>(model, nc, epochs, det);
@@ -217,7 +223,7 @@ std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int
     g.pose = gain(hyp, "pose", 12.0);
     g.kobj = gain(hyp, "kobj", 1.0);
     g.rle = gain(hyp, "rle", 1.0);
-    return std::make_unique<PoseCriterion>(model, nc, epochs, g);
+    return std::make_unique<PoseCriterion>(model, nc, epochs, g, kpt_sigmas);
   }
   if (task == "segment") {
     const bool overlap = hyp && hyp["overlap_mask"] && !hyp["overlap_mask"].IsNull() ? hyp["overlap_mask"].as<bool>()

@@ -42,8 +42,10 @@ class TrainCriterion {
 
 // The criterion of `model`'s task (end2end or one2many-only as the model is built). hyp: the resolved train args
 // (box, cls, dfl, pose, kobj, rle, angle gains; overlap_mask, mask_ratio). Pose uses the model's RealNVP flow for
-// the RLE term, so `model` must outlive the criterion. Classify throws y26::Error naming the task.
-std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp);
+// the RLE term, so `model` must outlive the criterion. Classify throws y26::Error naming the task. kpt_sigmas: pose
+// OKS sigmas (the data.yaml's kpt_oks_sigmas, K values > 0); empty = the defaults.
+std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp,
+                                               const std::vector<double>& kpt_sigmas = {});
 
 // "box" -> "box_loss"; the prefix ("train/", "val/") is prepended.
 std::vector<std::string> loss_columns(const TrainCriterion& c, const std::string& prefix);

@@ -158,6 +158,11 @@ E2EPoseLoss::E2EPoseLoss(int64_t num_classes, std::vector<double> strides, std::
       one2one_(num_classes, strides, kpt_shape, /*topk=*/7, /*topk2=*/1, gains, flow),
       schedule_(epochs) {}
 
+void E2EPoseLoss::set_sigmas(const torch::Tensor& sigmas) {
+  one2many_.set_sigmas(sigmas);
+  one2one_.set_sigmas(sigmas);
+}
+
 E2EPoseLossResult E2EPoseLoss::operator()(const PoseBranchOutput& one2many, const PoseBranchOutput& one2one,
                                           const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
                                           const DetectionBatch& batch, const torch::Tensor& keypoints) const {

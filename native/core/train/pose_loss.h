@@ -75,6 +75,7 @@ class E2EPoseLoss {
                                const torch::Tensor& keypoints) const;
   ProgLossSchedule& schedule() { return schedule_; }
   const ProgLossSchedule& schedule() const { return schedule_; }
+  void set_sigmas(const torch::Tensor& sigmas);  // both branches (PoseLoss::set_sigmas)
 
  private:
   PoseLoss one2many_, one2one_;

@@ -498,7 +498,7 @@ void Trainer::setup(const YAML::Node& user_args) {
 
   build_model(a_.str("model", "yolo26n.yaml"), a_.n["pretrained"]);
   // The task's loss (throws for tasks without one, before any run folder is made).
-  criterion_ = make_criterion(*model_, nc_, epochs_, a_.n);
+  criterion_ = make_criterion(*model_, nc_, epochs_, a_.n, data_.kpt_oks_sigmas);
   if (resuming_) criterion_->set_updates(start_epoch_);
 
   if (save_dir_.empty()) {
@@ -800,6 +800,7 @@ TrainResult Trainer::run() {
   vopt.end2end = model_->end2end();
   vopt.overlap_mask = a_.flag("overlap_mask");
   vopt.mask_ratio = (int)a_.integer("mask_ratio");
+  vopt.kpt_sigmas = data_.kpt_oks_sigmas;
   const std::vector<std::string>& loss_names = criterion_->loss_names();
 
   log("Image sizes " + std::to_string(imgsz_) + " train, " + std::to_string(imgsz_) + " val");
@@ -821,7 +822,12 @@ TrainResult Trainer::run() {
       log("Closing dataloader mosaic");
     model_->train();
     train_loader_->reset_stats();
-    emit("epoch_start", {{"epoch", (double)epoch + 1}, {"epochs", (double)epochs_}, {"batches", (double)nb_}});
+    {  // the batch event's losses come in a std::map (alphabetical): loss_names gives the task's order for display
+      std::string order;
+      for (const auto& c : loss_columns(*criterion_, "")) order += (order.empty() ? "" : ",") + c;
+      emit("epoch_start", {{"epoch", (double)epoch + 1}, {"epochs", (double)epochs_}, {"batches", (double)nb_}},
+           {{"loss_names", order}});
+    }
     {
       std::ostringstream h;
       h << std::setw(11) << "Epoch" << std::setw(11) << "GPU_mem";
