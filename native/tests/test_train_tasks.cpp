@@ -342,6 +342,35 @@ TEST_CASE("classify training: train/loss + accuracy columns, reload as classify,
   EXPECT(v.task == "classify" && v.images == 9);
   EXPECT(v.metrics.count("metrics/accuracy_top1") && std::isfinite(v.metrics.at("metrics/accuracy_top1")));
 
+  // Stop after the first epoch, then resume from last.pt: the run finishes both epochs in the same folder.
+  std::atomic<bool> stop1{false};
+  TrainCallbacks scb{[&](const TrainEvent& e) {
+    if (e.type == "epoch_end") stop1 = true;
+  }};
+  YAML::Node sa = YAML::Clone(a);
+  sa["name"] = "cs";
+  auto rs = run_training(sa, scb, stop1);
+  EXPECT(rs.stopped && rs.epochs_completed == 1);
+  YAML::Node ra;
+  ra["resume"] = rs.last;
+  std::atomic<bool> no_stop{false};
+  auto rr = run_training(ra, TrainCallbacks{}, no_stop);
+  EXPECT(rr.epochs_completed == 2 && !rr.stopped && rr.save_dir == rs.save_dir);
+  EXPECT(csv_rows(rr.save_dir + "/results.csv").size() == 2);
+  EXPECT(rr.args["imgsz"].as<int>() == 32);
+
+  // No imgsz given: the official classify default 224 (not default.yaml's 640); stopped after the first batch.
+  std::atomic<bool> stop2{false};
+  TrainCallbacks bcb{[&](const TrainEvent& e) {
+    if (e.type == "batch") stop2 = true;
+  }};
+  YAML::Node da = YAML::Clone(a);
+  da.remove("imgsz");
+  da["name"] = "c224";
+  da["epochs"] = 1;
+  auto rd = run_training(da, bcb, stop2);
+  EXPECT(rd.stopped && rd.args["imgsz"].as<int>() == 224);
+
   // A classification folder with a detect model is refused, naming the mismatch.
   YAML::Node bad = YAML::Clone(a);
   bad["model"] = "yolo26n.yaml";
