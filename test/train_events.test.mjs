@@ -59,3 +59,17 @@ test('epoch_start carries the task loss order; the progress bar shows losses in 
     'box 1.000 cls 2.000 angle 4.000 dfl 3.000');
   assert.equal(formatLosses({ box_loss: 1 }), 'box 1.000');
 });
+
+test('classify events: the single "loss" item (train/loss, val/loss) is grouped with the losses', () => {
+  const b = shapeEvent({ type: 'batch', num: { epoch: 1, loss: 1.25, lr: 0.01 }, str: { loss_names: 'loss' } });
+  assert.deepEqual(b.losses, { loss: 1.25 });
+  assert.deepEqual(b.lossNames, ['loss']);
+  assert.equal(formatLosses(b.losses, b.lossNames), 'loss 1.250');
+  const e = shapeEvent({
+    type: 'epoch_end',
+    num: { epoch: 1, 'train/loss': 1, 'val/loss': 2, 'metrics/accuracy_top1': 0.5, fitness: 0.75 },
+    str: {},
+  });
+  assert.deepEqual(e.losses, { 'train/loss': 1, 'val/loss': 2 });
+  assert.equal(e.metrics['metrics/accuracy_top1'], 0.5);
+});

@@ -64,7 +64,8 @@ export function shapeEvent(e: NativeEvent): Record<string, unknown> {
   for (const [k, v] of Object.entries(e.num)) {
     if (k.startsWith('metrics/') || k === 'fitness') metrics[k] = v;
     if (k.startsWith('lr/')) lr[k.slice(3)] = v;
-    else if (/(^|\/)[a-z]+_loss$/.test(k) || /^(box|cls|dfl|pose|kobj|rle)_loss$/.test(k)) losses[k] = v;
+    // "<name>_loss" keys, and classify's single "loss" (train/loss, val/loss)
+    else if (/(^|\/)([a-z]+_)?loss$/.test(k)) losses[k] = v;
     else if (!k.startsWith('metrics/')) out[camel(k)] = v;
   }
   for (const [k, v] of Object.entries(e.str)) out[camel(k)] = v;

@@ -1,11 +1,15 @@
-// Task-generic training: the criterion interface (detect, segment, pose, obb), the synthetic task sets, losses that
-// fall on a fixed batch (the wiring back-propagates, for pose into the keypoint head and the RLE flow), and short
+// Task-generic training: the criterion interface (detect, segment, pose, obb, classify), the synthetic task sets,
+// losses that fall on a fixed batch (the wiring back-propagates, for pose into the keypoint head and the RLE flow), short
 // training runs end to end (files, task columns, events, reload as the task's model, standalone val).
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "data/classify_loader.h"
 #include "data/dataset.h"
 #include "data/obb_labels.h"
 #include "data/loader.h"
@@ -163,7 +167,7 @@ TEST_CASE("synthetic pose set: kpt_shape, flip_idx and keypoints at the corners 
   EXPECT((k.select(2, 2) == 2).all().item<bool>());
 }
 
-TEST_CASE("criterion: official loss names per task, refusal of tasks without a loss") {
+TEST_CASE("criterion: official loss names per task (classify: the single item 'loss')") {
   auto det = y26::build_model("yolo26n.yaml", 3);
   auto dc = make_criterion(*det, 3, 10, resolve_train_args(YAML::Node()));
   EXPECT(dc->loss_names() == std::vector<std::string>({"box", "cls", "dfl"}));
@@ -187,7 +191,191 @@ TEST_CASE("criterion: official loss names per task, refusal of tasks without a l
   EXPECT(metric_keys("segment").size() == 8 && metric_keys("segment")[7] == "metrics/mAP50-95(M)");
   EXPECT(metric_keys("obb") == metric_keys("detect"));
   auto cls = y26::build_model("yolo26n-cls.yaml", 3);
-  EXPECT_THROWS(make_criterion(*cls, 3, 10, YAML::Node()));
+  auto cc = make_criterion(*cls, 3, 10, YAML::Node());
+  EXPECT(cc->loss_names() == std::vector<std::string>({"loss"}));
+  EXPECT(loss_columns(*cc, "train/") == std::vector<std::string>({"train/loss"}));
+  EXPECT(metric_keys("classify") == std::vector<std::string>({"metrics/accuracy_top1", "metrics/accuracy_top5"}));
+}
+
+TEST_CASE("classify loss: mean cross-entropy of the logits (official v8ClassificationLoss, no batch factor)") {
+  auto cls = y26::build_model("yolo26n-cls.yaml", 3);
+  auto cc = make_criterion(*cls, 3, 10, YAML::Node());
+  ModelOutput out;
+  out.cls_logits = torch::tensor({2.0f, 0.0f, -1.0f, 0.5f, 0.5f, 3.0f}).view({2, 3});
+  Batch b;
+  b.img = torch::zeros({2, 3, 32, 32}, torch::kUInt8);
+  b.cls = torch::tensor({0.0f, 1.0f}).view({2, 1});
+  auto r = cc->compute(out, b, torch::kCPU, false);
+  // by hand: -log softmax picks, averaged
+  auto ls = torch::log_softmax(out.cls_logits, 1);
+  const double want = -(ls[0][0].item<double>() + ls[1][1].item<double>()) / 2;
+  EXPECT_NEAR(r.total.item<double>(), want, 1e-6);
+  EXPECT(r.items.numel() == 1);
+  EXPECT_NEAR(r.items[0].item<double>(), want, 1e-6);
+  auto r1 = cc->compute(out, b, torch::kCPU, true);  // single_cls: every target is class 0
+  EXPECT_NEAR(r1.total.item<double>(), -(ls[0][0].item<double>() + ls[1][0].item<double>()) / 2, 1e-6);
+}
+
+TEST_CASE("classify train transform: imgsz square output, reproducible from the seed, flips follow fliplr") {
+  cv::Mat im(40, 60, CV_8UC3);
+  cv::randu(im, 0, 255);
+  ClassifyAugment aug;
+  auto a = classify_train_transform(im, 32, aug, 7), b = classify_train_transform(im, 32, aug, 7);
+  EXPECT(a.rows == 32 && a.cols == 32 && a.type() == CV_8UC3);
+  EXPECT(cv::norm(a, b, cv::NORM_INF) == 0);
+  auto c = classify_train_transform(im, 32, aug, 8);
+  EXPECT(cv::norm(a, c, cv::NORM_INF) > 0);
+  // No randomness left: full-image crop (scale 0), no flips, no jitter = a plain resize of a 4:3 image.
+  ClassifyAugment none;
+  none.scale = 0;
+  none.fliplr = none.flipud = none.hsv_h = none.hsv_s = none.hsv_v = 0;
+  cv::Mat sq(48, 48, CV_8UC3);
+  cv::randu(sq, 0, 255);
+  cv::Mat want;
+  cv::resize(sq, want, cv::Size(32, 32), 0, 0, cv::INTER_LINEAR);
+  EXPECT(cv::norm(classify_train_transform(sq, 32, none, 3), want, cv::NORM_INF) == 0);
+  none.fliplr = 1.0;
+  cv::Mat flipped;
+  cv::flip(want, flipped, 1);
+  EXPECT(cv::norm(classify_train_transform(sq, 32, none, 3), flipped, cv::NORM_INF) == 0);
+  // Brightness/contrast/saturation jitter keeps a grey image grey (every channel changes alike).
+  ClassifyAugment jit = none;
+  jit.fliplr = 0;
+  jit.hsv_v = 0.4;
+  jit.hsv_s = 0.7;
+  cv::Mat grey(48, 48, CV_8UC3, cv::Scalar(100, 100, 100));
+  grey(cv::Rect(0, 0, 24, 48)).setTo(cv::Scalar(60, 60, 60));
+  bool changed = false;
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    auto j = classify_train_transform(grey, 32, jit, seed);
+    std::vector<cv::Mat> ch;
+    cv::split(j, ch);
+    EXPECT(cv::norm(ch[0], ch[1], cv::NORM_INF) <= 1 && cv::norm(ch[0], ch[2], cv::NORM_INF) <= 1);
+    changed = changed || cv::norm(j, classify_train_transform(grey, 32, none, 0), cv::NORM_INF) > 0;
+  }
+  EXPECT(changed);
+}
+
+// root/{train,val}/<class>/*.png: 3 classes of 32 px images (red, green, striped blue), 8 train / 3 val each.
+std::string tiny_classify_dataset() {
+  static std::string root;
+  if (!root.empty()) return root;
+  root = temp_dir("cls_data");
+  cv::RNG rng(3);
+  const char* classes[] = {"red", "green", "stripes"};
+  for (const char* split : {"train", "val"}) {
+    const int n = std::string(split) == "train" ? 8 : 3;
+    for (int c = 0; c < 3; ++c) {
+      fs::create_directories(fs::path(root) / split / classes[c]);
+      for (int i = 0; i < n; ++i) {
+        cv::Mat im(32, 32, CV_8UC3);
+        cv::randu(im, 0, 40);
+        if (c == 0) im += cv::Scalar(0, 0, 200);
+        if (c == 1) im += cv::Scalar(0, 200, 0);
+        if (c == 2)
+          for (int y = 0; y < 32; y += 4) im.rowRange(y, y + 2).setTo(cv::Scalar(230, 120, 20));
+        cv::imwrite((fs::path(root) / split / classes[c] / (std::to_string(i) + ".png")).string(), im);
+      }
+    }
+  }
+  return root;
+}
+
+TEST_CASE("classify training: train/loss + accuracy columns, reload as classify, val() works") {
+  const std::string project = temp_dir("runs");
+  std::atomic<bool> stop{false};
+  std::vector<TrainEvent> events;
+  TrainCallbacks cb{[&](const TrainEvent& e) { events.push_back(e); }};
+  YAML::Node a;
+  a["model"] = "yolo26n-cls.yaml";
+  a["data"] = tiny_classify_dataset();
+  a["epochs"] = 2;
+  a["imgsz"] = 32;
+  a["batch"] = 8;
+  a["workers"] = 2;
+  a["project"] = project;
+  a["name"] = "c";
+  a["plots"] = false;
+  auto r = run_training(a, cb, stop);
+  EXPECT(r.epochs_completed == 2);
+  EXPECT(fs::exists(r.save_dir + "/weights/last.pt") && fs::exists(r.save_dir + "/weights/best.pt"));
+  EXPECT(r.args["imgsz"].as<int>() == 32);
+  const auto header = csv_header(r.save_dir + "/results.csv");
+  const std::vector<std::string> want = {"epoch", "time", "train/loss", "metrics/accuracy_top1",
+                                         "metrics/accuracy_top5", "val/loss", "lr/pg0", "lr/pg1", "lr/pg2"};
+  EXPECT_MSG(header.size() > want.size() && std::equal(want.begin(), want.end(), header.begin()),
+             "results.csv header: " << (header.size() > 2 ? header[2] : std::string("?")));
+  const auto rows = csv_rows(r.save_dir + "/results.csv");
+  EXPECT(rows.size() == 2);
+  for (const auto& row : rows) {
+    EXPECT(row.size() == header.size());
+    const double tl = row[column(header, "train/loss")], vl = row[column(header, "val/loss")];
+    EXPECT_MSG(std::isfinite(tl) && tl > 0 && std::isfinite(vl) && vl > 0, "train/loss " << tl << " val/loss " << vl);
+    const double t1 = row[column(header, "metrics/accuracy_top1")], t5 = row[column(header, "metrics/accuracy_top5")];
+    EXPECT(t1 >= 0 && t1 <= 1 && t5 >= t1 && t5 <= 1);
+  }
+  EXPECT_NEAR(rows.back()[column(header, "metrics/accuracy_top5")], 1.0, 1e-9);  // 3 classes: top-5 holds all
+  bool saw_batch = false, saw_end = false;
+  for (const auto& e : events) {
+    if (e.type == "epoch_start") EXPECT(e.str.count("loss_names") && e.str.at("loss_names") == "loss");
+    if (e.type == "batch") saw_batch = saw_batch || (e.num.count("loss") && std::isfinite(e.num.at("loss")));
+    if (e.type == "epoch_end") {
+      saw_end = true;
+      EXPECT(e.num.count("train/loss") && e.num.count("val/loss") && e.num.count("metrics/accuracy_top1"));
+      EXPECT_NEAR(e.num.at("fitness"),
+                  (e.num.at("metrics/accuracy_top1") + e.num.at("metrics/accuracy_top5")) / 2, 1e-9);
+    }
+  }
+  EXPECT(saw_batch && saw_end);
+
+  auto ck = load_checkpoint(r.best);
+  EXPECT(ck.task == "classify" && ck.nc == 3 && ck.names == std::vector<std::string>({"green", "red", "stripes"}));
+  auto lm = y26::load_model(r.best, "cpu");
+  EXPECT(lm.model->task() == "classify" && lm.model->nc() == 3);
+
+  YAML::Node va;
+  va["model"] = r.best;
+  va["data"] = tiny_classify_dataset();
+  va["imgsz"] = 32;
+  va["batch"] = 4;
+  auto v = run_validation(va);
+  EXPECT(v.task == "classify" && v.images == 9);
+  EXPECT(v.metrics.count("metrics/accuracy_top1") && std::isfinite(v.metrics.at("metrics/accuracy_top1")));
+
+  // Stop after the first epoch, then resume from last.pt: the run finishes both epochs in the same folder.
+  std::atomic<bool> stop1{false};
+  TrainCallbacks scb{[&](const TrainEvent& e) {
+    if (e.type == "epoch_end") stop1 = true;
+  }};
+  YAML::Node sa = YAML::Clone(a);
+  sa["name"] = "cs";
+  auto rs = run_training(sa, scb, stop1);
+  EXPECT(rs.stopped && rs.epochs_completed == 1);
+  YAML::Node ra;
+  ra["resume"] = rs.last;
+  std::atomic<bool> no_stop{false};
+  auto rr = run_training(ra, TrainCallbacks{}, no_stop);
+  EXPECT(rr.epochs_completed == 2 && !rr.stopped && rr.save_dir == rs.save_dir);
+  EXPECT(csv_rows(rr.save_dir + "/results.csv").size() == 2);
+  EXPECT(rr.args["imgsz"].as<int>() == 32);
+
+  // No imgsz given: the official classify default 224 (not default.yaml's 640); stopped after the first batch.
+  std::atomic<bool> stop2{false};
+  TrainCallbacks bcb{[&](const TrainEvent& e) {
+    if (e.type == "batch") stop2 = true;
+  }};
+  YAML::Node da = YAML::Clone(a);
+  da.remove("imgsz");
+  da["name"] = "c224";
+  da["epochs"] = 1;
+  auto rd = run_training(da, bcb, stop2);
+  EXPECT(rd.stopped && rd.args["imgsz"].as<int>() == 224);
+
+  // A classification folder with a detect model is refused, naming the mismatch.
+  YAML::Node bad = YAML::Clone(a);
+  bad["model"] = "yolo26n.yaml";
+  bad["name"] = "bad";
+  EXPECT_THROWS(run_training(bad, cb, stop));
 }
 
 TEST_CASE("pose loss on a fixed batch falls over a few optimiser steps and reaches the keypoint head and flow") {

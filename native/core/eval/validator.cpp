@@ -42,6 +42,7 @@ std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, i
 }
 
 std::vector<std::string> metric_keys(const std::string& task) {
+  if (task == "classify") return {"metrics/accuracy_top1", "metrics/accuracy_top5"};
   std::vector<std::string> suffixes = {"B"};
   if (task == "pose") suffixes.push_back("P");
   if (task == "segment") suffixes.push_back("M");

@@ -83,7 +83,7 @@ class ValMatcher {
 };
 
 // The official metric keys of a task, in results.csv order: detect and obb the four (B) keys, segment (B) then
-// (M), pose (B) then (P).
+// (M), pose (B) then (P); classify accuracy_top1, accuracy_top5.
 std::vector<std::string> metric_keys(const std::string& task);
 
 // The official printout for the result's task: "Class Images Instances Box(P R mAP50 mAP50-95)" [+ "Pose(P R

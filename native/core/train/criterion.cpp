@@ -1,5 +1,7 @@
 #include "train/criterion.h"
 
+#include <torch/nn/functional/loss.h>
+
 #include "data/obb_labels.h"
 #include "train/detection_loss.h"
 #include "train/obb_loss.h"
@@ -210,6 +212,24 @@ class ObbCriterion : public TrainCriterion {
   std::unique_ptr<ObbLoss> o2m_;
 };
 
+// Official v8ClassificationLoss: cross-entropy of the logits, mean over the batch (not scaled by the batch size,
+// unlike the detection losses), logged as the single item "loss".
+class ClassifyCriterion : public TrainCriterion {
+ public:
+  const std::vector<std::string>& loss_names() const override { return names_; }
+  CriterionResult compute(const ModelOutput& out, const Batch& b, const torch::Device& device,
+                          bool single_cls) const override {
+    if (!out.cls_logits.defined()) fail("classify training: the model gave no logits; use a -cls model");
+    auto target = b.cls.to(device).view({-1}).to(torch::kLong);
+    if (single_cls) target = torch::zeros_like(target);
+    auto loss = torch::nn::functional::cross_entropy(f32(out.cls_logits), target);
+    return {loss, loss.detach().reshape({1})};
+  }
+
+ private:
+  std::vector<std::string> names_{"loss"};
+};
+
 }  // namespace
 
 std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp,
@@ -231,14 +251,17 @@ std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int
     return std::make_unique<SegmentCriterion>(model, nc, epochs, det, overlap, (int)gain(hyp, "mask_ratio", 4));
   }
   if (task == "obb") return std::make_unique<ObbCriterion>(model, nc, epochs, ObbGains{det, gain(hyp, "angle", 1.0)});
-  fail("train(): task '" + task + "' training is not implemented; use a detect, segment, pose or obb model "
-       "(yolo26n.yaml, yolo26n-seg.yaml, yolo26n-pose.yaml, yolo26n-obb.yaml)");
+  if (task == "classify") return std::make_unique<ClassifyCriterion>();
+  fail("train(): task '" + task + "' training is not implemented; use a detect, segment, pose, obb or classify "
+       "model (yolo26n.yaml, yolo26n-seg.yaml, yolo26n-pose.yaml, yolo26n-obb.yaml, yolo26n-cls.yaml)");
 }
 
 std::vector<std::string> loss_columns(const TrainCriterion& c, const std::string& prefix) {
   std::vector<std::string> out;
-  for (const auto& n : c.loss_names()) out.push_back(prefix + n + "_loss");
+  for (const auto& n : c.loss_names()) out.push_back(prefix + loss_column(n));
   return out;
 }
+
+std::string loss_column(const std::string& name) { return name == "loss" ? name : name + "_loss"; }
 
 }  // namespace y26

@@ -14,8 +14,10 @@
 #include <sstream>
 #include <thread>
 
+#include "data/classify_loader.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "eval/classify_val.h"
 #include "eval/validator.h"
 #include "util/gpu_stats.h"
 #include "infer/save.h"
@@ -344,7 +346,8 @@ int64_t probe_cuda_batch(YoloModel& model, int imgsz, const torch::Device& dev) 
     try {
       auto x = torch::rand({b, 3, imgsz, imgsz}, torch::TensorOptions().device(dev));
       auto out = model.forward(x);
-      (out.one2many.scores.sum() + out.one2many.boxes.sum()).backward();
+      (out.cls_logits.defined() ? out.cls_logits.sum() : out.one2many.scores.sum() + out.one2many.boxes.sum())
+          .backward();
       model.zero_grad();
       fit = b;
     } catch (const c10::Error&) {
@@ -411,6 +414,16 @@ class Trainer {
   std::vector<torch::Tensor> params_;  // trainable, for clipping
   std::shared_ptr<Dataset> train_ds_, val_ds_;
   std::unique_ptr<DataLoader> train_loader_, val_loader_;
+  // Classify: folder splits, its own loader (no boxes, no mosaic) and validate_classify.
+  bool classify_ = false;
+  ClassifySplit cls_val_;
+  std::unique_ptr<ClassifyLoader> cls_loader_;
+  int64_t train_size_ = 0;
+  bool next_batch(Batch& b) { return cls_loader_ ? cls_loader_->next(b) : train_loader_->next(b); }
+  LoaderStats loader_stats() const { return cls_loader_ ? cls_loader_->stats() : train_loader_->stats(); }
+  void reset_loader_stats() { cls_loader_ ? cls_loader_->reset_stats() : train_loader_->reset_stats(); }
+  void set_loader_epoch(int e) { cls_loader_ ? cls_loader_->set_epoch(e) : train_loader_->set_epoch(e); }
+  ValResult validate_epoch(const ValOptions& vopt);
   int64_t accumulate_ = 1, nb_ = 0, nw_ = -1;
   bool accumulate_override_ = false;
   bool amp_ = false;
@@ -489,14 +502,32 @@ void Trainer::setup(const YAML::Node& user_args) {
   const int64_t seed = a_.integer("seed");
   torch::manual_seed((uint64_t)seed);
 
-  // Data.
-  if (!a_.has("data")) fail("train(): 'data' is required (path to a data.yaml)");
-  data_ = load_data_yaml(a_.str("data"));
+  // Data: a data.yaml, or for classify an ImageNet-style folder (root/train/<class>/*, root/val/<class>/*).
+  if (!a_.has("data")) fail("train(): 'data' is required (path to a data.yaml, or a classification folder)");
   const bool single_cls = a_.flag("single_cls");
+  ClassifySplit cls_train;
+  classify_ = is_classify_data(a_.str("data"));
+  if (classify_) {
+    auto logger = [this](const std::string& t) { log(t); };
+    cls_train = open_classify_split(a_.str("data"), "train", logger);
+    cls_val_ = open_classify_split(a_.str("data"), a_.str("split", "val") == "test" ? "test" : "val", logger);
+    data_.nc = (int)cls_train.names.size();
+    data_.names = cls_train.names;
+    // The official ClassificationTrainer trains at 224 when the user gives no imgsz (default.yaml's 640 is for
+    // detection).
+    if (!resuming_ && !(user_args && user_args["imgsz"] && !user_args["imgsz"].IsNull())) imgsz_ = 224;
+  } else {
+    data_ = load_data_yaml(a_.str("data"));
+  }
   nc_ = single_cls ? 1 : data_.nc;
   names_ = single_cls ? std::vector<std::string>{"item"} : data_.names;
 
   build_model(a_.str("model", "yolo26n.yaml"), a_.n["pretrained"]);
+  if (classify_ != (model_->task() == "classify"))
+    fail(classify_ ? "train(): data '" + a_.str("data") + "' is a classification folder but the model is a " +
+                         model_->task() + " model; use a -cls model (yolo26n-cls.yaml) or pass a data.yaml"
+                   : "train(): a classify model needs a classification folder as data (root/train/<class>/*), not " +
+                         a_.str("data"));
   // The task's loss (throws for tasks without one, before any run folder is made).
   criterion_ = make_criterion(*model_, nc_, epochs_, a_.n, data_.kpt_oks_sigmas);
   if (resuming_) criterion_->set_updates(start_epoch_);
@@ -516,61 +547,91 @@ void Trainer::setup(const YAML::Node& user_args) {
   if (resuming_) last_good_ = a_.str("resume");
 
   // Datasets and loaders.
-  DatasetOptions dso;
-  dso.imgsz = imgsz_;
-  dso.cache = parse_cache_mode(a_.str("cache", "false"));
-  dso.fast_decode = true;
-  dso.verbose = false;
-  dso.obb = model_->task() == "obb";
-  IndexOptions io;
-  io.nc = data_.nc;
-  io.strict = false;
-  io.verbose = false;
-  io.kpt_count = data_.kpt_count;
-  io.kpt_dims = data_.kpt_dims;
-  auto train_files = list_image_files(data_.train, "train images");
-  const double fraction = a_.num("fraction");
-  if (fraction < 1.0) train_files.resize(std::max<size_t>(1, (size_t)(train_files.size() * fraction)));
-  train_ds_ = std::make_shared<Dataset>(DatasetIndex::build(train_files, io), dso, data_.kpt_count, data_.kpt_dims,
-                                        data_.flip_idx, data_.names);
-  if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
-  log("train: " + train_ds_->index().summary.line());
-
-  if (a_.integer("batch") < 1) {
-    batch_ = device_.is_cuda() ? probe_cuda_batch(*model_, imgsz_, device_) : 16;
-    log("AutoBatch: using batch " + std::to_string(batch_) + (device_.is_cuda() ? " (GPU memory probe)" : " (CPU)"));
+  auto resolve_batch = [&] {
+    if (a_.integer("batch") < 1) {
+      batch_ = device_.is_cuda() ? probe_cuda_batch(*model_, imgsz_, device_) : 16;
+      log("AutoBatch: using batch " + std::to_string(batch_) + (device_.is_cuda() ? " (GPU memory probe)" : " (CPU)"));
+    } else {
+      batch_ = a_.integer("batch");
+    }
+  };
+  if (classify_) {
+    const double fraction = a_.num("fraction");  // official: the first round(n * fraction) samples
+    if (fraction < 1.0) {
+      const size_t n = std::max<size_t>(1, (size_t)std::llround(cls_train.files.size() * fraction));
+      cls_train.files.resize(std::min(n, cls_train.files.size()));
+      cls_train.labels.resize(cls_train.files.size());
+    }
+    train_size_ = (int64_t)cls_train.files.size();
+    log("train: " + std::to_string(train_size_) + " images in " + std::to_string(cls_train.names.size()) +
+        " classes; val: " + std::to_string(cls_val_.files.size()) + " images");
+    resolve_batch();
+    ClassifyAugment aug;
+    aug.scale = a_.num("scale");
+    aug.fliplr = a_.num("fliplr");
+    aug.flipud = a_.num("flipud");
+    aug.hsv_h = a_.num("hsv_h");
+    aug.hsv_s = a_.num("hsv_s");
+    aug.hsv_v = a_.num("hsv_v");
+    if (a_.has("auto_augment") && a_.str("auto_augment") != "false")
+      log("classify: auto_augment=" + a_.str("auto_augment") + " and erasing are not implemented here; training "
+          "with RandomResizedCrop, flips and ColorJitter");
+    cls_loader_ = std::make_unique<ClassifyLoader>(std::move(cls_train), imgsz_, (int)batch_, workers_,
+                                                   (uint64_t)seed, aug);
+    nb_ = cls_loader_->batches_per_epoch();
   } else {
-    batch_ = a_.integer("batch");
-  }
+    DatasetOptions dso;
+    dso.imgsz = imgsz_;
+    dso.cache = parse_cache_mode(a_.str("cache", "false"));
+    dso.fast_decode = true;
+    dso.verbose = false;
+    dso.obb = model_->task() == "obb";
+    IndexOptions io;
+    io.nc = data_.nc;
+    io.strict = false;
+    io.verbose = false;
+    io.kpt_count = data_.kpt_count;
+    io.kpt_dims = data_.kpt_dims;
+    auto train_files = list_image_files(data_.train, "train images");
+    const double fraction = a_.num("fraction");
+    if (fraction < 1.0) train_files.resize(std::max<size_t>(1, (size_t)(train_files.size() * fraction)));
+    train_ds_ = std::make_shared<Dataset>(DatasetIndex::build(train_files, io), dso, data_.kpt_count, data_.kpt_dims,
+                                          data_.flip_idx, data_.names);
+    if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
+    log("train: " + train_ds_->index().summary.line());
 
-  const int stride = (int)std::max(32.0, model_->stride().back());
-  LoaderOptions lo;
-  lo.batch = (int)batch_;
-  lo.workers = workers_;
-  lo.shuffle = true;
-  lo.seed = (uint64_t)seed;
-  lo.augment = true;
-  for (const char* k : {"hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
-                        "fliplr", "bgr", "mosaic", "mixup", "cutmix", "close_mosaic"})
-    lo.hyp.set(k, a_.num(k));
-  if (model_->task() == "pose" && data_.flip_idx.empty() && a_.num("fliplr") > 0) {
-    // Without flip_idx a mirrored image would keep left keypoints labelled as left (official behaviour too).
-    lo.hyp.set("fliplr", 0.0);
-    log("WARNING: No 'flip_idx' array defined in data.yaml, disabling 'fliplr'.");
-  }
-  lo.epochs = (int)epochs_;
-  lo.stride = stride;
-  lo.device = device_str_;
-  train_loader_ = std::make_unique<DataLoader>(train_ds_, lo);
-  nb_ = train_loader_->batches_per_epoch();
+    resolve_batch();
 
-  {  // built even with val=false: the final epoch is always validated, as the official trainer does
-    const std::string split = a_.str("split", "val") == "test" ? "test" : "val";
-    if (data_.split(split).empty()) fail(a_.str("data") + ": no '" + split + "' split; add one for validation");
-    DatasetOptions vso = dso;
-    vso.fast_decode = false;
-    val_ds_ = Dataset::open(data_, split, vso, io);
-    val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, stride, device_str_);
+    const int stride = (int)std::max(32.0, model_->stride().back());
+    LoaderOptions lo;
+    lo.batch = (int)batch_;
+    lo.workers = workers_;
+    lo.shuffle = true;
+    lo.seed = (uint64_t)seed;
+    lo.augment = true;
+    for (const char* k : {"hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
+                          "fliplr", "bgr", "mosaic", "mixup", "cutmix", "close_mosaic"})
+      lo.hyp.set(k, a_.num(k));
+    if (model_->task() == "pose" && data_.flip_idx.empty() && a_.num("fliplr") > 0) {
+      // Without flip_idx a mirrored image would keep left keypoints labelled as left (official behaviour too).
+      lo.hyp.set("fliplr", 0.0);
+      log("WARNING: No 'flip_idx' array defined in data.yaml, disabling 'fliplr'.");
+    }
+    lo.epochs = (int)epochs_;
+    lo.stride = stride;
+    lo.device = device_str_;
+    train_loader_ = std::make_unique<DataLoader>(train_ds_, lo);
+    nb_ = train_loader_->batches_per_epoch();
+
+    {  // built even with val=false: the final epoch is always validated, as the official trainer does
+      const std::string split = a_.str("split", "val") == "test" ? "test" : "val";
+      if (data_.split(split).empty()) fail(a_.str("data") + ": no '" + split + "' split; add one for validation");
+      DatasetOptions vso = dso;
+      vso.fast_decode = false;
+      val_ds_ = Dataset::open(data_, split, vso, io);
+      val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, stride, device_str_);
+    }
+    train_size_ = (int64_t)train_ds_->size();
   }
 
   build_optimizer();
@@ -684,7 +745,7 @@ void Trainer::build_optimizer() {
   const int64_t nbs = a_.integer("nbs");
   accumulate_ = accumulate_override_ ? a_.integer("accumulate") : nominal_accumulate(batch_, nbs);
   const double decay = scaled_weight_decay(a_.num("weight_decay"), batch_, accumulate_, nbs);
-  const double iterations = auto_iterations((int64_t)train_ds_->size(), batch_, epochs_, nbs);
+  const double iterations = auto_iterations(train_size_, batch_, epochs_, nbs);
   choice_ = resolve_optimizer(a_.str("optimizer", "auto"), a_.num("lr0"), a_.num("momentum"), nc_, iterations);
   auto params = collect_params(*model_, "");
   for (const auto& p : params) params_.push_back(p.tensor);
@@ -778,6 +839,34 @@ void Trainer::optimizer_step() {
   ema_->update(module_state(*model_));
 }
 
+// The epoch's validation of the EMA: the detection-family validator with the criterion's val losses, or for
+// classify top-1/top-5 and the cross-entropy (val/loss) on the val folder.
+ValResult Trainer::validate_epoch(const ValOptions& vopt) {
+  if (!classify_) return validate(*ema_model_, *val_loader_, names_, vopt, criterion_.get());
+  ClassifySplit split = cls_val_;
+  if (a_.flag("single_cls")) {
+    std::fill(split.labels.begin(), split.labels.end(), 0);
+    split.names = {"item"};
+  }
+  ClassifyValOptions co;
+  co.imgsz_h = co.imgsz_w = imgsz_;
+  co.batch = (int)batch_ * 2;
+  co.workers = workers_;
+  co.device = device_str_;
+  co.compute_loss = true;
+  auto cr = validate_classify(*ema_model_, split, co);
+  ValResult r;
+  r.task = "classify";
+  r.metrics = cr.metrics;
+  r.images = cr.images;
+  r.preprocess_ms = cr.preprocess_ms;
+  r.inference_ms = cr.inference_ms;
+  r.postprocess_ms = cr.postprocess_ms;
+  r.table = cr.table;
+  r.speed_line = cr.speed_line;
+  return r;
+}
+
 TrainResult Trainer::run() {
   TrainResult res;
   res.save_dir = save_dir_;
@@ -811,17 +900,17 @@ TrainResult Trainer::run() {
       std::to_string(epochs_) + " epochs...");
 
   int64_t last_opt_step = -1;
-  train_loader_->set_epoch((int)start_epoch_);
+  set_loader_epoch((int)start_epoch_);
   ValResult last_val;
   bool have_val = false;
   for (int64_t epoch = start_epoch_; epoch < epochs_; ++epoch) {
     const auto t_epoch = Clock::now();
     const double lf = lr_factor((double)epoch, (double)epochs_, a_.num("lrf"), a_.flag("cos_lr"));
     set_epoch_lr(optim_->groups(), lf);
-    if (a_.integer("close_mosaic") > 0 && epoch == epochs_ - a_.integer("close_mosaic"))
+    if (!classify_ && a_.integer("close_mosaic") > 0 && epoch == epochs_ - a_.integer("close_mosaic"))
       log("Closing dataloader mosaic");
     model_->train();
-    train_loader_->reset_stats();
+    reset_loader_stats();
     {  // the batch event's losses come in a std::map (alphabetical): loss_names gives the task's order for display
       std::string order;
       for (const auto& c : loss_columns(*criterion_, "")) order += (order.empty() ? "" : ",") + c;
@@ -831,7 +920,7 @@ TrainResult Trainer::run() {
     {
       std::ostringstream h;
       h << std::setw(11) << "Epoch" << std::setw(11) << "GPU_mem";
-      for (const auto& n : loss_names) h << std::setw(11) << (n + "_loss");
+      for (const auto& n : loss_names) h << std::setw(11) << loss_column(n);
       h << std::setw(11) << "Instances" << std::setw(11) << "Size";
       log(h.str());
     }
@@ -841,7 +930,7 @@ TrainResult Trainer::run() {
     bool stopped = false;
     Batch b;
     optim_->zero_grad();
-    while (train_loader_->next(b)) {
+    while (next_batch(b)) {
       const int64_t ni = i + nb_ * epoch;
       int64_t accumulate = accumulate_;
       if (nw_ >= 0 && in_warmup(ni, nw_)) {
@@ -880,7 +969,7 @@ TrainResult Trainer::run() {
       instances = b.cls.size(0);
       ++i;
       const double elapsed = seconds_since(t_epoch);
-      const auto st = train_loader_->stats();
+      const auto st = loader_stats();
       std::map<std::string, double> num = {
           {"epoch", (double)epoch + 1},
           {"epochs", (double)epochs_},
@@ -892,7 +981,7 @@ TrainResult Trainer::run() {
           {"instances", (double)instances},
           {"size", (double)img.size(3)},
           {"accumulate", (double)accumulate}};
-      for (size_t j = 0; j < loss_names.size(); ++j) num[loss_names[j] + "_loss"] = tloss[(int64_t)j].item<double>();
+      for (size_t j = 0; j < loss_names.size(); ++j) num[loss_column(loss_names[j])] = tloss[(int64_t)j].item<double>();
       if (auto g = device_gpu_stats()) {
         num["gpu_mem_gb"] = g->mem_used_gb;
         num["gpu_util"] = g->util_percent;
@@ -909,13 +998,13 @@ TrainResult Trainer::run() {
       }
     }
     const double epoch_time = seconds_since(t_epoch);
-    const auto st = train_loader_->stats();
+    const auto st = loader_stats();
     std::map<std::string, double> num = {{"epoch", (double)epoch + 1},
                                          {"epochs", (double)epochs_},
                                          {"epoch_time", epoch_time},
                                          {"images_per_second", samples / std::max(epoch_time, 1e-9)},
                                          {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(epoch_time, 1e-9)}};
-    for (size_t j = 0; j < loss_names.size(); ++j) num["train/" + loss_names[j] + "_loss"] = tloss[(int64_t)j].item<double>();
+    for (size_t j = 0; j < loss_names.size(); ++j) num["train/" + loss_column(loss_names[j])] = tloss[(int64_t)j].item<double>();
     for (size_t g = 0; g < optim_->groups().size(); ++g) num["lr/pg" + std::to_string(g)] = optim_->groups()[g].lr;
 
     if (stopped) {
@@ -938,7 +1027,7 @@ TrainResult Trainer::run() {
     const bool final_epoch = epoch + 1 == epochs_;
     double fitness;
     if (a_.flag("val") || final_epoch) {
-      last_val = validate(*ema_model_, *val_loader_, names_, vopt, criterion_.get());
+      last_val = validate_epoch(vopt);
       have_val = true;
       log(last_val.table);
       for (const auto& [k, v] : last_val.metrics) num[k] = v;
@@ -985,7 +1074,8 @@ TrainResult Trainer::run() {
   log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + fmt("%.3f", hours) + " hours.");
   if (have_val) {
     // The official final table lists every class.
-    log(format_val_table(last_val, single_cls ? std::vector<std::string>{"item"} : names_, true));
+    log(classify_ ? last_val.table
+                  : format_val_table(last_val, single_cls ? std::vector<std::string>{"item"} : names_, true));
     log(last_val.speed_line);
   }
   log("Results saved to " + save_dir_);

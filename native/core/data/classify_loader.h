@@ -1,0 +1,53 @@
+// Training batches of a classification folder data set (official ClassificationDataset with augment=True).
+// Augmentation, kept to the torchvision steps of the official classify_augmentations that matter most:
+//   RandomResizedCrop(imgsz, scale=(1 - hyp scale, 1), ratio=(3/4, 4/3), bilinear), horizontal flip (fliplr),
+//   vertical flip (flipud), and ColorJitter(brightness=hsv_v, contrast=hsv_v, saturation=hsv_s, hue=hsv_h).
+// Not implemented: auto_augment (RandAugment / AugMix / AutoAugment; the official pipeline then skips ColorJitter,
+// here ColorJitter always runs) and RandomErasing (erasing). Each sample's randomness comes from
+// (seed, epoch, index), so a run is reproducible for any worker count.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "eval/classify_val.h"
+
+namespace y26 {
+
+struct ClassifyAugment {
+  double scale = 0.5;   // crop area fraction drawn from (1 - scale, 1), as the official (1.0 - args.scale, 1.0)
+  double fliplr = 0.5, flipud = 0.0;
+  double hsv_h = 0.015, hsv_s = 0.7, hsv_v = 0.4;  // ColorJitter hue, saturation, brightness and contrast
+};
+
+// One training sample: decoded BGR image -> imgsz x imgsz BGR uint8 after the augmentation above. rng_seed fixes
+// every random draw.
+cv::Mat classify_train_transform(const cv::Mat& bgr, int imgsz, const ClassifyAugment& aug, uint64_t rng_seed);
+
+class ClassifyLoader {
+ public:
+  ClassifyLoader(ClassifySplit split, int imgsz, int batch, int workers, uint64_t seed, ClassifyAugment aug);
+  int64_t batches_per_epoch() const { return nb_; }
+  size_t size() const { return split_.files.size(); }
+  // Next shuffled batch of the current epoch: img (B,3,H,W) uint8 RGB, cls (B,1) float32 class index, batch_idx
+  // 0..B-1. Returns false once at the end of each epoch, then continues with the next epoch.
+  bool next(Batch& out);
+  void set_epoch(int e);
+  LoaderStats stats() const { return stats_; }
+  void reset_stats() { stats_ = LoaderStats(); }
+
+ private:
+  ClassifySplit split_;
+  int imgsz_, batch_, workers_;
+  uint64_t seed_;
+  ClassifyAugment aug_;
+  int64_t nb_ = 0, pos_ = 0;
+  int epoch_ = 0;
+  std::vector<int64_t> order_;
+  LoaderStats stats_;
+};
+
+}  // namespace y26
