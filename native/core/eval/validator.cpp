@@ -269,6 +269,19 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   return res;
 }
 
+ValResult to_val_result(const ClassifyValResult& cr) {
+  ValResult r;
+  r.task = "classify";
+  r.metrics = cr.metrics;
+  r.images = cr.images;
+  r.preprocess_ms = cr.preprocess_ms;
+  r.inference_ms = cr.inference_ms;
+  r.postprocess_ms = cr.postprocess_ms;
+  r.table = cr.table;
+  r.speed_line = cr.speed_line;
+  return r;
+}
+
 ValResult run_validation(const YAML::Node& args, const std::function<void(const std::string&)>& log) {
   auto get_s = [&](const char* k, const std::string& d) {
     return args[k] && !args[k].IsNull() ? args[k].as<std::string>() : d;
@@ -302,16 +315,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
     auto cr = validate_classify(*lm.model, cs, co);
     emit(cr.table);
     emit(cr.speed_line);
-    ValResult r;
-    r.task = "classify";
-    r.metrics = cr.metrics;
-    r.images = cr.images;
-    r.preprocess_ms = cr.preprocess_ms;
-    r.inference_ms = cr.inference_ms;
-    r.postprocess_ms = cr.postprocess_ms;
-    r.table = cr.table;
-    r.speed_line = cr.speed_line;
-    return r;
+    return to_val_result(cr);
   }
   if (is_classify_data(data_path))
     fail("val(): data '" + data_path + "' is a folder (a classification data set) but " + model_path + " is a " +

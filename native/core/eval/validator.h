@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 #include "data/loader.h"
+#include "eval/classify_val.h"
 #include "eval/metrics.h"
 #include "model/yolo.h"
 #include "train/criterion.h"
@@ -93,6 +94,9 @@ std::string format_val_table(const ValResult& r, const std::vector<std::string>&
 // The loader the validator expects for a dataset: rect batches, letterbox only, no shuffle.
 std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, int batch, int workers, int stride,
                                             const std::string& device);
+
+// A classify validation in the shape every task's callers read (metrics, table, speed).
+ValResult to_val_result(const ClassifyValResult& cr);
 
 // Standalone val(): args with the official names: model (checkpoint path), data (data.yaml), imgsz (640),
 // batch (16), conf (0.001), iou (0.7), max_det (300), split ("val"), half, end2end (model's default),

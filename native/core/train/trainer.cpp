@@ -855,16 +855,7 @@ ValResult Trainer::validate_epoch(const ValOptions& vopt) {
   co.device = device_str_;
   co.compute_loss = true;
   auto cr = validate_classify(*ema_model_, split, co);
-  ValResult r;
-  r.task = "classify";
-  r.metrics = cr.metrics;
-  r.images = cr.images;
-  r.preprocess_ms = cr.preprocess_ms;
-  r.inference_ms = cr.inference_ms;
-  r.postprocess_ms = cr.postprocess_ms;
-  r.table = cr.table;
-  r.speed_line = cr.speed_line;
-  return r;
+  return to_val_result(cr);
 }
 
 TrainResult Trainer::run() {
