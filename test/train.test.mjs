@@ -105,3 +105,14 @@ test('bad datasets give errors naming the file and the fix, without crashing', {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('CLI train with resume= and no data= resumes (data comes from the checkpoint) instead of running the demo', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const cli = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'dist', 'cli.js');
+  const missing = path.join(os.tmpdir(), 'y26-no-such-run', 'weights', 'last.pt');
+  const r = spawnSync(process.execPath, [cli, 'train', `resume=${missing}`], { encoding: 'utf8', timeout: 60000 });
+  assert.notEqual(r.status, 0);
+  assert.doesNotMatch(r.stderr, /built-in demo/);
+  assert.match(r.stderr, /resume: .*last\.pt does not exist/);
+  assert.throws(() => train({ model: 'yolo26n.yaml' }), /option 'data' is required/);
+});

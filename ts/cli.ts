@@ -142,7 +142,8 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return runDemo(options);
     case 'train':
-      if (options.data === undefined) {
+      // resume= takes the data from the checkpoint's train_args
+      if (options.data === undefined && (options.resume === undefined || options.resume === false)) {
         console.error('yolo26: no data= given: running the built-in demo (synthetic shapes, yolo26n)');
         return runDemo(options);
       }

@@ -49,7 +49,8 @@ export const trainSchema = z.strictObject({
   ...output,
   ...augment,
   model: z.string().min(1).default('yolo26n.yaml'),
-  data: z.string().min(1),
+  /** Required unless resuming (a resumed run takes its data from the checkpoint). */
+  data: z.string().min(1).optional(),
   epochs: z.number().int().positive().default(100),
   time: nullableNumber.default(null),
   patience: z.number().int().nonnegative().default(100),

@@ -1,6 +1,6 @@
 /** train() and val(): long native runs with live events, as an EventEmitter that is also a promise. */
 import { EventEmitter } from 'node:events';
-import { Yolo26Error } from './errors.js';
+import { OptionError, Yolo26Error } from './errors.js';
 import { native } from './native.js';
 import { parseOptions, trainSchema, valSchema, type TrainOptions, type ValOptions } from './options.js';
 
@@ -159,6 +159,8 @@ function engineArgs(cfg: Record<string, unknown>): Record<string, unknown> {
 
 export function train(options: TrainOptions): Run {
   const cfg = parseOptions('train', trainSchema, options);
+  if (cfg.data === undefined && cfg.resume === false)
+    throw new OptionError("train(): option 'data' is required (a data.yaml, or a folder for classify models)", 'data');
   return new Run(native().startTraining as RunStarter, engineArgs(cfg));
 }
 
