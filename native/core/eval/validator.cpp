@@ -86,7 +86,8 @@ ValMatcher::ValMatcher(const std::string& task, std::vector<std::string> names, 
                        const ValOptions& opt)
     : task_(task), opt_(opt), box_(names) {
   if (task_ != "detect" && task_ != "pose" && task_ != "segment" && task_ != "obb")
-    fail("val(): task '" + task_ + "' validation is not implemented (detect, segment, pose and obb are)");
+    fail("val(): ValMatcher matches detect, segment, pose and obb predictions, not task '" + task_ +
+         "' (classify models go through validate_classify)");
   if (task_ == "pose") {
     if (kpt_shape.size() != 2) fail("val(): a pose model needs kpt_shape [K, 2 or 3]");
     nk_ = kpt_shape[0];

@@ -252,7 +252,7 @@ std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int
   }
   if (task == "obb") return std::make_unique<ObbCriterion>(model, nc, epochs, ObbGains{det, gain(hyp, "angle", 1.0)});
   if (task == "classify") return std::make_unique<ClassifyCriterion>();
-  fail("train(): task '" + task + "' training is not implemented; use a detect, segment, pose, obb or classify "
+  fail("train(): unknown task '" + task + "'; use a detect, segment, pose, obb or classify "
        "model (yolo26n.yaml, yolo26n-seg.yaml, yolo26n-pose.yaml, yolo26n-obb.yaml, yolo26n-cls.yaml)");
 }
 
