@@ -32,7 +32,23 @@ void need_branch(const BranchOutput& br, const char* which) {
          " head output; losses need the unfused model (fuse() drops the one2many head)");
 }
 
-class DetectCriterion : public TrainCriterion {
+// The ProgLoss epoch counter of a task's end-to-end loss (none for one2many-only models).
+template <class E2ELoss>
+class ProgLossCriterion : public TrainCriterion {
+ public:
+  void update() override {
+    if (e2e_) e2e_->schedule().update();
+  }
+  void set_updates(int64_t n) override {
+    if (e2e_) e2e_->schedule().set_updates(n);
+  }
+  int64_t updates() const override { return e2e_ ? e2e_->schedule().updates() : 0; }
+
+ protected:
+  std::unique_ptr<E2ELoss> e2e_;
+};
+
+class DetectCriterion : public ProgLossCriterion<E2EDetectionLoss> {
  public:
   DetectCriterion(const YoloModel& model, int64_t nc, int64_t epochs, const LossGains& g) {
     if (model.end2end()) e2e_ = std::make_unique<E2EDetectionLoss>(nc, model.stride(), epochs, g);
@@ -53,17 +69,9 @@ class DetectCriterion : public TrainCriterion {
     auto r = (*o2m_)(o2m, grid_sizes_of(out.feats), db);
     return {r.loss.sum() * (double)b.size(), r.loss.detach()};
   }
-  void update() override {
-    if (e2e_) e2e_->update();
-  }
-  void set_updates(int64_t n) override {
-    if (e2e_) e2e_->set_updates(n);
-  }
-  int64_t updates() const override { return e2e_ ? e2e_->updates() : 0; }
 
  private:
   std::vector<std::string> names_{"box", "cls", "dfl"};
-  std::unique_ptr<E2EDetectionLoss> e2e_;
   std::unique_ptr<DetectionLoss> o2m_;
 };
 
@@ -71,7 +79,7 @@ PoseBranchOutput pose_branch(const BranchOutput& br) {
   return {f32(br.boxes), f32(br.scores), f32(br.kpts), f32(br.kpts_sigma)};
 }
 
-class PoseCriterion : public TrainCriterion {
+class PoseCriterion : public ProgLossCriterion<E2EPoseLoss> {
  public:
   PoseCriterion(YoloModel& model, int64_t nc, int64_t epochs, const PoseGains& g, const std::vector<double>& sigmas) {
     const auto& ks = model.config().kpt_shape;
@@ -112,17 +120,9 @@ class PoseCriterion : public TrainCriterion {
     auto r = (*o2m_)(pose_branch(out.one2many), grid_sizes_of(out.feats), db, kpts);
     return {r.loss.sum() * (double)b.size(), r.loss.detach()};
   }
-  void update() override {
-    if (e2e_) e2e_->schedule().update();
-  }
-  void set_updates(int64_t n) override {
-    if (e2e_) e2e_->schedule().set_updates(n);
-  }
-  int64_t updates() const override { return e2e_ ? e2e_->schedule().updates() : 0; }
 
  private:
   std::vector<std::string> names_;
-  std::unique_ptr<E2EPoseLoss> e2e_;
   std::unique_ptr<PoseLoss> o2m_;
   int64_t kpt_count_ = 0, kpt_dims_ = 0;
 };
@@ -131,7 +131,7 @@ SegmentBranchOutput seg_branch(const BranchOutput& br) {
   return {f32(br.boxes), f32(br.scores), f32(br.mask_coef)};
 }
 
-class SegmentCriterion : public TrainCriterion {
+class SegmentCriterion : public ProgLossCriterion<E2ESegmentLoss> {
  public:
   SegmentCriterion(const YoloModel& model, int64_t nc, int64_t epochs, const LossGains& g, bool overlap,
                    int mask_ratio)
@@ -158,25 +158,17 @@ class SegmentCriterion : public TrainCriterion {
     auto r = (*o2m_)(seg_branch(out.one2many), proto, semseg, grid_sizes_of(out.feats), db, masks);
     return {r.loss.sum() * (double)b.size(), r.loss.detach()};
   }
-  void update() override {
-    if (e2e_) e2e_->update();
-  }
-  void set_updates(int64_t n) override {
-    if (e2e_) e2e_->set_updates(n);
-  }
-  int64_t updates() const override { return e2e_ ? e2e_->updates() : 0; }
 
  private:
   std::vector<std::string> names_{"box", "seg", "cls", "dfl", "sem"};
   bool overlap_;
   int mask_ratio_;
-  std::unique_ptr<E2ESegmentLoss> e2e_;
   std::unique_ptr<SegmentLoss> o2m_;
 };
 
 ObbBranchOutput obb_branch(const BranchOutput& br) { return {f32(br.boxes), f32(br.scores), f32(br.angle)}; }
 
-class ObbCriterion : public TrainCriterion {
+class ObbCriterion : public ProgLossCriterion<E2EObbLoss> {
  public:
   ObbCriterion(const YoloModel& model, int64_t nc, int64_t epochs, const ObbGains& g) {
     if (model.end2end()) e2e_ = std::make_unique<E2EObbLoss>(nc, model.stride(), epochs, g);
@@ -198,17 +190,9 @@ class ObbCriterion : public TrainCriterion {
     auto r = (*o2m_)(obb_branch(out.one2many), grid_sizes_of(out.feats), ob);
     return {r.loss.sum() * (double)b.size(), r.loss.detach()};
   }
-  void update() override {
-    if (e2e_) e2e_->update();
-  }
-  void set_updates(int64_t n) override {
-    if (e2e_) e2e_->set_updates(n);
-  }
-  int64_t updates() const override { return e2e_ ? e2e_->updates() : 0; }
 
  private:
   std::vector<std::string> names_ = E2EObbLoss::loss_names();
-  std::unique_ptr<E2EObbLoss> e2e_;
   std::unique_ptr<ObbLoss> o2m_;
 };
 

@@ -5,7 +5,7 @@
 //
 // Adding a task: subclass TrainCriterion, map ModelOutput + Batch to the task loss in compute()
 // (cast the branch tensors to float32, zero the classes when single_cls), return its official names from
-// loss_names() without the "_loss" suffix, forward update()/set_updates() to the ProgLoss schedule, and add the
+// loss_names() without the "_loss" suffix, derive from ProgLossCriterion (criterion.cpp) for the ProgLoss schedule, and add the
 // task to make_criterion(). The trainer and validator then need no change for the losses.
 #pragma once
 #include <yaml-cpp/yaml.h>

@@ -121,6 +121,8 @@ class E2EDetectionLoss {
   double o2m_weight() const { return schedule_.o2m(); }
   double o2o_weight() const { return schedule_.o2o(); }
   int64_t epochs() const { return schedule_.epochs(); }
+  ProgLossSchedule& schedule() { return schedule_; }
+  const ProgLossSchedule& schedule() const { return schedule_; }
 
   const DetectionLoss& one2many_loss() const { return one2many_; }
   const DetectionLoss& one2one_loss() const { return one2one_; }
