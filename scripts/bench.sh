@@ -8,4 +8,6 @@ name=${1:?usage: scripts/bench.sh NAME [flags]}
 shift
 cmake -S . -B build-core -DYOLO26_BUILD_BENCH=ON >/dev/null
 cmake --build build-core -j"$(nproc)" --target "bench_$name" >/dev/null
+# As the Node package does (ts/native.ts): OpenMP workers spin briefly, then sleep (faster on 2 busy cores).
+if [ -z "${OMP_WAIT_POLICY:-}" ]; then export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}; fi
 exec "./build-core/bench_$name" "$@"

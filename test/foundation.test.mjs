@@ -148,3 +148,15 @@ test('the npm pack tarball installs and imports in a fresh project', { timeout: 
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('loading the addon shortens the OpenMP spin wait unless the user chose a policy', () => {
+  const script = "import('./dist/native.js').then((m) => { m.native(); console.log(String(process.env.GOMP_SPINCOUNT)); })";
+  const run = (extra) => {
+    const env = { ...process.env, ...extra };
+    for (const k of ['GOMP_SPINCOUNT', 'OMP_WAIT_POLICY']) if (!(k in extra)) delete env[k];
+    return execFileSync(process.execPath, ['-e', script], { cwd: new URL('..', import.meta.url), env }).toString().trim();
+  };
+  assert.equal(run({}), '1000');
+  assert.equal(run({ GOMP_SPINCOUNT: '5' }), '5');
+  assert.equal(run({ OMP_WAIT_POLICY: 'active' }), 'undefined');
+});

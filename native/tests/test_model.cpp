@@ -6,6 +6,7 @@
 
 #include "io/checkpoint.h"
 #include "model/config.h"
+#include "model/nhwc_batchnorm.h"
 #include "model/postprocess.h"
 #include "model/yolo.h"
 #include "testing.h"
@@ -509,6 +510,42 @@ TEST_CASE("postprocess: rotated-box decode and the two-stage top-k (an anchor ma
   EXPECT(y[2][0].item<float>() == 0 && y[1][0].item<float>() == 2);  // boxes follow their anchors
   auto y2 = topk_end2end(dec, 2, 2)[0];
   EXPECT(y2.size(0) == 2 && y2[1][4].item<float>() == 0.85f);
+}
+
+TEST_CASE("channels-last training BatchNorm equals the contiguous kernel: output, running stats, gradients") {
+  torch::manual_seed(3);
+  // Activations whose mean is several times their spread: where a float one-pass variance loses digits.
+  auto x0 = torch::randn({8, 24, 64, 48}) * 2 + 10;
+  auto gy = torch::randn_like(x0);
+  torch::nn::BatchNorm2d ref(torch::nn::BatchNorm2dOptions(24).eps(1e-3).momentum(0.03)), ours(ref->options);
+  {
+    torch::NoGradGuard ng;
+    ref->weight.uniform_(0.5, 1.5);
+    ref->bias.normal_();
+    ours->weight.copy_(ref->weight);
+    ours->bias.copy_(ref->bias);
+  }
+  auto xr = x0.clone().requires_grad_();
+  auto xo = x0.contiguous(torch::MemoryFormat::ChannelsLast).requires_grad_();
+  EXPECT(!nhwc_batch_norm_applies(xr, *ours));  // contiguous input: the stock kernel
+  EXPECT(nhwc_batch_norm_applies(xo, *ours));
+  auto yr = ref->forward(xr);
+  auto yo = batch_norm_nhwc_train(xo, *ours);
+  EXPECT(yo.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_NEAR((yo - yr).abs().max().item<double>(), 0.0, 5e-6);
+  EXPECT_NEAR((ours->running_mean - ref->running_mean).abs().max().item<double>(), 0.0, 1e-6);
+  EXPECT_NEAR((ours->running_var - ref->running_var).abs().max().item<double>(), 0.0, 1e-6);
+  EXPECT_MSG(ours->running_var.sub(1).abs().max().item<double>() > 0.05, "running_var was not updated");
+  EXPECT(ours->num_batches_tracked.item<int64_t>() == 1);
+  yr.backward(gy);
+  yo.backward(gy);
+  for (auto [a, b, what] : {std::tuple{xo.grad(), xr.grad(), "x"}, {ours->weight.grad(), ref->weight.grad(), "weight"},
+                            {ours->bias.grad(), ref->bias.grad(), "bias"}}) {
+    const double scale = b.abs().max().item<double>();
+    EXPECT_MSG((a - b).abs().max().item<double>() <= 1e-5 * scale, what << " gradient differs");
+  }
+  ours->eval();
+  EXPECT(!nhwc_batch_norm_applies(xo, *ours));  // eval mode uses running stats: the stock kernel
 }
 
 TEST_MAIN()

@@ -90,11 +90,18 @@ void check_grad(YoloModel& m, const std::string& param, const std::string& file)
 
 }  // namespace
 
+// Also in the channels-last layout that CPU training uses (to_channels_last): same loss and gradients.
 TEST_CASE("loss gradients of the fixture batch match the official trainer (epoch 0 and last epoch)") {
   const std::string path = y26test::fixture("det/yolo26n-shapes.pt");
+  for (const bool channels_last : {false, true}) {
   auto model = y26::build_model(load_checkpoint(path), path);  // unfused, train mode
   model->train();
   auto img = load_npy("loss/batch_img_u8.npy").to(torch::kFloat32).div(255.0);
+  if (channels_last) {
+    to_channels_last(*model);
+    img = img.contiguous(torch::MemoryFormat::ChannelsLast);
+    EXPECT(model->named_parameters()["model.0.conv.weight"].is_contiguous(torch::MemoryFormat::ChannelsLast));
+  }
   DetectionBatch batch{load_npy("loss/batch_batch_idx.npy"), load_npy("loss/batch_cls.npy"),
                        load_npy("loss/batch_bboxes_xywhn.npy")};
   E2EDetectionLoss crit(3, model->stride(), 30);
@@ -108,8 +115,8 @@ TEST_CASE("loss gradients of the fixture batch match the official trainer (epoch
     r.total.backward();
     const auto& w = json["weightings"][phase];
     double ref_total = w["total_loss"].as<double>();
-    EXPECT_MSG(std::fabs(r.total.item<double>() - ref_total) <= 1e-5 * std::fabs(ref_total),
-               phase << " total " << r.total.item<double>() << " vs " << ref_total);
+ EXPECT_MSG(std::fabs(r.total.item<double>() - ref_total) <= 1e-5 * std::fabs(ref_total),
+               "channels_last " << channels_last << " " << phase << " total " << r.total.item<double>() << " vs " << ref_total);
     double sq = 0;
     for (auto& p : model->parameters())
       if (p.grad().defined()) sq += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
@@ -118,6 +125,7 @@ TEST_CASE("loss gradients of the fixture batch match the official trainer (epoch
                phase << " grad norm " << std::sqrt(sq) << " vs " << ref_norm);
     for (const std::string p : {"model.0.conv.weight", "model.23.cv3.0.2.bias", "model.23.one2one_cv2.2.2.weight"})
       check_grad(*model, p, "loss/grad_" + phase + "_" + p + ".npy");
+  }
   }
 }
 
@@ -213,6 +221,11 @@ TEST_CASE("a short training run writes weights, args.yaml, results.csv and repor
   EXPECT(ck.train_results["epoch"].size() == 2);
   auto lm = y26::load_model(r.best, "cpu");
   EXPECT(lm.model->nc() == 3 && lm.names.size() == 3 && lm.names[0] == "rectangle");
+  // The result is best.pt validated again at the end (official final_eval): it reproduces best_fitness.
+  bool revalidated = false;
+  for (auto& e : events) revalidated |= e.type == "log" && e.str.count("text") && e.str.at("text").find("Validating " + r.best) != std::string::npos;
+  EXPECT(revalidated);
+  EXPECT_NEAR(r.final_metrics.at("fitness"), r.best_fitness, 1e-6);
 
   // Same project/name again: increment_path gives t2; a NaN injected at the first batch of epoch 2 stops with
   // a clear error and leaves epoch 1's last.pt.

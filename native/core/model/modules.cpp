@@ -1,4 +1,5 @@
 #include "model/modules.h"
+#include "model/nhwc_batchnorm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -49,7 +50,7 @@ Conv::Conv(int64_t c1, int64_t c2, int64_t k, int64_t s, int64_t p, int64_t g, i
 
 torch::Tensor Conv::forward(const torch::Tensor& x) {
   auto y = run_conv(conv, x);
-  if (!fused_) y = bn->forward(y);
+  if (!fused_) y = nhwc_batch_norm_applies(y, *bn) ? batch_norm_nhwc_train(y, *bn) : bn->forward(y);
   return act_ ? torch::silu_(y) : y;
 }
 

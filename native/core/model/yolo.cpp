@@ -406,6 +406,14 @@ std::shared_ptr<YoloModel> build_model(const std::string& name_or_path, int nc) 
   return std::make_shared<YoloModel>(cfg);
 }
 
+void to_channels_last(torch::nn::Module& model) {
+  torch::NoGradGuard ng;
+  for (auto& t : model.parameters())
+    if (t.dim() == 4) t.set_data(t.data().contiguous(torch::MemoryFormat::ChannelsLast));
+  for (auto& t : model.buffers())
+    if (t.dim() == 4) t.set_data(t.data().contiguous(torch::MemoryFormat::ChannelsLast));
+}
+
 void calibrate_batchnorm(YoloModel& model, const torch::Tensor& x) {
   if (model.is_fused()) fail("calibrate_batchnorm: the model is fused (no BatchNorm left)");
   using Momentum = std::decay_t<decltype(std::declval<torch::nn::BatchNormOptions&>().momentum())>;

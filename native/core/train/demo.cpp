@@ -27,7 +27,7 @@ DemoResult run_demo(const YAML::Node& args_in, const TrainCallbacks& cb, const s
   };
   const std::string dir = take("dir", (fs::temp_directory_path() / "yolo26-demo-shapes").string());
   SyntheticOptions so;
-  so.train_images = std::stoi(take("images", "128"));
+  so.train_images = std::stoi(take("images", "256"));
   so.val_images = std::stoi(take("val_images", "32"));
   const int predict_images = std::stoi(take("predict_images", "8"));
   const float predict_conf = std::stof(take("conf", "0.25"));
@@ -64,7 +64,7 @@ DemoResult run_demo(const YAML::Node& args_in, const TrainCallbacks& cb, const s
   set_default("model", YAML::Node("yolo26n.yaml"));
   // Tuned for a 2-core CPU: small images, batch 8 with no accumulation (nbs = batch) so every batch is an
   // optimiser step, and no warmup (its 100-iteration minimum would be most of this short run).
-  set_default("epochs", YAML::Node(25));
+  set_default("epochs", YAML::Node(40));
   set_default("imgsz", YAML::Node(so.width));
   set_default("batch", YAML::Node(8));
   set_default("nbs", YAML::Node(8));

@@ -28,6 +28,7 @@
 #include "train/ema.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
+#include "util/cpu_alloc_cache.h"
 #include "util/error.h"
 #include "util/system.h"
 
@@ -416,6 +417,9 @@ class Trainer {
   std::unique_ptr<DataLoader> train_loader_, val_loader_;
   // Classify: folder splits, its own loader (no boxes, no mosaic) and validate_classify.
   bool classify_ = false;
+  // Channels-last on the CPU (see to_channels_last). Not for classify: its 1x1 late feature maps send the
+  // convolution backward through oneDNN's slow reorder path (a 10 s test ran for minutes).
+  bool channels_last_ = false;
   ClassifySplit cls_val_;
   std::unique_ptr<ClassifyLoader> cls_loader_;
   int64_t train_size_ = 0;
@@ -423,7 +427,9 @@ class Trainer {
   LoaderStats loader_stats() const { return cls_loader_ ? cls_loader_->stats() : train_loader_->stats(); }
   void reset_loader_stats() { cls_loader_ ? cls_loader_->reset_stats() : train_loader_->reset_stats(); }
   void set_loader_epoch(int e) { cls_loader_ ? cls_loader_->set_epoch(e) : train_loader_->set_epoch(e); }
-  ValResult validate_epoch(const ValOptions& vopt);
+  ValResult validate_epoch(const ValOptions& vopt) { return validate_model(*ema_model_, vopt); }
+  ValResult validate_model(YoloModel& model, const ValOptions& vopt);
+  ValResult validate_best(const ValOptions& vopt);
   int64_t accumulate_ = 1, nb_ = 0, nw_ = -1;
   bool accumulate_override_ = false;
   bool amp_ = false;
@@ -641,6 +647,7 @@ void Trainer::setup(const YAML::Node& user_args) {
   ema_model_->load_state_dict(model_->state_dict(), "ema");
   for (auto& p : ema_model_->parameters()) p.set_requires_grad(false);
   ema_model_->to(device_);
+  if (channels_last_) to_channels_last(*ema_model_);
   ema_model_->eval();
   ema_ = std::make_unique<ModelEMA>(module_state(*ema_model_));
   if (resuming_) {
@@ -720,6 +727,8 @@ void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretra
   if (!frozen.empty()) log("Freezing " + std::to_string(frozen.size()) + " parameter tensors (freeze=" +
                            a_.str("freeze", "none") + ")");
   model_->to(device_);
+  channels_last_ = !device_.is_cuda() && !classify_;
+  if (channels_last_) to_channels_last(*model_);  // before the optimiser and EMA take the tensors
   model_->train();
   log(model_->info(false, imgsz_));
 }
@@ -839,10 +848,10 @@ void Trainer::optimizer_step() {
   ema_->update(module_state(*model_));
 }
 
-// The epoch's validation of the EMA: the detection-family validator with the criterion's val losses, or for
+// The epoch's validation (of the EMA): the detection-family validator with the criterion's val losses, or for
 // classify top-1/top-5 and the cross-entropy (val/loss) on the val folder.
-ValResult Trainer::validate_epoch(const ValOptions& vopt) {
-  if (!classify_) return validate(*ema_model_, *val_loader_, names_, vopt, criterion_.get());
+ValResult Trainer::validate_model(YoloModel& model, const ValOptions& vopt) {
+  if (!classify_) return validate(model, *val_loader_, names_, vopt, criterion_.get());
   ClassifySplit split = cls_val_;
   if (a_.flag("single_cls")) {
     std::fill(split.labels.begin(), split.labels.end(), 0);
@@ -854,11 +863,24 @@ ValResult Trainer::validate_epoch(const ValOptions& vopt) {
   co.workers = workers_;
   co.device = device_str_;
   co.compute_loss = true;
-  auto cr = validate_classify(*ema_model_, split, co);
+  auto cr = validate_classify(model, split, co);
   return to_val_result(cr);
 }
 
+// As the official final_eval: the run's result is best.pt validated again (it may predate the last epoch).
+ValResult Trainer::validate_best(const ValOptions& vopt) {
+  log("\nValidating " + best_ + "...");
+  auto ck = load_checkpoint(best_);
+  auto m = y26::build_model(ck, best_);
+  m->to(device_);
+  if (channels_last_) to_channels_last(*m);
+  m->eval();
+  return validate_model(*m, vopt);
+}
+
 TrainResult Trainer::run() {
+  std::optional<CpuAllocCache> alloc_cache;  // CPU training re-allocates the same big buffers every iteration
+  if (!device_.is_cuda()) alloc_cache.emplace();
   TrainResult res;
   res.save_dir = save_dir_;
   const auto t_start = Clock::now();
@@ -930,6 +952,7 @@ TrainResult Trainer::run() {
           accumulate = std::max<int64_t>(1, std::llround(interp_ramp((double)ni, (double)nw_, 1.0, (double)accumulate_)));
       }
       auto img = b.img.to(device_, true).to(torch::kFloat32).div_(255.0);
+      if (channels_last_) img = img.contiguous(torch::MemoryFormat::ChannelsLast);
       if (amp_) set_autocast(true, !device_.is_cuda());
       ModelOutput out;
       try {
@@ -1063,6 +1086,10 @@ TrainResult Trainer::run() {
   }
   const double hours = seconds_since(t_start) / 3600.0;
   log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + fmt("%.3f", hours) + " hours.");
+  if (have_val && !res.stopped && fs::exists(best_)) {  // stop() asks for a prompt end: no extra pass
+    last_val = validate_best(vopt);
+    for (const auto& [k, v] : last_val.metrics) res.final_metrics[k] = v;
+  }
   if (have_val) {
     // The official final table lists every class.
     log(classify_ ? last_val.table

@@ -29,7 +29,7 @@ struct TrainResult {
   double best_fitness = 0;
   bool stopped = false;             // the stop flag ended the run
   bool early_stopped = false;       // patience ran out
-  std::map<std::string, double> final_metrics;  // last epoch's epoch_end numbers
+  std::map<std::string, double> final_metrics;  // last epoch_end numbers; metrics and val losses from best.pt
   YAML::Node args;                  // the effective arguments (what args.yaml holds)
 };
 
