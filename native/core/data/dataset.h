@@ -87,8 +87,8 @@ uint64_t available_memory_bytes();
 struct DatasetOptions {
   int imgsz = 640;
   CacheMode cache = CacheMode::None;
-  // Training: libjpeg-turbo's DCT-scaled decoding for images much larger than imgsz and the fast integer DCT.
-  // Validation keeps the exact decode (false).
+  // Training: libjpeg-turbo's DCT-scaled decoding for images much larger than imgsz (the DCT itself is the
+  // accurate one either way). Validation decodes at full size (false).
   bool fast_decode = false;
   int cache_threads = 2;
   bool verbose = true;
