@@ -20,9 +20,9 @@ struct DemoResult {
   double seconds = 0;                     // wall time of the whole demo
 };
 
-// args (all optional): dir (data set folder, default <tmp>/yolo26-demo-shapes), images (train images, 128),
+// args (all optional): dir (data set folder, default <tmp>/yolo26-demo-shapes), images (train images, 256),
 // val_images (32), predict_images (8), size (image side, 64), conf (predict threshold, 0.25), plus any train()
-// argument, passed through; demo defaults: epochs 25, imgsz = size, batch 8, nbs 8, warmup_epochs 0,
+// argument, passed through; demo defaults: epochs 40, imgsz = size, batch 8, nbs 8, warmup_epochs 0,
 // close_mosaic 5, workers 1, name "demo".
 DemoResult run_demo(const YAML::Node& args, const TrainCallbacks& cb, const std::atomic<bool>& stop);
 
