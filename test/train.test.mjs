@@ -52,6 +52,14 @@ test('a short training run streams events and writes weights, args.yaml and resu
     assert.ok(p.boxes.length > 0);
     const onnx = await exportModel({ model: path.join(r.saveDir, 'weights', 'best.pt'), imgsz: 64 });
     assert.ok(fs.statSync(onnx.path).size > 1e6);
+    // As upstream, val() of a checkpoint defaults to the data and imgsz it was trained with.
+    const best = path.join(r.saveDir, 'weights', 'best.pt');
+    const byDefault = await val({ model: best, plots: false });
+    assert.equal(byDefault.metrics.imgsz, 64);
+    assert.equal(byDefault.data, data);
+    const explicit = await val({ model: best, data, imgsz: 64, plots: false });
+    assert.equal(byDefault.metrics['metrics/mAP50-95(B)'], explicit.metrics['metrics/mAP50-95(B)']);
+    assert.equal((await val({ model: best, data, imgsz: 96, plots: false })).metrics.imgsz, 96);
   } finally {
     fs.rmSync(project, { recursive: true, force: true });
   }

@@ -100,8 +100,8 @@ export const trainSchema = z.strictObject({
 export const valSchema = z.strictObject({
   ...common,
   ...output,
-  data: z.string().min(1).nullable().default(null),
-  imgsz: imgsz.default(640),
+  data: z.string().min(1).nullable().default(null), // null: the data the checkpoint was trained on
+  imgsz: imgsz.optional(), // absent: the checkpoint's training imgsz (640 when it records none)
   batch: z.number().int().positive().default(16),
   conf: z.number().min(0).max(1).default(0.001),
   iou: z.number().min(0).max(1).default(0.7),

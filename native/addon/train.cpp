@@ -121,6 +121,8 @@ static Napi::Value StartValidation(const Napi::CallbackInfo& info) {
       auto r = y26::run_validation(args, log);
       fin.result = r.metrics;
       fin.result["images"] = (double)r.images;
+      fin.result["imgsz"] = (double)r.imgsz;
+      fin.text["data"] = r.data;
       fin.result["speed/preprocess"] = r.preprocess_ms;
       fin.result["speed/inference"] = r.inference_ms;
       fin.result["speed/postprocess"] = r.postprocess_ms;

@@ -295,15 +295,25 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   };
 
   const std::string model_path = get_s("model", "");
-  const std::string data_path = get_s("data", "");
   if (model_path.empty()) fail("val(): 'model' is required (a checkpoint path such as runs/detect/train/weights/best.pt)");
-  if (data_path.empty()) fail("val(): 'data' is required (a data.yaml path, or the folder of a classification data set)");
   const std::string device = resolve_device(get_s("device", "cpu"));
-  const int imgsz = get_i("imgsz", 640);
+  LoadedModel lm = load_model(model_path, device);
+  // As upstream, a checkpoint's training data and imgsz are the defaults.
+  const YAML::Node& ta = lm.train_args;
+  const std::string trained_on = ta && ta.IsMap() && ta["data"] && ta["data"].IsScalar() ? ta["data"].as<std::string>() : "";
+  const std::string data_path = get_s("data", trained_on);
+  if (data_path.empty())
+    fail("val(): 'data' is required (a data.yaml path, or the folder of a classification data set); " + model_path +
+         " does not record the data it was trained on");
+  const int imgsz = get_i("imgsz", lm.imgsz.empty() ? 640 : (int)lm.imgsz[0]);
   const int batch = std::max(1, get_i("batch", 16));
   const std::string split = get_s("split", "val");
+  auto with_settings = [&](ValResult r) {
+    r.imgsz = imgsz;
+    r.data = data_path;
+    return r;
+  };
 
-  LoadedModel lm = load_model(model_path, device);
   if (lm.task == "classify") {  // a folder data set, top-1/top-5 accuracy
     ClassifySplit cs = open_classify_split(data_path, split, emit);
     ClassifyValOptions co;
@@ -316,7 +326,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
     auto cr = validate_classify(*lm.model, cs, co);
     emit(cr.table);
     emit(cr.speed_line);
-    return to_val_result(cr);
+    return with_settings(to_val_result(cr));
   }
   if (is_classify_data(data_path))
     fail("val(): data '" + data_path + "' is a folder (a classification data set) but " + model_path + " is a " +
@@ -365,7 +375,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   auto r = validate(*lm.model, *loader, names, opt, nullptr);
   emit(r.table);
   emit(r.speed_line);
-  return r;
+  return with_settings(std::move(r));
 }
 
 }  // namespace y26

@@ -45,6 +45,8 @@ struct ValResult {
   int64_t images = 0;
   std::string table;                      // the official header + all row (+ per-class rows when verbose)
   std::string speed_line;                 // "Speed: ... per image"
+  int imgsz = 0;                          // run_validation: the imgsz and data it used (defaults from the checkpoint)
+  std::string data;
 };
 
 // Validates `model` on every batch of `loader` (one pass; build it with rect = true, augment = false).
@@ -98,7 +100,8 @@ std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, i
 // A classify validation in the shape every task's callers read (metrics, table, speed).
 ValResult to_val_result(const ClassifyValResult& cr);
 
-// Standalone val(): args with the official names: model (checkpoint path), data (data.yaml), imgsz (640),
+// Standalone val(): args with the official names: model (checkpoint path), data (data.yaml; default the one the
+// checkpoint was trained on), imgsz (default the checkpoint's training imgsz, else 640),
 // batch (16), conf (0.001), iou (0.7), max_det (300), split ("val"), half, end2end (model's default),
 // device ("cpu"), workers (2), single_cls, verbose (true), overlap_mask (true), mask_ratio (4). `log` receives the
 // printed lines.
