@@ -60,6 +60,12 @@ test('a short training run streams events and writes weights, args.yaml and resu
     const explicit = await val({ model: best, data, imgsz: 64, plots: false });
     assert.equal(byDefault.metrics['metrics/mAP50-95(B)'], explicit.metrics['metrics/mAP50-95(B)']);
     assert.equal((await val({ model: best, data, imgsz: 96, plots: false })).metrics.imgsz, 96);
+    const stream = predict({ model: best, source: fixture('images/val/s11_val_0000.png') });
+    await stream;
+    assert.deepEqual(stream.imgsz, [64, 64]);
+    const sized = predict({ model: best, source: fixture('images/val/s11_val_0000.png'), imgsz: 96 });
+    await sized;
+    assert.deepEqual(sized.imgsz, [96, 96]);
   } finally {
     fs.rmSync(project, { recursive: true, force: true });
   }

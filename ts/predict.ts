@@ -73,6 +73,15 @@ function plotter(r: NativeResult & { image?: unknown }, names: string[]) {
 }
 
 /** Results of one predict() call: iterate with `for await`, or await it for an array. */
+/** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at. */
+function defaultImgsz(model: string): [number, number] {
+  if (/\.pt$/i.test(model) && fs.existsSync(model)) {
+    const trained = (native().checkpointImgsz as (f: string) => [number, number] | null)(model);
+    if (trained) return trained;
+  }
+  return [640, 640];
+}
+
 export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[]> {
   private readonly cfg: PredictConfig;
   /** Where save/save_txt wrote, once the stream has started (null when nothing is saved). */
@@ -83,6 +92,8 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
   backendReason = '';
   /** The cached ONNX export ONNX Runtime runs when the model is a checkpoint. */
   onnxFile: string | null = null;
+  /** The inference size [h, w] once started: the option, else the checkpoint's training imgsz, else 640. */
+  imgsz: [number, number] | null = null;
   private readonly imgszGiven: boolean;
 
   constructor(cfg: PredictConfig, imgszGiven = false) {
@@ -98,7 +109,8 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
     this.backendReason = choice.reason;
     if (cfg.threads > 0) native().setThreads(cfg.threads);
     const open = native().openPredictor as (m: unknown, s: NativeSource, o: object) => NativePredictor;
-    const [h, w] = imgszPair(cfg.imgsz);
+    const [h, w] = this.imgszGiven ? imgszPair(cfg.imgsz) : defaultImgsz(cfg.model);
+    this.imgsz = [h, w];
     const common = {
       imgszH: h,
       imgszW: w,

@@ -2,6 +2,7 @@
 #include <mutex>
 
 #include "addon_model.h"
+#include "io/checkpoint.h"
 #include "addon_tensor.h"
 #include "util/system.h"
 
@@ -171,7 +172,22 @@ static Napi::Value CalibrateBatchNorm(const Napi::CallbackInfo& info) {
   });
 }
 
+// checkpointImgsz(path): the imgsz a checkpoint was trained at (its train_args), or null. predict() and val() use it
+// as their default, as upstream does.
+static Napi::Value CheckpointImgsz(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const auto ck = y26::load_checkpoint(info[0].As<Napi::String>().Utf8Value());
+    if (ck.imgsz.empty()) return env.Null();
+    auto a = Napi::Array::New(env, 2);
+    a.Set(0u, (double)ck.imgsz[0]);
+    a.Set(1u, (double)ck.imgsz[ck.imgsz.size() > 1 ? 1 : 0]);
+    return a;
+  });
+}
+
 static void InitModel(Napi::Env env, Napi::Object exports) {
+  exports.Set("checkpointImgsz", Napi::Function::New(env, CheckpointImgsz));
   exports.Set("calibrateBatchNorm", Napi::Function::New(env, CalibrateBatchNorm));
   ModelWrap::Init(env, exports);
   exports.Set("setModelsDir", Napi::Function::New(env, SetModelsDir));
