@@ -35,6 +35,18 @@ std::string tmp_root() {
   return root;
 }
 
+// A generated detection set (data/synthetic.h) of train + val images of w x h px under the test root; its data.yaml.
+std::string synthetic_set(const std::string& name, int train, int val, int w, int h,
+                          uint64_t seed = SyntheticOptions{}.seed) {
+  SyntheticOptions so;
+  so.train_images = train;
+  so.val_images = val;
+  so.width = w;
+  so.height = h;
+  so.seed = seed;
+  return write_synthetic_dataset(tmp_root() + "/" + name, so);
+}
+
 // A fresh folder with images/ and labels/ under the test root.
 std::string fresh_dir(const std::string& name) {
   std::string d = tmp_root() + "/" + name;
@@ -456,13 +468,7 @@ TEST_CASE("keypoints and polygons follow the transforms; flip_idx swaps left/rig
 
 // ---- determinism, mosaic, loader ---------------------------------------------------------------------------------
 TEST_CASE("seeded batches: same seed identical, different seed different") {
-  SyntheticOptions so;
-  so.train_images = 24;
-  so.val_images = 4;
-  so.width = 160;
-  so.height = 120;
-  so.seed = 3;
-  std::string yaml = write_synthetic_dataset(tmp_root() + "/synth_det", so);
+  std::string yaml = synthetic_set("synth_det", 24, 4, 160, 120, 3);
   DataConfig cfg = load_data_yaml(yaml);
   DatasetOptions dopt;
   dopt.imgsz = 128;
@@ -499,13 +505,7 @@ TEST_CASE("seeded batches: same seed identical, different seed different") {
 // Training decodes JPEGs like OpenCV (so like the official loader and our validation): the fast integer DCT it
 // used before was 0.8 grey levels darker on average.
 TEST_CASE("training-path JPEG decode equals cv::imread when no DCT scaling applies") {
-  SyntheticOptions so;
-  so.train_images = 3;
-  so.val_images = 1;
-  so.width = 160;
-  so.height = 120;
-  so.seed = 5;
-  std::string yaml = write_synthetic_dataset(tmp_root() + "/synth_decode", so);
+  std::string yaml = synthetic_set("synth_decode", 3, 1, 160, 120, 5);
   int checked = 0;
   for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(yaml).parent_path() / "images" / "train")) {
     const std::string f = e.path().string();
@@ -519,12 +519,7 @@ TEST_CASE("training-path JPEG decode equals cv::imread when no DCT scaling appli
 
 // Y26_DUMP_DIR=/some/dir writes a training batch with its boxes drawn, for eyeballing the augmentation.
 TEST_CASE("training batch: boxes inside the image, sizes and dtypes (optional preview dump)") {
-  SyntheticOptions so;
-  so.train_images = 16;
-  so.val_images = 1;
-  so.width = 320;
-  so.height = 240;
-  std::string yaml = write_synthetic_dataset(tmp_root() + "/synth_preview", so);
+  std::string yaml = synthetic_set("synth_preview", 16, 1, 320, 240);
   DatasetOptions dopt;
   dopt.imgsz = 256;
   dopt.fast_decode = true;
@@ -598,12 +593,7 @@ TEST_CASE("close_mosaic: epochs-based and set_mosaic(false)") {
 }
 
 TEST_CASE("loader: each sample once per epoch, new order per epoch, wait stats, one decode per sample") {
-  SyntheticOptions so;
-  so.train_images = 10;
-  so.val_images = 2;
-  so.width = 96;
-  so.height = 80;
-  std::string yaml = write_synthetic_dataset(tmp_root() + "/synth_small", so);
+  std::string yaml = synthetic_set("synth_small", 10, 2, 96, 80);
   DatasetOptions dopt;
   dopt.imgsz = 96;
   dopt.verbose = false;
@@ -760,12 +750,7 @@ TEST_CASE("OBB datasets: boxes cut by the border after mosaic/affine keep their 
 }
 
 TEST_CASE("cache ram and disk give the same images as no cache") {
-  SyntheticOptions so;
-  so.train_images = 6;
-  so.val_images = 1;
-  so.width = 120;
-  so.height = 90;
-  std::string yaml = write_synthetic_dataset(tmp_root() + "/synth_cache", so);
+  std::string yaml = synthetic_set("synth_cache", 6, 1, 120, 90);
   DataConfig cfg = load_data_yaml(yaml);
   IndexOptions io;
   io.verbose = false;

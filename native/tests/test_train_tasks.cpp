@@ -137,6 +137,23 @@ std::shared_ptr<YoloModel> pose_model(int nc, std::vector<int64_t> kpt_shape) {
   return std::make_shared<YoloModel>(cfg);
 }
 
+
+// A short training run's arguments (no plots), as the per-task tests use them.
+YAML::Node run_args(const std::string& model, const std::string& data, int epochs, int imgsz, int batch, int workers,
+                    const std::string& project, const std::string& name) {
+  YAML::Node a;
+  a["model"] = model;
+  a["data"] = data;
+  a["epochs"] = epochs;
+  a["imgsz"] = imgsz;
+  a["batch"] = batch;
+  a["workers"] = workers;
+  a["project"] = project;
+  a["name"] = name;
+  a["plots"] = false;
+  return a;
+}
+
 }  // namespace
 
 TEST_CASE("synthetic pose set: kpt_shape, flip_idx and keypoints at the corners and centre of each box") {
@@ -286,16 +303,7 @@ TEST_CASE("classify training: train/loss + accuracy columns, reload as classify,
   std::atomic<bool> stop{false};
   std::vector<TrainEvent> events;
   TrainCallbacks cb{[&](const TrainEvent& e) { events.push_back(e); }};
-  YAML::Node a;
-  a["model"] = "yolo26n-cls.yaml";
-  a["data"] = tiny_classify_dataset();
-  a["epochs"] = 2;
-  a["imgsz"] = 32;
-  a["batch"] = 8;
-  a["workers"] = 2;
-  a["project"] = project;
-  a["name"] = "c";
-  a["plots"] = false;
+  YAML::Node a = run_args("yolo26n-cls.yaml", tiny_classify_dataset(), 2, 32, 8, 2, project, "c");
   auto r = run_training(a, cb, stop);
   EXPECT(r.epochs_completed == 2);
   EXPECT(fs::exists(r.save_dir + "/weights/last.pt") && fs::exists(r.save_dir + "/weights/best.pt"));
@@ -444,17 +452,8 @@ TEST_CASE("pose training: weights reload as a pose model, results.csv has the po
   std::atomic<bool> stop{false};
   std::vector<TrainEvent> events;
   TrainCallbacks cb{[&](const TrainEvent& e) { events.push_back(e); }};
-  YAML::Node a;
-  a["model"] = "yolo26n-pose.yaml";
-  a["data"] = tiny_pose_dataset();
-  a["epochs"] = 2;
-  a["imgsz"] = 64;
-  a["batch"] = 4;
-  a["workers"] = 1;
-  a["project"] = project;
-  a["name"] = "p";
+  YAML::Node a = run_args("yolo26n-pose.yaml", tiny_pose_dataset(), 2, 64, 4, 1, project, "p");
   a["close_mosaic"] = 1;
-  a["plots"] = false;
   auto r = run_training(a, cb, stop);
   EXPECT(r.epochs_completed == 2);
   EXPECT(fs::exists(r.save_dir + "/weights/last.pt") && fs::exists(r.save_dir + "/weights/best.pt"));
@@ -543,16 +542,7 @@ void check_task_run(const std::string& task, const std::string& model_yaml, cons
   std::atomic<bool> stop{false};
   std::vector<TrainEvent> events;
   TrainCallbacks cb{[&](const TrainEvent& e) { events.push_back(e); }};
-  YAML::Node a;
-  a["model"] = model_yaml;
-  a["data"] = data;
-  a["epochs"] = 1;
-  a["imgsz"] = 64;
-  a["batch"] = 3;
-  a["workers"] = 1;
-  a["project"] = project;
-  a["name"] = "t";
-  a["plots"] = false;
+  YAML::Node a = run_args(model_yaml, data, 1, 64, 3, 1, project, "t");
   auto r = run_training(a, cb, stop);
   EXPECT(r.epochs_completed == 1 && fs::exists(r.best) && fs::exists(r.last));
   const auto header = csv_header(r.save_dir + "/results.csv");
