@@ -11,6 +11,7 @@ import * as y26 from '../dist/index.js';
 import { native } from '../dist/native.js';
 import { doctorWarnings } from '../dist/doctor.js';
 import { parseArgs, parseValue } from '../dist/cliargs.js';
+import { parseOptions, trainSchema } from '../dist/options.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const cli = path.join(root, 'dist', 'cli.js');
@@ -69,6 +70,20 @@ test('a misspelled option names the option and the fix', () => {
     assert.match(e.message, /imgsz/);
     return true;
   });
+});
+
+test('classify training options: auto_augment (null turns it off), erasing and dropout', () => {
+  const d = parseOptions('train', trainSchema, { data: 'd' });
+  assert.equal(d.auto_augment, 'randaugment');
+  assert.equal(d.erasing, 0.4);
+  assert.equal(d.dropout, 0);
+  const o = parseOptions('train', trainSchema, { data: 'd', auto_augment: null, erasing: 0, dropout: 0.2 });
+  assert.equal(o.auto_augment, false); // reaches the engine as "off", not dropped as unset
+  assert.equal(o.dropout, 0.2);
+  assert.equal(parseOptions('train', trainSchema, { data: 'd', auto_augment: 'augmix' }).auto_augment, 'augmix');
+  assert.throws(() => y26.train({ data: 'd', auto_augment: 'trivialaugment' }),
+    /option 'auto_augment' = "trivialaugment" is invalid: one of "randaugment", "autoaugment", "augmix"/);
+  assert.throws(() => y26.train({ data: 'd', erasing: 1.5 }), /option 'erasing' = 1.5 is invalid/);
 });
 
 test('a wrong option type names the option and what is accepted', () => {

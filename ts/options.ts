@@ -42,6 +42,14 @@ const augment = {
   cutmix: prob.default(0.0),
   copy_paste: prob.default(0.0),
   copy_paste_mode: z.enum(['flip', 'mixup']).default('flip'),
+  /** Classify: the policy that replaces ColorJitter; null turns it off (sent as false, so the engine's default does not apply). */
+  auto_augment: z
+    .enum(['randaugment', 'autoaugment', 'augmix'])
+    .nullable()
+    .default('randaugment')
+    .transform((v) => v ?? false),
+  /** Classify: RandomErasing probability. */
+  erasing: prob.default(0.4),
 };
 
 export const trainSchema = z.strictObject({
@@ -90,6 +98,8 @@ export const trainSchema = z.strictObject({
   angle: z.number().min(0).default(1.0),
   overlap_mask: z.boolean().default(true),
   mask_ratio: z.number().int().positive().default(4),
+  /** Classify: dropout before the head's linear layer (training only). */
+  dropout: prob.default(0.0),
   nbs: z.number().int().positive().default(64),
   accumulate: z.number().int().positive().nullable().default(null),
   /** Ours: bf16 autocast for CPU training where the CPU has native bf16 (about 2x faster; may cost some accuracy). */

@@ -386,6 +386,44 @@ TEST_CASE("classify training: train/loss + accuracy columns, reload as classify,
   EXPECT_THROWS(run_training(bad, cb, stop));
 }
 
+TEST_CASE("classify training with augmix, erasing and dropout runs; bad policy / dropout values are refused") {
+  const std::string project = temp_dir("runs_aug");
+  std::atomic<bool> stop{false};
+  YAML::Node a = run_args("yolo26n-cls.yaml", tiny_classify_dataset(), 1, 32, 8, 2, project, "aug");
+  a["auto_augment"] = "augmix";
+  a["erasing"] = 1.0;
+  a["dropout"] = 0.3;
+  auto r = run_training(a, TrainCallbacks{}, stop);
+  EXPECT(r.epochs_completed == 1);
+  const auto rows = csv_rows(r.save_dir + "/results.csv");
+  const auto header = csv_header(r.save_dir + "/results.csv");
+  EXPECT(rows.size() == 1 && std::isfinite(rows[0][column(header, "train/loss")]));
+  for (const char* policy : {"autoaugment", "randaugment"}) {  // the other two run for a first batch
+    std::atomic<bool> stop1{false};
+    TrainCallbacks cb{[&](const TrainEvent& e) {
+      if (e.type == "batch") stop1 = true;
+    }};
+    YAML::Node b = YAML::Clone(a);
+    b["auto_augment"] = policy;
+    b["name"] = std::string("aug_") + policy;
+    EXPECT(run_training(b, cb, stop1).stopped);
+  }
+  std::string msg;
+  YAML::Node bad = YAML::Clone(a);
+  bad["auto_augment"] = "randaugmnet";
+  bad["name"] = "bad_aug";
+  try {
+    run_training(bad, TrainCallbacks{}, stop);
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
+  EXPECT_MSG(msg.find("randaugmnet") != std::string::npos && msg.find("augmix") != std::string::npos, "got: " << msg);
+  YAML::Node bad_p = YAML::Clone(a);
+  bad_p["dropout"] = 1.5;
+  bad_p["name"] = "bad_p";
+  EXPECT_THROWS(run_training(bad_p, TrainCallbacks{}, stop));
+}
+
 TEST_CASE("pose loss on a fixed batch falls over a few optimiser steps and reaches the keypoint head and flow") {
   torch::manual_seed(0);
   DataConfig dc = load_data_yaml(tiny_pose_dataset());

@@ -98,7 +98,9 @@ cv::Mat classify_train_transform(const cv::Mat& bgr, int imgsz, const ClassifyAu
   cv::resize(bgr(r), out, cv::Size(imgsz, imgsz), 0, 0, cv::INTER_LINEAR);
   if (U(rng) < aug.fliplr) cv::flip(out, out, 1);
   if (U(rng) < aug.flipud) cv::flip(out, out, 0);
-  color_jitter(out, aug, rng);
+  if (aug.auto_augment != AugPolicy::None) out = apply_auto_augment(out, aug.auto_augment, rng);
+  else color_jitter(out, aug, rng);
+  random_erasing(out, aug.erasing, kClassifyEraseValue, rng);
   return out;
 }
 

@@ -1,10 +1,11 @@
 // Training batches of a classification folder data set (official ClassificationDataset with augment=True).
-// Augmentation, kept to the torchvision steps of the official classify_augmentations that matter most:
+// Augmentation, the torchvision steps of the official classify_augmentations in its order:
 //   RandomResizedCrop(imgsz, scale=(1 - hyp scale, 1), ratio=(3/4, 4/3), bilinear), horizontal flip (fliplr),
-//   vertical flip (flipud), and ColorJitter(brightness=hsv_v, contrast=hsv_v, saturation=hsv_s, hue=hsv_h).
-// Not implemented: auto_augment (RandAugment / AugMix / AutoAugment; the official pipeline then skips ColorJitter,
-// here ColorJitter always runs) and RandomErasing (erasing). Each sample's randomness comes from
-// (seed, epoch, index), so a run is reproducible for any worker count.
+//   vertical flip (flipud), then either the auto_augment policy (RandAugment / AutoAugment / AugMix, see
+//   data/auto_augment.h) or, without one, ColorJitter(brightness=hsv_v, contrast=hsv_v, saturation=hsv_s,
+//   hue=hsv_h) (upstream disables ColorJitter whenever a policy is set, so the hsv_* values then do nothing), and
+//   last RandomErasing(p=erasing) with value 0 after the official ToTensor + Normalize(mean 0, std 1), i.e. black.
+// Each sample's randomness comes from (seed, epoch, index), so a run is reproducible for any worker count.
 #pragma once
 #include <torch/types.h>
 
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "data/auto_augment.h"
 #include "data/loader.h"
 #include "eval/classify_val.h"
 
@@ -21,7 +23,12 @@ struct ClassifyAugment {
   double scale = 0.5;   // crop area fraction drawn from (1 - scale, 1), as the official (1.0 - args.scale, 1.0)
   double fliplr = 0.5, flipud = 0.0;
   double hsv_h = 0.015, hsv_s = 0.7, hsv_v = 0.4;  // ColorJitter hue, saturation, brightness and contrast
+  AugPolicy auto_augment = AugPolicy::None;        // replaces ColorJitter when set
+  double erasing = 0.0;                            // RandomErasing probability
 };
+
+// The official classify normalisation is mean 0, std 1 on ToTensor's [0, 1]: RandomErasing's value 0 is pixel 0.
+constexpr uint8_t kClassifyEraseValue = 0;
 
 // One training sample: decoded BGR image -> imgsz x imgsz BGR uint8 after the augmentation above. rng_seed fixes
 // every random draw.

@@ -172,6 +172,7 @@ ClassifyHead::ClassifyHead(int64_t c1, int64_t nc) {
 
 torch::Tensor ClassifyHead::forward(const torch::Tensor& x) {
   auto y = torch::adaptive_avg_pool2d(conv->forward(x), {1, 1}).flatten(1);
+  if (dropout > 0 && is_training()) y = torch::dropout(y, dropout, true);
   return run_linear(linear, y);
 }
 

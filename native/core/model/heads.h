@@ -54,13 +54,15 @@ class DetectHead : public Node {
   BranchOutput run_branch(const std::vector<torch::Tensor>& x, bool one2one);
 };
 
-// Conv(c1 -> 1280, 1x1) -> global average pool -> Linear(1280 -> nc): returns logits.
+// Conv(c1 -> 1280, 1x1) -> global average pool -> Dropout(dropout) -> Linear(1280 -> nc): returns logits.
+// The official Dropout module holds no weights; its p is 0 unless classify training sets the `dropout` arg.
 class ClassifyHead : public Layer {
  public:
   ClassifyHead(int64_t c1, int64_t nc);
   torch::Tensor forward(const torch::Tensor& x) override;
   std::shared_ptr<Conv> conv;
   torch::nn::Linear linear{nullptr};
+  double dropout = 0.0;  // applied in training mode only
 };
 
 }  // namespace y26

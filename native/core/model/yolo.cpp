@@ -320,6 +320,10 @@ void YoloModel::fuse() {
   fused_ = true;
 }
 
+ClassifyHead* YoloModel::classify_head() const {
+  return steps_.empty() ? nullptr : dynamic_cast<ClassifyHead*>(steps_.back().block.get());
+}
+
 std::shared_ptr<YoloModel> YoloModel::clone_model() const {
   auto m = std::make_shared<YoloModel>(cfg_);
   if (fused_) m->fuse();
@@ -335,6 +339,7 @@ std::shared_ptr<YoloModel> YoloModel::clone_model() const {
   }
   m->max_det = max_det;
   m->compute_classic = compute_classic;
+  if (auto* h = classify_head()) m->classify_head()->dropout = h->dropout;
   m->train(is_training());
   return m;
 }

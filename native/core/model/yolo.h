@@ -36,6 +36,7 @@ class YoloModel : public torch::nn::Module {
   bool end2end() const { return cfg_.end2end; }
   const std::vector<double>& stride() const { return stride_; }
   DetectHead* head() const { return head_.get(); }  // the detect/segment/pose/obb head; nullptr for classify
+  ClassifyHead* classify_head() const;              // the classify head; nullptr for the other tasks
   int max_det = 300;            // end2end rows (official default)
   bool compute_classic = true;  // eval: also decode one2many (xywh) for the NMS path
 

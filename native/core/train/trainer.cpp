@@ -579,9 +579,10 @@ void Trainer::setup(const YAML::Node& user_args) {
     aug.hsv_h = a_.num("hsv_h");
     aug.hsv_s = a_.num("hsv_s");
     aug.hsv_v = a_.num("hsv_v");
-    if (a_.has("auto_augment") && a_.str("auto_augment") != "false")
-      log("classify: auto_augment=" + a_.str("auto_augment") + " and erasing are not implemented here; training "
-          "with RandomResizedCrop, flips and ColorJitter");
+    aug.auto_augment = parse_auto_augment(a_.str("auto_augment"));  // null / false: ColorJitter instead
+    aug.erasing = a_.num("erasing");
+    if (aug.erasing < 0 || aug.erasing > 1)
+      fail("train(): erasing=" + a_.str("erasing") + " must be a probability in [0, 1]");
     cls_loader_ = std::make_unique<ClassifyLoader>(std::move(cls_train), imgsz_, (int)batch_, workers_,
                                                    (uint64_t)seed, aug);
     nb_ = cls_loader_->batches_per_epoch();
@@ -730,6 +731,11 @@ void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretra
   channels_last_ = !device_.is_cuda() && !classify_;
   if (channels_last_) to_channels_last(*model_);  // before the optimiser and EMA take the tensors
   model_->train();
+  if (classify_) {  // official ClassificationTrainer.get_model: every Dropout gets p = dropout when it is non-zero
+    const double p = a_.num("dropout");
+    if (p < 0 || p > 1) fail("train(): dropout=" + a_.str("dropout") + " must be a probability in [0, 1]");
+    if (p > 0 && model_->classify_head()) model_->classify_head()->dropout = p;
+  }
   log(model_->info(false, imgsz_));
 }
 
