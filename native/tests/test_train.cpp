@@ -243,6 +243,31 @@ TEST_CASE("a short training run writes weights, args.yaml, results.csv and repor
   if (fs::exists(t2)) EXPECT(load_checkpoint(t2.string()).epoch == 0);
 }
 
+TEST_CASE("out of memory in the first epoch halves the batch and restarts the epoch (official recovery)") {
+  const std::string project = temp_dir("runs_oom");
+  std::atomic<bool> stop{false};
+  std::vector<double> started;
+  std::vector<std::string> warnings;
+  int64_t batches_epoch1 = 0;
+  TrainCallbacks cb{[&](const TrainEvent& e) {
+    if (e.type == "epoch_start") started.push_back(e.num.at("epoch"));
+    if (e.type == "batch" && e.num.at("epoch") == 1) batches_epoch1 = (int64_t)e.num.at("batches");
+    if (e.type == "log" && e.str.count("text") && e.str.at("text").find("Reducing to batch=") != std::string::npos)
+      warnings.push_back(e.str.at("text"));
+  }};
+  auto a = tiny_args(project, "o", 2);
+  a["debug_oom_above"] = 2;  // batch 4 "runs out of memory" at its second iteration; batch 2 fits
+  auto r = run_training(a, cb, stop);
+  EXPECT_MSG(warnings.size() == 1 && warnings[0].find("batch=4. Reducing to batch=2") != std::string::npos,
+             (warnings.empty() ? std::string("no warning") : warnings[0]));
+  EXPECT_MSG(started.size() == 3 && started[0] == 1 && started[1] == 1 && started[2] == 2, "epoch starts " << started.size());
+  EXPECT(batches_epoch1 == 6);  // 12 images at batch 2
+  EXPECT(r.epochs_completed == 2 && !r.stopped);
+  auto ck = load_checkpoint(r.last);
+  EXPECT(ck.epoch == 1 && ck.train_args["batch"].as<int>() == 2);
+  EXPECT(count_lines(r.save_dir + "/results.csv") == 3);
+}
+
 TEST_CASE("the stop flag ends after the current batch with last.pt; resume continues to the final epoch") {
   const std::string project = temp_dir("runs_stop");
   std::atomic<bool> stop{false};

@@ -3,6 +3,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -127,6 +129,7 @@ threads: 0
 accumulate: 0
 cpu_amp: false
 debug_nan_at: -1
+debug_oom_above: 0
 )");
   return defaults;
 }
@@ -394,6 +397,7 @@ class Trainer {
   CheckpointData checkpoint_data(int64_t epoch) const;
   void save(const std::string& path, const CheckpointData& d, const std::string& kind);
   void optimizer_step();
+  void reduce_batch_after_oom(int64_t epoch);
 
   const TrainCallbacks& cb_;
   const std::atomic<bool>& stop_;
@@ -422,6 +426,13 @@ class Trainer {
   bool channels_last_ = false;
   ClassifySplit cls_val_;
   std::unique_ptr<ClassifyLoader> cls_loader_;
+  // What the train loaders were built from, to rebuild them with a smaller batch after a first-epoch OOM.
+  ClassifySplit cls_train_;
+  ClassifyAugment cls_aug_;
+  LoaderOptions train_lo_;
+  uint64_t seed_ = 0;
+  int val_stride_ = 32;
+  int oom_retries_ = 0;
   int64_t train_size_ = 0;
   bool next_batch(Batch& b) { return cls_loader_ ? cls_loader_->next(b) : train_loader_->next(b); }
   LoaderStats loader_stats() const { return cls_loader_ ? cls_loader_->stats() : train_loader_->stats(); }
@@ -583,8 +594,10 @@ void Trainer::setup(const YAML::Node& user_args) {
     aug.erasing = a_.num("erasing");
     if (aug.erasing < 0 || aug.erasing > 1)
       fail("train(): erasing=" + a_.str("erasing") + " must be a probability in [0, 1]");
-    cls_loader_ = std::make_unique<ClassifyLoader>(std::move(cls_train), imgsz_, (int)batch_, workers_,
-                                                   (uint64_t)seed, aug);
+    seed_ = (uint64_t)seed;
+    cls_train_ = cls_train;
+    cls_aug_ = aug;
+    cls_loader_ = std::make_unique<ClassifyLoader>(std::move(cls_train), imgsz_, (int)batch_, workers_, seed_, aug);
     nb_ = cls_loader_->batches_per_epoch();
   } else {
     DatasetOptions dso;
@@ -627,6 +640,8 @@ void Trainer::setup(const YAML::Node& user_args) {
     lo.epochs = (int)epochs_;
     lo.stride = stride;
     lo.device = device_str_;
+    train_lo_ = lo;
+    val_stride_ = stride;
     train_loader_ = std::make_unique<DataLoader>(train_ds_, lo);
     nb_ = train_loader_->batches_per_epoch();
 
@@ -774,7 +789,7 @@ void Trainer::build_optimizer() {
   for (const auto& g : optim_->groups())
     s << " " << g.params.size() << " " << g.kind << "(decay=" << g.weight_decay << ")";
   log(s.str());
-  if (resuming_) {
+  if (resuming_ && !resume_ckpt_.optimizer.tensors.empty()) {
     OptimizerSnapshot snap;
     snap.tensors = resume_ckpt_.optimizer.tensors;
     if (resume_ckpt_.optimizer.scalars && resume_ckpt_.optimizer.scalars.IsMap())
@@ -829,6 +844,41 @@ void Trainer::save(const std::string& path, const CheckpointData& d, const std::
   }
   if (kind == "last") last_good_ = path;
   emit("checkpoint", {{"epoch", (double)d.epoch + 1}}, {{"path", path}, {"kind", kind}});
+}
+
+namespace {
+// Errors the official trainer treats as running out of device memory.
+bool is_memory_error(const std::string& what) {
+  std::string low = what;
+  std::transform(low.begin(), low.end(), low.begin(), [](unsigned char c) { return (char)std::tolower(c); });
+  return low.find("out of memory") != std::string::npos || what.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
+         what.find("CUDNN_STATUS_INTERNAL_ERROR") != std::string::npos ||
+         what.find("unable to find an engine") != std::string::npos;
+}
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+}  // namespace
+
+// Official first-epoch OOM recovery: half the batch, new loaders, a fresh optimiser (weight decay and accumulate follow
+// the batch); the model and EMA keep what the interrupted epoch taught them.
+void Trainer::reduce_batch_after_oom(int64_t epoch) {
+  batch_ = std::max<int64_t>(batch_ / 2, 1);
+  a_.n["batch"] = batch_;
+  if (classify_) {
+    cls_loader_.reset();
+    cls_loader_ = std::make_unique<ClassifyLoader>(cls_train_, imgsz_, (int)batch_, workers_, seed_, cls_aug_);
+    nb_ = cls_loader_->batches_per_epoch();
+  } else {
+    train_loader_.reset();
+    val_loader_.reset();
+    train_lo_.batch = (int)batch_;
+    train_loader_ = std::make_unique<DataLoader>(train_ds_, train_lo_);
+    nb_ = train_loader_->batches_per_epoch();
+    val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, val_stride_, device_str_);
+  }
+  set_loader_epoch((int)epoch);
+  optim_.reset();
+  params_.clear();
+  build_optimizer();
 }
 
 void Trainer::optimizer_step() {
@@ -895,6 +945,7 @@ TrainResult Trainer::run() {
   const int64_t save_period = a_.integer("save_period");
   const bool single_cls = a_.flag("single_cls");
   const int64_t nan_at = a_.integer("debug_nan_at");
+  const int64_t oom_above = a_.integer("debug_oom_above");
   WarmupConfig wcfg;
   wcfg.warmup_bias_lr = choice_.from_auto ? 0.0 : a_.num("warmup_bias_lr");
   wcfg.warmup_momentum = a_.num("warmup_momentum");
@@ -946,7 +997,7 @@ TrainResult Trainer::run() {
 
     torch::Tensor tloss = torch::zeros({(int64_t)loss_names.size()});
     int64_t i = 0, samples = 0, instances = 0;
-    bool stopped = false;
+    bool stopped = false, oom_restart = false;
     Batch b;
     optim_->zero_grad();
     while (next_batch(b)) {
@@ -959,27 +1010,39 @@ TrainResult Trainer::run() {
       }
       auto img = b.img.to(device_, true).to(torch::kFloat32).div_(255.0);
       if (channels_last_) img = img.contiguous(torch::MemoryFormat::ChannelsLast);
-      if (amp_) set_autocast(true, !device_.is_cuda());
-      ModelOutput out;
+      torch::Tensor total, items;
       try {
-        out = model_->forward(img);
-      } catch (...) {
+        if (oom_above > 0 && batch_ > oom_above && i == 1)
+          throw std::runtime_error("CUDA out of memory (simulated: debug_oom_above=" + std::to_string(oom_above) + ")");
+        if (amp_) set_autocast(true, !device_.is_cuda());
+        ModelOutput out = model_->forward(img);
         if (amp_) set_autocast(false, !device_.is_cuda());
-        throw;
+        auto cr = criterion_->compute(out, b, device_, single_cls);  // float32 losses outside autocast
+        total = cr.total, items = cr.items;
+        if (ni == nan_at) total = total * std::numeric_limits<float>::quiet_NaN();
+        const double total_v = total.item<double>();
+        if (!std::isfinite(total_v))
+          fail("training diverged: the loss is " + std::string(std::isnan(total_v) ? "NaN" : "Inf") + " at epoch " +
+               std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + ". " +
+               (last_good_.empty() ? std::string("No checkpoint was written yet")
+                                   : "The last good checkpoint is " + last_good_) +
+               ". Lower lr0 (now " + fmt("%g", optim_->groups()[0].initial_lr) +
+               "), check the labels, or resume from the last good checkpoint");
+        (loss_scaling_ ? total * scale_ : total).backward();
+      } catch (const std::exception& e) {
+        if (amp_) set_autocast(false, !device_.is_cuda());
+        if (!is_memory_error(e.what())) throw;
+        const std::string what = first_line(e.what());
+        if (epoch > start_epoch_ || oom_retries_ >= 3)
+          fail("out of memory at batch=" + std::to_string(batch_) + " (epoch " + std::to_string(epoch + 1) + ", " +
+               (epoch > start_epoch_ ? "after the first epoch" : "after 3 halvings") + "): " + what +
+               ". Lower batch or imgsz" + (last_good_.empty() ? std::string() : "; the last good checkpoint is " + last_good_));
+        oom_restart = true;
+        log("WARNING: " + what + " with batch=" + std::to_string(batch_) + ". Reducing to batch=" +
+            std::to_string(std::max<int64_t>(batch_ / 2, 1)) + " and retrying (" + std::to_string(oom_retries_ + 1) +
+            "/3).");
+        break;
       }
-      if (amp_) set_autocast(false, !device_.is_cuda());
-      auto cr = criterion_->compute(out, b, device_, single_cls);  // float32 losses outside autocast
-      torch::Tensor total = cr.total, items = cr.items;
-      if (ni == nan_at) total = total * std::numeric_limits<float>::quiet_NaN();
-      const double total_v = total.item<double>();
-      if (!std::isfinite(total_v))
-        fail("training diverged: the loss is " + std::string(std::isnan(total_v) ? "NaN" : "Inf") + " at epoch " +
-             std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + ". " +
-             (last_good_.empty() ? std::string("No checkpoint was written yet")
-                                 : "The last good checkpoint is " + last_good_) +
-             ". Lower lr0 (now " + fmt("%g", optim_->groups()[0].initial_lr) +
-             "), check the labels, or resume from the last good checkpoint");
-      (loss_scaling_ ? total * scale_ : total).backward();
       if (ni - last_opt_step >= accumulate) {
         optimizer_step();
         last_opt_step = ni;
@@ -1016,6 +1079,14 @@ TrainResult Trainer::run() {
         log("Training time limit of " + fmt("%g", time_limit_h) + " hours reached");
         break;
       }
+    }
+    if (oom_restart) {  // the same epoch again with half the batch
+      ++oom_retries_;
+      reduce_batch_after_oom(epoch);
+      wcfg.batch = batch_;
+      last_opt_step = -1;
+      --epoch;
+      continue;
     }
     const double epoch_time = seconds_since(t_epoch);
     const auto st = loader_stats();

@@ -33,7 +33,8 @@ struct TrainResult {
   YAML::Node args;                  // the effective arguments (what args.yaml holds)
 };
 
-// The official default.yaml training keys (plus ours: accumulate 0 = from nbs; debug_nan_at -1 = off).
+// The official default.yaml training keys (plus ours: accumulate 0 = from nbs; test hooks debug_nan_at -1 = off,
+// debug_oom_above 0 = off: any batch above it "runs out of memory" at its second iteration).
 // Every key run_training accepts is in here; unknown keys are an error.
 const YAML::Node& train_defaults();
 
