@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { train, val, loadModel, exportModel, predict } from '../dist/index.js';
+import { train, val, demo, loadModel, exportModel, predict } from '../dist/index.js';
 import { fixture } from './helpers.mjs';
 
 const data = fixture('metrics/data.yaml');
@@ -129,4 +129,20 @@ test('CLI train with resume= and no data= resumes (data comes from the checkpoin
   assert.doesNotMatch(r.stderr, /built-in demo/);
   assert.match(r.stderr, /resume: .*last\.pt does not exist/);
   assert.throws(() => train({ model: 'yolo26n.yaml' }), /option 'data' is required/);
+});
+
+test('demo() generates its data set, trains, reports best.pt metrics and saves annotated predictions', { timeout: 300000 }, async () => {
+  const project = tmpProject();
+  try {
+    const r = await demo({ dir: path.join(project, 'shapes'), images: 16, val_images: 8, predict_images: 3, epochs: 1, project, plots: false });
+    assert.ok(fs.existsSync(r.data), 'data.yaml written');
+    assert.ok(fs.existsSync(r.best), 'best.pt written');
+    const m = r.metrics['metrics/mAP50-95(B)'];
+    assert.ok(Number.isFinite(m) && m >= 0 && m <= 1, `mAP50-95 ${m}`);
+    assert.ok(Number.isFinite(r.metrics.fitness));
+    const saved = fs.readdirSync(r.predictDir).filter((f) => f.endsWith('.jpg'));
+    assert.equal(saved.length, 3);
+  } finally {
+    fs.rmSync(project, { recursive: true, force: true });
+  }
 });

@@ -7,7 +7,6 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "data/synthetic.h"
-#include "eval/validator.h"
 #include "infer/pipeline.h"
 #include "infer/save.h"
 #include "model/loader.h"
@@ -80,15 +79,9 @@ DemoResult run_demo(const YAML::Node& args_in, const TrainCallbacks& cb, const s
     return res;
   }
 
-  YAML::Node va;
-  va["model"] = res.train.best;
-  va["data"] = res.data_yaml;
-  va["imgsz"] = res.train.args["imgsz"];
-  va["batch"] = 16;
-  va["device"] = res.train.args["device"];
-  va["workers"] = 2;
-  auto vr = run_validation(va, log);
-  res.metrics = vr.metrics;
+  // The trainer's final validation already is best.pt on the val split (official final_eval).
+  for (const auto& [k, v] : res.train.final_metrics)
+    if (k.rfind("metrics/", 0) == 0 || k == "fitness") res.metrics[k] = v;
 
   LoadedModel lm = load_model(res.train.best, res.train.args["device"].as<std::string>());
   lm.model->fuse();
