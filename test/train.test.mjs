@@ -91,6 +91,34 @@ test('stop() ends after the current batch with last.pt saved, and resume finishe
   }
 });
 
+test('a run killed with SIGKILL mid-epoch resumes from last.pt and finishes; best.pt and last.pt load', { timeout: 600000 }, async () => {
+  const project = tmpProject();
+  try {
+    // The child kills itself with SIGKILL while the native thread is inside epoch 2 (after its first batch).
+    const child = `
+      import { train } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+      const run = train(${JSON.stringify({ ...tiny, model: 'yolo26n.yaml', epochs: 3, project, name: 'k' })});
+      run.on('batch', (b) => { if (b.epoch === 2) process.kill(process.pid, 'SIGKILL'); });
+      await run;`;
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', child], { encoding: 'utf8', timeout: 300000 });
+    assert.equal(r.signal, 'SIGKILL', r.stderr);
+    const last = path.join(project, 'k', 'weights', 'last.pt');
+    assert.ok(fs.existsSync(last), 'last.pt of epoch 1 survives the kill');
+    const resumed = await train({ resume: last });
+    assert.equal(resumed.epochsCompleted, 3);
+    assert.equal(resumed.saveDir, path.join(project, 'k'));
+    for (const w of ['best.pt', 'last.pt']) {
+      const m = await loadModel(path.join(project, 'k', 'weights', w));
+      assert.equal(m.info().nc, 3);
+    }
+    const csv = fs.readFileSync(path.join(project, 'k', 'results.csv'), 'utf8').trim().split('\n');
+    assert.deepEqual(csv.slice(1).map((l) => l.split(',')[0]), ['1', '2', '3']);
+  } finally {
+    fs.rmSync(project, { recursive: true, force: true });
+  }
+});
+
 test('val() on the reference set reproduces the official mAP', { timeout: 300000 }, async () => {
   const r = await val({ model: fixture('det/yolo26n-shapes.pt'), data, imgsz: 320, batch: 8, plots: false });
   assert.ok(Math.abs(r.metrics['metrics/mAP50-95(B)'] - 0.326037) <= 1e-4, JSON.stringify(r.metrics));
