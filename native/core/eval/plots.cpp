@@ -372,7 +372,7 @@ cv::Mat image_grid(const std::vector<cv::Mat>& images, const std::vector<TileLab
       for (int64_t j = 0; j < n; ++j)
         if (!conf.defined() || conf.data_ptr<float>()[j] > conf_thres) keep.push_back(j);
       auto ki = torch::tensor(keep, torch::kLong);
-      auto cls = L.cls.to(torch::kCPU, torch::kLong).reshape({-1});
+      auto cls = n ? L.cls.to(torch::kCPU, torch::kLong).reshape({-1}) : torch::zeros({0}, torch::kLong);
       if (!L.boxes.defined() && !keep.empty()) {  // classify: the class (and confidence) as text
         std::string t = label_of(cls[keep[0]].item<int64_t>(), names);
         if (conf.defined()) t += " " + num_text(std::round(conf[keep[0]].item<float>() * 10) / 10);

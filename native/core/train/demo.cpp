@@ -87,6 +87,7 @@ DemoResult run_demo(const YAML::Node& args_in, const TrainCallbacks& cb, const s
   va["batch"] = 16;
   va["device"] = res.train.args["device"];
   va["workers"] = 2;
+  va["plots"] = false;  // the run folder already holds the final validation's plots
   auto vr = run_validation(va, log);
   res.metrics = vr.metrics;
 
