@@ -200,7 +200,7 @@ void draw_chart(cv::Mat& im, cv::Rect area, const ChartStyle& st, const std::vec
   for (double v : yt) ytw = std::max(ytw, text_size(num_text(v), fs, 1).width);
   const int left = area.x + ytw + 10 + (st.ylabel.empty() ? 0 : th + 12);
   const int top = area.y + (st.title.empty() ? 6 : title_h + 4);
-  const int right = area.x + area.width - 10 - st.legend_width;
+  const int right = area.x + area.width - 22 - st.legend_width;  // room for the last x tick label
   const int bottom = area.y + area.height - (th + 12) - (st.xlabel.empty() ? 0 : th + 10);
   if (right - left < 20 || bottom - top < 20) return;
   const cv::Rect plot(left, top, right - left, bottom - top);
