@@ -113,7 +113,8 @@ export const valSchema = z.strictObject({
   data: z.string().min(1).nullable().default(null), // null: the data the checkpoint was trained on
   imgsz: imgsz.optional(), // absent: the checkpoint's training imgsz (640 when it records none)
   batch: z.number().int().positive().default(16),
-  conf: z.number().min(0).max(1).default(0.001),
+  /** null: 0.001 for the metrics and 0.25 for the confusion matrix (official); a value sets both. */
+  conf: z.number().min(0).max(1).nullable().default(null),
   iou: z.number().min(0).max(1).default(0.7),
   max_det: z.number().int().positive().default(300),
   half: z.boolean().default(false),

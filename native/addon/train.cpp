@@ -123,6 +123,7 @@ static Napi::Value StartValidation(const Napi::CallbackInfo& info) {
       fin.result["images"] = (double)r.images;
       fin.result["imgsz"] = (double)r.imgsz;
       fin.text["data"] = r.data;
+      if (!r.save_dir.empty()) fin.text["save_dir"] = r.save_dir;
       fin.result["speed/preprocess"] = r.preprocess_ms;
       fin.result["speed/inference"] = r.inference_ms;
       fin.result["speed/postprocess"] = r.postprocess_ms;

@@ -137,8 +137,20 @@ TEST_CASE("validator reproduces the official metrics on the fixture set") {
   a["batch"] = 8;
   a["workers"] = 1;
   std::string printed;
+  a["project"] = temp_dir("val_plots");
   auto r = run_validation(a, [&](const std::string& s) { printed += s + "\n"; });
   EXPECT_NEAR(r.metrics.at("metrics/mAP50-95(B)"), 0.326037, 1e-4);
+  // plots (the default): the official validation plots in project/val; each GT is counted once in its column.
+  EXPECT(r.save_dir == fs::absolute(fs::path(a["project"].as<std::string>()) / "val").string());
+  for (const char* f : {"val_batch0_labels.jpg", "val_batch0_pred.jpg", "confusion_matrix.png",
+                        "confusion_matrix_normalized.png", "BoxPR_curve.png", "BoxF1_curve.png", "BoxP_curve.png",
+                        "BoxR_curve.png"})
+    EXPECT_MSG(fs::exists(r.save_dir + "/" + f), f);
+  double gt_counted = 0;
+  for (size_t row = 0; row < r.confusion_matrix.size(); ++row)
+    for (size_t col = 0; col + 1 < r.confusion_matrix.size(); ++col) gt_counted += r.confusion_matrix[row][col];
+  EXPECT(r.confusion_matrix.size() == r.det.nt_per_class.size() + 1 && gt_counted == 20);
+  a["plots"] = false;
   EXPECT_NEAR(r.metrics.at("metrics/mAP50(B)"), 0.590933, 1e-4);
   EXPECT_NEAR(r.metrics.at("metrics/precision(B)"), 0.474591, 1e-3);
   EXPECT_NEAR(r.metrics.at("metrics/recall(B)"), 0.458333, 1e-3);
@@ -181,6 +193,8 @@ TEST_CASE("a short training run writes weights, args.yaml, results.csv and repor
   EXPECT(fs::exists(r.save_dir + "/weights/last.pt") && fs::exists(r.save_dir + "/weights/best.pt"));
   EXPECT(fs::exists(r.save_dir + "/args.yaml"));
   EXPECT(YAML::LoadFile(r.save_dir + "/args.yaml")["epochs"].as<int>() == 2);
+  for (const auto& e : fs::directory_iterator(r.save_dir))  // plots=false: no .png / .jpg at all
+    EXPECT_MSG(e.path().extension() != ".png" && e.path().extension() != ".jpg", "plots=false wrote " << e.path());
   EXPECT(count_lines(r.save_dir + "/results.csv") == 3);  // header + one row per epoch
   {
     std::ifstream f(r.save_dir + "/results.csv");

@@ -346,8 +346,12 @@ TEST_CASE("classify training: train/loss + accuracy columns, reload as classify,
   va["data"] = tiny_classify_dataset();
   va["imgsz"] = 32;
   va["batch"] = 4;
+  va["project"] = temp_dir("cls_val");
   auto v = run_validation(va);
   EXPECT(v.task == "classify" && v.images == 9);
+  for (const char* f : {"val_batch0_labels.jpg", "val_batch0_pred.jpg", "confusion_matrix.png", "confusion_matrix_normalized.png"})
+    EXPECT_MSG(fs::exists(v.save_dir + "/" + f), "classify val plots: " << f);
+  EXPECT(v.confusion_matrix.size() == 3);
   EXPECT(v.metrics.count("metrics/accuracy_top1") && std::isfinite(v.metrics.at("metrics/accuracy_top1")));
 
   // Stop after the first epoch, then resume from last.pt: the run finishes both epochs in the same folder.
@@ -548,8 +552,12 @@ TEST_CASE("pose training: weights reload as a pose model, results.csv has the po
   va["batch"] = 4;
   va["workers"] = 1;
   std::string printed;
+  va["project"] = project;  // plots (the default) go to project/val
   auto v = run_validation(va, [&](const std::string& s) { printed += s + "\n"; });
   EXPECT(v.task == "pose" && v.images == 4);
+  for (const char* f : {"val_batch0_labels.jpg", "val_batch0_pred.jpg", "BoxPR_curve.png", "PosePR_curve.png", "PoseF1_curve.png"})
+    EXPECT_MSG(fs::exists(v.save_dir + "/" + f), "pose val plots: " << f);
+  va["plots"] = false;
   for (const auto& k : metric_keys("pose")) EXPECT_MSG(v.metrics.count(k) && std::isfinite(v.metrics.at(k)), k);
   EXPECT(printed.find("Pose(P") != std::string::npos && printed.find("Box(P") != std::string::npos);
   va["end2end"] = false;  // the one2many head + NMS keeps the keypoint columns too
@@ -612,8 +620,14 @@ void check_task_run(const std::string& task, const std::string& model_yaml, cons
   va["batch"] = 2;
   va["workers"] = 1;
   std::string printed;
+  va["project"] = project;
   auto v = run_validation(va, [&](const std::string& s) { printed += s + "\n"; });
   EXPECT(v.task == task && v.images == 2);
+  EXPECT_MSG(fs::exists(v.save_dir + "/val_batch0_labels.jpg") && fs::exists(v.save_dir + "/val_batch0_pred.jpg") &&
+                 fs::exists(v.save_dir + "/confusion_matrix.png") &&
+                 (task != "segment" || fs::exists(v.save_dir + "/MaskPR_curve.png")),
+             task << ": validation plots missing in " << v.save_dir);
+  va["plots"] = false;
   for (const auto& k : metric_keys(task)) EXPECT_MSG(v.metrics.count(k) && std::isfinite(v.metrics.at(k)), k);
   EXPECT_MSG(printed.find(table_word) != std::string::npos, printed);
   va["end2end"] = false;  // one2many head + NMS (rotated for OBB)

@@ -10,6 +10,8 @@
 #include <set>
 
 #include "data/image_io.h"
+#include "eval/metrics.h"
+#include "eval/plots.h"
 #include "infer/classify.h"
 #include "infer/preprocess.h"
 #include "infer/source.h"
@@ -150,6 +152,8 @@ ClassifyValResult validate_classify(YoloModel& model, const ClassifySplit& split
   double loss_sum = 0;
   int64_t loss_batches = 0;
   ClassifyValResult res;
+  const bool plots = !opt.plots_dir.empty();
+  ConfusionMatrix cm(split.names, /*classify=*/true);
   for (int64_t start = 0; start < n; start += batch) {
     const int64_t end = std::min<int64_t>(n, start + batch);
     auto t0 = Clock::now();
@@ -172,8 +176,27 @@ ClassifyValResult validate_classify(YoloModel& model, const ClassifySplit& split
       loss_sum += torch::nn::functional::cross_entropy(out.cls_logits.to(torch::kCPU, torch::kFloat32), y).item<double>();
       ++loss_batches;
     }
-    preds.push_back(std::get<1>(out.cls_probs.to(torch::kCPU, torch::kFloat32).topk(k, 1)));
+    auto probs = out.cls_probs.to(torch::kCPU, torch::kFloat32);
+    preds.push_back(std::get<1>(probs.topk(k, 1)));
     targets.push_back(y);
+    if (plots) {
+      auto top1 = preds.back().select(1, 0).contiguous();
+      cm.process_classes(std::vector<int64_t>(top1.data_ptr<int64_t>(), top1.data_ptr<int64_t>() + top1.numel()),
+                         std::vector<int64_t>(split.labels.begin() + start, split.labels.begin() + end));
+      const int64_t bi = start / batch;
+      if (bi < 3) {
+        std::vector<TileLabels> gt(ims.size()), pr(ims.size());
+        for (size_t i = 0; i < ims.size(); ++i) {
+          gt[i].title = pr[i].title = fs::path(split.files[start + i]).filename().string();
+          gt[i].cls = y.slice(0, i, i + 1);
+          pr[i].cls = top1.slice(0, i, i + 1);
+          pr[i].conf = probs[i].index_select(0, pr[i].cls).contiguous();
+        }
+        const std::string stem = (fs::path(opt.plots_dir) / ("val_batch" + std::to_string(bi))).string();
+        plot_safely(opt.log, "val_batch labels", [&] { save_image_atomic(stem + "_labels.jpg", image_grid(ims, gt, split.names)); });
+        plot_safely(opt.log, "val_batch predictions", [&] { save_image_atomic(stem + "_pred.jpg", image_grid(ims, pr, split.names)); });
+      }
+    }
     auto t3 = Clock::now();
     res.preprocess_ms += ms(t0, t1);
     res.inference_ms += ms(t1, t2);
@@ -200,6 +223,12 @@ ClassifyValResult validate_classify(YoloModel& model, const ClassifySplit& split
   std::snprintf(buf, sizeof buf, "Speed: %.1fms preprocess, %.1fms inference, %.1fms postprocess per image",
                 res.preprocess_ms, res.inference_ms, res.postprocess_ms);
   res.speed_line = buf;
+  if (plots) {
+    res.confusion_matrix = cm.matrix();
+    plot_safely(opt.log, "confusion matrix", [&] {
+      for (bool normalize : {true, false}) plot_confusion_matrix(cm, normalize, opt.plots_dir);
+    });
+  }
   return res;
 }
 

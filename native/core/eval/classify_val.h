@@ -38,6 +38,9 @@ struct ClassifyValOptions {
   bool half = false;     // CUDA only
   std::string device = "cpu";
   bool compute_loss = false;  // cross-entropy of the logits (training's val/loss)
+  // Plots: when set, val_batch{0,1,2}_labels.jpg / _pred.jpg and the (nc x nc) confusion matrices go here.
+  std::string plots_dir;
+  std::function<void(const std::string&)> log;  // plot warnings
 };
 
 struct ClassifyValResult {
@@ -46,6 +49,7 @@ struct ClassifyValResult {
   double preprocess_ms = 0, inference_ms = 0, postprocess_ms = 0;  // per image
   std::map<std::string, double> metrics;  // metrics/accuracy_top1, metrics/accuracy_top5, fitness (+ val/loss)
   std::string table, speed_line;
+  std::vector<std::vector<double>> confusion_matrix;  // with plots: [predicted][true] top-1 counts
 };
 
 // Top-1 / top-5 accuracy of predicted class rankings (n, k) against targets (n): the official ClassifyMetrics.

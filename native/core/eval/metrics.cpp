@@ -168,8 +168,11 @@ static std::vector<double> linspace01(size_t num) {
   return x;
 }
 
-double compute_ap(const std::vector<double>& recall, const std::vector<double>& precision) {
-  std::vector<double> mrec, mpre;
+// compute_ap with the sentinel recall and the precision envelope it integrates (the PR curve's points).
+static double compute_ap_curve(const std::vector<double>& recall, const std::vector<double>& precision,
+                               std::vector<double>& mrec, std::vector<double>& mpre) {
+  mrec.clear();
+  mpre.clear();
   mrec.reserve(recall.size() + 3);
   mpre.reserve(precision.size() + 3);
   // Sentinels as 8.4.x: precision drops to 0 right after the last recall reached (not a ramp to recall 1).
@@ -187,6 +190,11 @@ double compute_ap(const std::vector<double>& recall, const std::vector<double>& 
   for (size_t i = 0; i < x.size(); ++i) y[i] = np_interp(x[i], mrec, mpre, mpre.front(), mpre.back());
   for (size_t i = 0; i + 1 < x.size(); ++i) terms[i] = (x[i + 1] - x[i]) * (y[i + 1] + y[i]) / 2.0;  // np.trapz
   return pairwise_sum(terms.data(), terms.size());
+}
+
+double compute_ap(const std::vector<double>& recall, const std::vector<double>& precision) {
+  std::vector<double> mrec, mpre;
+  return compute_ap_curve(recall, precision, mrec, mpre);
 }
 
 ApPerClass ap_per_class(const std::vector<uint8_t>& tp, int64_t num_thresholds, const std::vector<double>& conf,
@@ -211,6 +219,7 @@ ApPerClass ap_per_class(const std::vector<uint8_t>& tp, int64_t num_thresholds, 
   static const std::vector<double> x = linspace01(1000);
   out.ap.assign(nc, std::vector<double>(T, 0.0));
   std::vector<std::vector<double>> p_curve(nc, std::vector<double>(x.size(), 0.0)), r_curve = p_curve;
+  out.pr_curve = p_curve;  // zeros for classes without predictions
   for (size_t ci = 0; ci < nc; ++ci) {
     std::vector<size_t> idx;  // this class's predictions, by confidence descending
     for (size_t k : order)
@@ -234,7 +243,12 @@ ApPerClass ap_per_class(const std::vector<uint8_t>& tp, int64_t num_thresholds, 
       r_curve[ci][i] = np_interp(-x[i], neg_conf, recall[0], 0.0, recall[0].back());
       p_curve[ci][i] = np_interp(-x[i], neg_conf, precision[0], 1.0, precision[0].back());
     }
-    for (int64_t j = 0; j < T; ++j) out.ap[ci][j] = compute_ap(recall[j], precision[j]);
+    std::vector<double> mrec, mpre;
+    for (int64_t j = 0; j < T; ++j) {
+      out.ap[ci][j] = compute_ap_curve(recall[j], precision[j], mrec, mpre);
+      if (j == 0)  // precision at recall x on the envelope, as the official prec_values
+        for (size_t i = 0; i < x.size(); ++i) out.pr_curve[ci][i] = np_interp(x[i], mrec, mpre, mpre.front(), mpre.back());
+    }
   }
 
   // P and R where the class-mean F1, smoothed over 0.1 of the confidence range, peaks.
@@ -258,6 +272,10 @@ ApPerClass ap_per_class(const std::vector<uint8_t>& tp, int64_t num_thresholds, 
     out.r.push_back(r_curve[ci][out.best_index]);
     out.f1.push_back(f1[ci][out.best_index]);
   }
+  out.px = x;
+  out.p_curve = std::move(p_curve);
+  out.r_curve = std::move(r_curve);
+  out.f1_curve = std::move(f1);
   return out;
 }
 
@@ -353,6 +371,7 @@ DetResults DetMetrics::compute() const {
     r.map50_95 = pairwise_sum(all_ap.data(), all_ap.size()) / (double)all_ap.size();
   }
   r.fitness = r.map50_95;
+  r.curves = a;
   r.maps.assign(nc, r.map50_95);
   for (const auto& cm : r.per_class) r.maps[cm.cls] = cm.ap50_95;
   return r;
@@ -388,6 +407,102 @@ void PoseMetrics::add_image(const torch::Tensor& pred_boxes, const torch::Tensor
     tp = match_predictions(pred_cls.reshape({-1}), gt_cls.reshape({-1}), iou, iou_thresholds());
   }
   pose_.add_matched(tp, pred_conf, pred_cls, gt_cls);
+}
+
+// ---- confusion matrix -------------------------------------------------------------------------------------------
+
+ConfusionMatrix::ConfusionMatrix(std::vector<std::string> names, bool classify)
+    : names_(std::move(names)), classify_(classify) {
+  const size_t n = names_.size() + (classify_ ? 0 : 1);
+  m_.assign(n, std::vector<double>(n, 0.0));
+}
+
+void ConfusionMatrix::process_detections(const torch::Tensor& iou, const torch::Tensor& pred_conf,
+                                         const torch::Tensor& pred_cls, const torch::Tensor& gt_cls, double conf,
+                                         double iou_thres) {
+  if (classify_) fail("ConfusionMatrix: a classify matrix takes process_classes, not detections");
+  const auto gc = to_int64(gt_cls);
+  const auto pc_all = to_int64(pred_cls);
+  const int64_t bg = (int64_t)names_.size(), ng = (int64_t)gc.size(), np_all = (int64_t)pc_all.size();
+  auto in_range = [&](int64_t c) {
+    if (c < 0 || c >= bg)
+      fail("ConfusionMatrix: class " + std::to_string(c) + " is outside the " + std::to_string(bg) + " class names");
+    return c;
+  };
+  if (ng > 0 && np_all > 0 && (iou.dim() != 2 || iou.size(0) != ng || iou.size(1) != np_all))
+    fail("ConfusionMatrix: iou must be (num_gt, num_pred) = (" + std::to_string(ng) + ", " + std::to_string(np_all) +
+         "), got " + c10::str(iou.sizes()));
+  if (np_all == 0) {  // every GT missed
+    for (auto c : gc) m_[bg][in_range(c)] += 1;
+    return;
+  }
+  torch::Tensor cf = pred_conf.reshape({-1}).to(torch::kCPU, torch::kFloat64).contiguous();
+  std::vector<int64_t> keep, pc;  // predictions above the plotting confidence
+  for (int64_t i = 0; i < np_all; ++i)
+    if (cf.data_ptr<double>()[i] > conf) keep.push_back(i), pc.push_back(pc_all[i]);
+  const int64_t np_ = (int64_t)keep.size();
+  if (ng == 0) {
+    for (auto c : pc) m_[in_range(c)][bg] += 1;
+    return;
+  }
+  struct Pair { int64_t g, p; float iou; };
+  std::vector<Pair> pairs;
+  if (np_) {
+    torch::Tensor m = iou.to(torch::kCPU, torch::kFloat32)
+                          .index_select(1, torch::tensor(keep, torch::kLong))
+                          .contiguous();
+    const float* v = m.data_ptr<float>();
+    for (int64_t g = 0; g < ng; ++g)
+      for (int64_t p = 0; p < np_; ++p)
+        if (v[g * np_ + p] > iou_thres) pairs.push_back({g, p, v[g * np_ + p]});
+  }
+  // Best IoU first; then each prediction keeps its best pair, then each GT its best remaining one.
+  auto by_iou = [](const Pair& a, const Pair& b) { return a.iou > b.iou; };
+  std::stable_sort(pairs.begin(), pairs.end(), by_iou);
+  std::vector<char> pseen(np_, 0), gseen(ng, 0);
+  std::vector<Pair> one_per_pred;
+  for (const auto& pr : pairs)
+    if (!pseen[pr.p]) pseen[pr.p] = 1, one_per_pred.push_back(pr);
+  std::vector<int64_t> gt_match(ng, -1);
+  std::vector<char> matched(np_, 0);
+  for (const auto& pr : one_per_pred)
+    if (!gseen[pr.g]) gseen[pr.g] = 1, gt_match[pr.g] = pr.p, matched[pr.p] = 1;
+  for (int64_t g = 0; g < ng; ++g) {
+    if (gt_match[g] >= 0) m_[in_range(pc[gt_match[g]])][in_range(gc[g])] += 1;  // TP, or a class confusion
+    else m_[bg][in_range(gc[g])] += 1;                                          // missed
+  }
+  for (int64_t p = 0; p < np_; ++p)
+    if (!matched[p]) m_[in_range(pc[p])][bg] += 1;  // false positive
+}
+
+void ConfusionMatrix::process_boxes(const torch::Tensor& pred_boxes, const torch::Tensor& pred_conf,
+                                    const torch::Tensor& pred_cls, const torch::Tensor& gt_boxes,
+                                    const torch::Tensor& gt_cls, double conf, double iou_thres) {
+  const int64_t np_ = pred_cls.numel(), ng = gt_cls.numel();
+  torch::Tensor iou = np_ && ng ? box_iou(gt_boxes.reshape({ng, 4}).to(torch::kCPU), pred_boxes.reshape({np_, 4}).to(torch::kCPU))
+                                : torch::zeros({ng, np_});
+  process_detections(iou, pred_conf, pred_cls, gt_cls, conf, iou_thres);
+}
+
+void ConfusionMatrix::process_classes(const std::vector<int64_t>& pred, const std::vector<int64_t>& target) {
+  if (!classify_) fail("ConfusionMatrix: a detection matrix takes detections, not class lists");
+  if (pred.size() != target.size()) fail("ConfusionMatrix: predictions and targets differ in length");
+  const int64_t n = (int64_t)names_.size();
+  for (size_t i = 0; i < pred.size(); ++i) {
+    if (pred[i] < 0 || pred[i] >= n || target[i] < 0 || target[i] >= n)
+      fail("ConfusionMatrix: class outside the " + std::to_string(n) + " class names");
+    m_[pred[i]][target[i]] += 1;
+  }
+}
+
+std::vector<std::vector<double>> ConfusionMatrix::normalized() const {
+  auto out = m_;
+  for (size_t c = 0; c < m_.size(); ++c) {
+    double s = 0;
+    for (size_t r = 0; r < m_.size(); ++r) s += m_[r][c];
+    for (size_t r = 0; r < m_.size(); ++r) out[r][c] = m_[r][c] / (s + 1e-9);
+  }
+  return out;
 }
 
 std::string format_det_table(const DetResults& r, const std::vector<std::string>& names, bool per_class) {

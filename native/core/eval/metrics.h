@@ -46,6 +46,10 @@ struct ApPerClass {
   std::vector<double> p, r, f1;             // at the confidence with the best smoothed mean F1
   std::vector<std::vector<double>> ap;      // [class][threshold]
   int64_t best_index = 0;                   // index into the 1000-point confidence grid
+  // The curves the official plots draw, one row per entry of `classes`, on the grid px = linspace(0, 1, 1000):
+  // precision, recall and F1 against confidence, and (pr) precision against recall at IoU 0.5 (the envelope).
+  std::vector<double> px;
+  std::vector<std::vector<double>> p_curve, r_curve, f1_curve, pr_curve;
 };
 
 // tp: npred x T (row-major, 0/1); conf, pred_cls: npred; target_cls: all GT classes.
@@ -68,6 +72,7 @@ struct DetResults {
   std::vector<ClassMetrics> per_class;    // classes with GT, ascending
   std::vector<double> maps;               // AP50-95 by class id; classes without GT get the mean
   std::vector<int64_t> nt_per_class, nt_per_image;
+  ApPerClass curves;                      // ap_per_class's output, with the plotted curves (classes with GT)
 };
 
 // Accumulates per-image results like DetectionValidator.update_metrics, then computes like DetMetrics.process.
@@ -113,6 +118,34 @@ class PoseMetrics {
  private:
   DetMetrics box_, pose_;
   std::vector<double> sigmas_;
+};
+
+// The official detection confusion matrix (ConfusionMatrix.process_batch): (nc + 1) x (nc + 1), rows predicted
+// class, columns true class, the last row and column "background". Per image, predictions with conf > `conf` are
+// paired with GT (any class) at IoU > `iou_thres`, best IoU first, each prediction and each GT at most once: a pair
+// counts at [pred class][GT class], an unpaired GT at [background][GT class] (missed), an unpaired prediction at
+// [pred class][background] (false positive). Classify: nc x nc, [predicted][true].
+class ConfusionMatrix {
+ public:
+  explicit ConfusionMatrix(std::vector<std::string> names, bool classify = false);
+  // iou (M, N): every GT against every prediction (box_iou(gt, pred); probiou for rotated boxes).
+  void process_detections(const torch::Tensor& iou, const torch::Tensor& pred_conf, const torch::Tensor& pred_cls,
+                          const torch::Tensor& gt_cls, double conf = 0.25, double iou_thres = 0.45);
+  // Same with xyxy boxes (N, 4) and (M, 4).
+  void process_boxes(const torch::Tensor& pred_boxes, const torch::Tensor& pred_conf, const torch::Tensor& pred_cls,
+                     const torch::Tensor& gt_boxes, const torch::Tensor& gt_cls, double conf = 0.25,
+                     double iou_thres = 0.45);
+  void process_classes(const std::vector<int64_t>& pred, const std::vector<int64_t>& target);  // classify
+  const std::vector<std::vector<double>>& matrix() const { return m_; }
+  // Each column divided by its sum (+1e-9), as the normalized plot.
+  std::vector<std::vector<double>> normalized() const;
+  const std::vector<std::string>& names() const { return names_; }
+  bool classify() const { return classify_; }
+
+ private:
+  std::vector<std::string> names_;
+  bool classify_;
+  std::vector<std::vector<double>> m_;
 };
 
 // The official printout: header "Class Images Instances Box(P R mAP50 mAP50-95)", an "all" row, then one row

@@ -1,6 +1,7 @@
 #include "eval/validator.h"
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <sstream>
 
@@ -9,10 +10,14 @@
 #include "eval/classify_val.h"
 #include "eval/mask_metrics.h"
 #include "eval/obb_metrics.h"
+#include "eval/plots.h"
+#include "infer/save.h"
 #include "infer/postprocess.h"
 #include "model/loader.h"
 #include "util/error.h"
 #include "util/system.h"
+
+namespace fs = std::filesystem;
 
 namespace y26 {
 
@@ -96,6 +101,7 @@ ValMatcher::ValMatcher(const std::string& task, std::vector<std::string> names, 
   }
   if (task_ == "segment") seg_ = std::make_unique<SegmentMetrics>(names);
   if (task_ == "obb") obb_ = std::make_unique<ObbMetrics>(names);
+  if (!opt.plots_dir.empty()) cm_ = std::make_unique<ConfusionMatrix>(names);
 }
 
 ValMatcher::~ValMatcher() = default;
@@ -155,10 +161,15 @@ void ValMatcher::add_batch(const Batch& b, const std::vector<torch::Tensor>& det
     } else if (obb_) {
       // Rows are [cx, cy, w, h, score, cls, angle] in input pixels.
       auto prb = torch::cat({d.slice(1, 0, 4), d.slice(1, 6, 7)}, 1);
-      obb_->add_image(prb, pc, pk, gt_rboxes.index_select(0, sel), gtc);
+      auto grb = gt_rboxes.index_select(0, sel);
+      obb_->add_image(prb, pc, pk, grb, gtc);
+      if (cm_)  // rotated boxes pair by probiou, as the official OBB confusion matrix
+        cm_->process_detections(grb.size(0) && prb.size(0) ? probiou_matrix(grb, prb) : torch::zeros({grb.size(0), prb.size(0)}),
+                                pc, pk, gtc, opt_.cm_conf, 0.45);
     } else {
       box_.add_image(pb, pc, pk, gtb, gtc);
     }
+    if (cm_ && !obb_) cm_->process_boxes(pb, pc, pk, gtb, gtc, opt_.cm_conf, 0.45);
   }
 }
 
@@ -187,6 +198,7 @@ void ValMatcher::finish(ValResult& res) const {
     put(res.det, "B");
     res.metrics["fitness"] = res.det.fitness;
   }
+  if (cm_) res.confusion_matrix = cm_->matrix();
 }
 
 ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::string>& names, const ValOptions& opt,
@@ -217,7 +229,8 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   post.task = parse_task(model.task());  // OBB: rotated NMS on the classic path
 
   torch::Tensor loss_sum;
-  int64_t loss_batches = 0;
+  int64_t loss_batches = 0, batch_i = 0;
+  const bool plots = !opt.plots_dir.empty();
   Batch b;
   while (loader.next(b)) {
     auto t0 = Clock::now();
@@ -237,6 +250,20 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
                                                   : non_max_suppression(out.classic.to(torch::kFloat32), post);
     matcher.add_batch(b, dets, out.proto);
     auto t4 = Clock::now();
+    if (plots && batch_i < 3) {  // the official first three batches: labels and predictions side by side
+      const std::string stem = (fs::path(opt.plots_dir) / ("val_batch" + std::to_string(batch_i))).string();
+      plot_safely(opt.log, "val_batch labels", [&] {
+        save_image_atomic(stem + "_labels.jpg", image_grid(batch_images(b), batch_labels(b, model.task()), metric_names));
+      });
+      plot_safely(opt.log, "val_batch predictions", [&] {
+        auto preds = batch_predictions(b, dets, model.task(), model.config().kpt_shape,
+                                       out.proto.defined() ? out.proto.to(torch::kCPU, torch::kFloat32) : out.proto);
+        if (opt.single_cls)
+          for (auto& p : preds) p.cls = torch::zeros_like(p.cls);
+        save_image_atomic(stem + "_pred.jpg", image_grid(batch_images(b), preds, metric_names));
+      });
+    }
+    ++batch_i;
     res.preprocess_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
     res.inference_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
     res.loss_ms += std::chrono::duration<double, std::milli>(t3 - t2).count();
@@ -254,6 +281,16 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   res.loss_ms /= n;
   res.postprocess_ms /= n;
   matcher.finish(res);
+  if (plots) {
+    plot_safely(opt.log, "confusion matrix", [&] {
+      for (bool normalize : {true, false}) plot_confusion_matrix(*matcher.confusion(), normalize, opt.plots_dir);
+    });
+    plot_safely(opt.log, "curves", [&] {
+      plot_curves(res.det.curves, metric_names, opt.plots_dir, "Box");
+      if (res.task == "segment") plot_curves(res.mask.curves, metric_names, opt.plots_dir, "Mask");
+      if (res.task == "pose") plot_curves(res.kpt.curves, metric_names, opt.plots_dir, "Pose");
+    });
+  }
   if (loss_batches) {
     auto mean = loss_sum / (double)loss_batches;
     const auto& ln = criterion->loss_names();
@@ -280,6 +317,7 @@ ValResult to_val_result(const ClassifyValResult& cr) {
   r.postprocess_ms = cr.postprocess_ms;
   r.table = cr.table;
   r.speed_line = cr.speed_line;
+  r.confusion_matrix = cr.confusion_matrix;
   return r;
 }
 
@@ -308,9 +346,18 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   const int imgsz = get_i("imgsz", lm.imgsz.empty() ? 640 : (int)lm.imgsz[0]);
   const int batch = std::max(1, get_i("batch", 16));
   const std::string split = get_s("split", "val");
+  // Plots as the official validator: runs/<task>/val (or project/name), incremented unless exist_ok.
+  const bool plots = get_b("plots", true);
+  std::string save_dir;
+  if (plots) {
+    const std::string project = get_s("project", "runs/" + lm.task), name = get_s("name", "val");
+    save_dir = fs::absolute(increment_path((fs::path(project) / name).string(), get_b("exist_ok", false), true)).string();
+  }
   auto with_settings = [&](ValResult r) {
     r.imgsz = imgsz;
     r.data = data_path;
+    r.save_dir = save_dir;
+    if (plots) emit("Results saved to " + save_dir);
     return r;
   };
 
@@ -322,6 +369,8 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
     co.workers = get_i("workers", 2);
     co.half = get_b("half", false);
     co.device = device;
+    co.plots_dir = save_dir;
+    co.log = emit;
     lm.model->fuse();
     auto cr = validate_classify(*lm.model, cs, co);
     emit(cr.table);
@@ -344,6 +393,9 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   opt.overlap_mask = get_b("overlap_mask", true);
   opt.mask_ratio = get_i("mask_ratio", 4);
   opt.device = device;
+  opt.plots_dir = save_dir;
+  opt.cm_conf = get_d("conf", 0.25);  // the official confusion_matrix_conf: 0.25 unless conf is given
+  opt.log = emit;
   // The official validator runs the fused model; fusing drops the one2many head, which NMS needs.
   if (opt.end2end) lm.model->fuse();
   lm.model->to(torch::Device(device));

@@ -29,6 +29,11 @@ struct ValOptions {
   int mask_ratio = 4;        // segment: GT masks at 1/mask_ratio of the input
   std::vector<double> kpt_sigmas;  // pose: OKS sigmas (data.yaml kpt_oks_sigmas); empty = the defaults
   std::string device = "cpu";
+  // Plots (official plots=True): when set, the first 3 batches as val_batch{i}_labels.jpg / _pred.jpg, the
+  // confusion matrices and the PR/F1/P/R curves are written to this folder (eval/plots.h).
+  std::string plots_dir;
+  double cm_conf = 0.25;  // the confusion matrix's confidence (official: 0.25 unless conf is given)
+  std::function<void(const std::string&)> log;  // receives plot warnings (a failed plot never fails validation)
 };
 
 struct ValResult {
@@ -47,6 +52,8 @@ struct ValResult {
   std::string speed_line;                 // "Speed: ... per image"
   int imgsz = 0;                          // run_validation: the imgsz and data it used (defaults from the checkpoint)
   std::string data;
+  std::string save_dir;                   // run_validation with plots: the runs/<task>/val* folder written
+  std::vector<std::vector<double>> confusion_matrix;  // with plots: ConfusionMatrix::matrix() (detection: nc + 1)
 };
 
 // Validates `model` on every batch of `loader` (one pass; build it with rect = true, augment = false).
@@ -72,8 +79,9 @@ class ValMatcher {
   // with the angle as the one extra), pose keypoints (x, y[, v]) / segment mask coefficients as the extra.
   // proto (B, nm, h, w): segment only.
   void add_batch(const Batch& b, const std::vector<torch::Tensor>& dets, const torch::Tensor& proto = {});
-  // Fills task, det / kpt / mask and the metrics/* keys + fitness of `res`.
+  // Fills task, det / kpt / mask and the metrics/* keys + fitness of `res` (and its confusion_matrix with plots).
   void finish(ValResult& res) const;
+  const ConfusionMatrix* confusion() const { return cm_.get(); }  // null unless opt.plots_dir is set
 
  private:
   std::string task_;
@@ -83,6 +91,7 @@ class ValMatcher {
   std::unique_ptr<PoseMetrics> pose_;
   std::unique_ptr<SegmentMetrics> seg_;
   std::unique_ptr<ObbMetrics> obb_;
+  std::unique_ptr<ConfusionMatrix> cm_;
 };
 
 // The official metric keys of a task, in results.csv order: detect and obb the four (B) keys, segment (B) then
@@ -103,7 +112,8 @@ ValResult to_val_result(const ClassifyValResult& cr);
 // Standalone val(): args with the official names: model (checkpoint path), data (data.yaml; default the one the
 // checkpoint was trained on), imgsz (default the checkpoint's training imgsz, else 640),
 // batch (16), conf (0.001), iou (0.7), max_det (300), split ("val"), half, end2end (model's default),
-// device ("cpu"), workers (2), single_cls, verbose (true), overlap_mask (true), mask_ratio (4). `log` receives the
+// device ("cpu"), workers (2), single_cls, verbose (true), overlap_mask (true), mask_ratio (4), plots (true: the
+// validation plots go to project/name, default runs/<task>/val, incremented unless exist_ok). `log` receives the
 // printed lines.
 ValResult run_validation(const YAML::Node& args, const std::function<void(const std::string&)>& log = {});
 

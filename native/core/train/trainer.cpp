@@ -20,6 +20,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "eval/classify_val.h"
+#include "eval/plots.h"
 #include "eval/validator.h"
 #include "util/gpu_stats.h"
 #include "infer/save.h"
@@ -919,6 +920,8 @@ ValResult Trainer::validate_model(YoloModel& model, const ValOptions& vopt) {
   co.workers = workers_;
   co.device = device_str_;
   co.compute_loss = true;
+  co.plots_dir = vopt.plots_dir;
+  co.log = vopt.log;
   auto cr = validate_classify(model, split, co);
   return to_val_result(cr);
 }
@@ -931,7 +934,9 @@ ValResult Trainer::validate_best(const ValOptions& vopt) {
   m->to(device_);
   if (channels_last_) to_channels_last(*m);
   m->eval();
-  return validate_model(*m, vopt);
+  ValOptions v = vopt;
+  if (a_.flag("plots")) v.plots_dir = save_dir_;  // as the official final_eval: the validation plots of best.pt
+  return validate_model(*m, v);
 }
 
 TrainResult Trainer::run() {
@@ -960,7 +965,18 @@ TrainResult Trainer::run() {
   vopt.overlap_mask = a_.flag("overlap_mask");
   vopt.mask_ratio = (int)a_.integer("mask_ratio");
   vopt.kpt_sigmas = data_.kpt_oks_sigmas;
+  if (a_.has("conf")) vopt.cm_conf = a_.num("conf");  // the official confusion matrix: conf, else 0.25
+  vopt.log = [this](const std::string& s) { log(s); };
   const std::vector<std::string>& loss_names = criterion_->loss_names();
+  // Plots: the official train_batch{ni}.jpg for iterations 0-2 and the first 3 after close_mosaic, results.png
+  // after every epoch (official: at the end) and the final validation's plots (validate_best).
+  const bool plots = a_.flag("plots");
+  const int64_t close_mosaic = a_.integer("close_mosaic");
+  auto plot_batch = [&](int64_t ni) {  // nb_ read each time: an out-of-memory retry changes it
+    const int64_t k = close_mosaic > 0 ? ni - (epochs_ - close_mosaic) * nb_ : -1;
+    return ni < 3 || (k >= 0 && k < 3);
+  };
+  const std::string task = model_->task();
 
   log("Image sizes " + std::to_string(imgsz_) + " train, " + std::to_string(imgsz_) + " val");
   log("Using " + std::to_string(workers_) + " dataloader workers");
@@ -1050,6 +1066,11 @@ TrainResult Trainer::run() {
       tloss = (tloss * (double)i + items.to(torch::kCPU)) / (double)(i + 1);
       samples += b.size();
       instances = b.cls.size(0);
+      if (plots && plot_batch(ni))
+        plot_safely(vopt.log, "train_batch", [&] {
+          save_image_atomic((fs::path(save_dir_) / ("train_batch" + std::to_string(ni) + ".jpg")).string(),
+                            image_grid(batch_images(b), batch_labels(b, task), names_));
+        });
       ++i;
       const double elapsed = seconds_since(t_epoch);
       const auto st = loader_stats();
@@ -1138,6 +1159,7 @@ TrainResult Trainer::run() {
     }
     results_.rows.push_back(row);
     results_.write_csv((fs::path(save_dir_) / "results.csv").string());
+    if (plots) plot_safely(vopt.log, "results", [&] { plot_results((fs::path(save_dir_) / "results.csv").string()); });
 
     auto ck = checkpoint_data(epoch);
     save(last_, ck, "last");
