@@ -80,6 +80,10 @@ export const trainSchema = z.strictObject({
   amp: z.boolean().default(true),
   fraction: z.number().gt(0).max(1).default(1.0),
   freeze: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).nullable().default(null),
+  /** Fine-tuning across data sets: copy the checkpoint's class-logit rows by class name (official, on by default). */
+  cls_remap: z.boolean().default(true),
+  /** CUDA: channels-last (NHWC) training (the CPU trains channels-last already, except classify). */
+  channels_last: z.boolean().default(false),
   multi_scale: z.number().min(0).default(0.0),
   val: z.boolean().default(true),
   lr0: z.number().positive().default(0.01),
@@ -92,6 +96,8 @@ export const trainSchema = z.strictObject({
   box: z.number().min(0).default(7.5),
   cls: z.number().min(0).default(0.5),
   dfl: z.number().min(0).default(1.5),
+  /** Class-imbalance weights on the classification loss: (1 / instances)^cls_pw per class, mean 1 (0 = off). */
+  cls_pw: z.number().min(0).max(1).default(0.0),
   pose: z.number().min(0).default(12.0),
   kobj: z.number().min(0).default(1.0),
   rle: z.number().min(0).default(1.0),

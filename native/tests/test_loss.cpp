@@ -5,6 +5,7 @@
 
 #include "train/assigner.h"
 #include "train/box_ops.h"
+#include "train/criterion.h"
 #include "train/detection_loss.h"
 #include "train/pose_loss.h"
 #include "util/error.h"
@@ -456,6 +457,29 @@ TEST_CASE("class weights scale the BCE term per class") {
   EXPECT(rel_err(twice.raw_items[1].item<double>(), 2 * base.raw_items[1].item<double>()) <= 1e-6);
   EXPECT(twice.raw_items[0].item<double>() == base.raw_items[0].item<double>());
   EXPECT_THROWS(loss(p, kGrid, fixture_batch(), torch::ones({2})));
+  // Weights held in the gains (what cls_pw sets for every task) act as the same weights passed per call.
+  LossGains g;
+  g.class_weights = torch::tensor({0.5f, 2.0f, 1.0f});
+  DetectionLoss held(3, kStrides, 10, 0, g);
+  auto a = held(p, kGrid, fixture_batch());
+  auto b = loss(p, kGrid, fixture_batch(), g.class_weights);
+  EXPECT(torch::allclose(a.raw_items, b.raw_items, 0, 0));
+  EXPECT(a.raw_items[1].item<double>() != base.raw_items[1].item<double>());
+}
+
+TEST_CASE("cls_pw class weights: inverse frequency to the power, mean 1, empty classes count 1") {
+  auto w = class_weights_for({10, 0, 30}, 1.0);  // 1/10, 1/1, 1/30 -> / mean
+  const double m = (0.1 + 1.0 + 1.0 / 30) / 3;
+  EXPECT_NEAR(w[0].item<double>(), 0.1 / m, 1e-6);
+  EXPECT_NEAR(w[1].item<double>(), 1.0 / m, 1e-6);
+  EXPECT_NEAR(w[2].item<double>(), (1.0 / 30) / m, 1e-6);
+  auto h = class_weights_for({4, 16}, 0.5);  // 1/2, 1/4 -> mean 3/8
+  EXPECT_NEAR(h[0].item<double>(), 0.5 / 0.375, 1e-6);
+  EXPECT_NEAR(h.mean().item<double>(), 1.0, 1e-6);
+  EXPECT(!class_weights_for({3, 5}, 0.0).defined());
+  EXPECT(!class_weights_for({0, 0}, 1.0).defined());
+  EXPECT_THROWS(class_weights_for({1, 2}, 1.5));
+  EXPECT_THROWS(class_weights_for({1, 2}, -0.1));
 }
 
 namespace {

@@ -257,7 +257,7 @@ TEST_CASE("a short training run writes weights, args.yaml, results.csv and repor
   if (fs::exists(t2)) EXPECT(load_checkpoint(t2.string()).epoch == 0);
 }
 
-TEST_CASE("out of memory in the first epoch halves the batch and restarts the epoch (official recovery)") {
+TEST_CASE("out of memory in the first epoch halves the batch and restarts the epoch (official recovery); cls_pw weights") {
   const std::string project = temp_dir("runs_oom");
   std::atomic<bool> stop{false};
   std::vector<double> started;
@@ -271,7 +271,16 @@ TEST_CASE("out of memory in the first epoch halves the batch and restarts the ep
   }};
   auto a = tiny_args(project, "o", 2);
   a["debug_oom_above"] = 2;  // batch 4 "runs out of memory" at its second iteration; batch 2 fits
+  a["cls_pw"] = 1.0;         // and class weights from the label counts (logged)
+  bool weights_logged = false;
+  TrainCallbacks cb0 = cb;
+  cb = TrainCallbacks{[&](const TrainEvent& e) {
+    cb0.on_event(e);
+    if (e.type == "log" && e.str.count("text") && e.str.at("text").rfind("Class weights: ", 0) == 0)
+      weights_logged = std::count(e.str.at("text").begin(), e.str.at("text").end(), ' ') == 4;  // 3 classes
+  }};
   auto r = run_training(a, cb, stop);
+  EXPECT(weights_logged);
   EXPECT_MSG(warnings.size() == 1 && warnings[0].find("batch=4. Reducing to batch=2") != std::string::npos,
              (warnings.empty() ? std::string("no warning") : warnings[0]));
   EXPECT_MSG(started.size() == 3 && started[0] == 1 && started[1] == 1 && started[2] == 2, "epoch starts " << started.size());
@@ -280,6 +289,57 @@ TEST_CASE("out of memory in the first epoch halves the batch and restarts the ep
   auto ck = load_checkpoint(r.last);
   EXPECT(ck.epoch == 1 && ck.train_args["batch"].as<int>() == 2);
   EXPECT(count_lines(r.save_dir + "/results.csv") == 3);
+}
+
+TEST_CASE("cls_remap: fine-tuning on data with other class names copies the class-logit rows by name") {
+  const std::string project = temp_dir("runs_remap");
+  std::atomic<bool> stop{false};
+  auto src = run_training(tiny_args(project, "src", 1), {}, stop);  // names rectangle, ellipse, triangle
+  // Same images, names reordered and one new: triangle <- 2, Rectangle <- 0 (any case), circle unmatched.
+  YAML::Node y = YAML::LoadFile(tiny_dataset());
+  const std::string dir = fs::path(tiny_dataset()).parent_path().string();
+  y["path"] = dir;
+  y["names"] = YAML::Node(YAML::NodeType::Map);
+  y["names"][0] = "triangle";
+  y["names"][1] = " Rectangle";
+  y["names"][2] = "circle";
+  const std::string yaml2 = (fs::path(temp_dir("remap_data")) / "data.yaml").string();
+  {
+    std::ofstream f(yaml2);
+    f << YAML::Dump(y);
+  }
+  auto tuned_run = [&](const std::string& name, bool remap, std::vector<std::string>* logs) {
+    auto a = tiny_args(project, name, 1);
+    a["model"] = src.best;
+    a["data"] = yaml2;
+    a["freeze"] = YAML::Load("[23]");  // the head stays as transferred
+    a["cls_remap"] = remap;
+    TrainCallbacks cb{[&](const TrainEvent& e) {
+      if (e.type == "log" && e.str.count("text")) logs->push_back(e.str.at("text"));
+    }};
+    return load_checkpoint(run_training(a, cb, stop).best);
+  };
+  auto tensor = [](const Checkpoint& c, const std::string& k) {
+    for (const auto& [n, t] : c.ema)
+      if (n == k) return t;
+    return torch::Tensor();
+  };
+  const Checkpoint s = load_checkpoint(src.best);
+  std::vector<std::string> logs, logs_off;
+  const Checkpoint on = tuned_run("on", true, &logs), off = tuned_run("off", false, &logs_off);
+  bool noted = false;
+  for (const auto& l : logs) noted |= l.find("Remapped 2/3 cls head rows") != std::string::npos;
+  EXPECT(noted);
+  for (const char* k : {"model.23.cv3.0.2.bias", "model.23.one2one_cv3.2.2.weight"}) {
+    auto a = tensor(s, k), b = tensor(on, k), c = tensor(off, k);
+    EXPECT_MSG(a.defined() && b.defined() && c.defined(), k);
+    if (!a.defined() || !b.defined() || !c.defined()) continue;
+    // (the EMA of a frozen tensor moves by rounding only: ~1e-8)
+    auto same = [](const torch::Tensor& x, const torch::Tensor& y) { return torch::allclose(x, y, 0, 1e-6); };
+    EXPECT_MSG(same(b[0], a[2]) && same(b[1], a[0]), k);
+    EXPECT_MSG(!same(b[2], a[0]) && !same(b[2], a[1]) && !same(b[2], a[2]), k);
+    EXPECT_MSG(same(c, a), k);  // cls_remap=false: the plain copy in the checkpoint's order
+  }
 }
 
 TEST_CASE("the stop flag ends after the current batch with last.pt; resume continues to the final epoch") {

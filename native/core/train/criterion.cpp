@@ -216,9 +216,19 @@ class ClassifyCriterion : public TrainCriterion {
 
 }  // namespace
 
+torch::Tensor class_weights_for(const std::vector<int64_t>& class_counts, double cls_pw) {
+  if (cls_pw < 0 || cls_pw > 1) fail("cls_pw=" + std::to_string(cls_pw) + " must be in [0, 1] (0 = off, 1 = inverse frequency)");
+  int64_t total = 0;
+  for (auto c : class_counts) total += c;
+  if (cls_pw == 0 || total == 0) return {};
+  auto w = torch::empty({(int64_t)class_counts.size()}, torch::kFloat64);
+  for (size_t i = 0; i < class_counts.size(); ++i) w[(int64_t)i] = std::pow(1.0 / (double)std::max<int64_t>(class_counts[i], 1), cls_pw);
+  return (w / w.mean()).to(torch::kFloat32);
+}
+
 std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp,
-                                               const std::vector<double>& kpt_sigmas) {
-  LossGains det{gain(hyp, "box", 7.5), gain(hyp, "cls", 0.5), gain(hyp, "dfl", 1.5)};
+                                               const std::vector<double>& kpt_sigmas, const torch::Tensor& class_weights) {
+  LossGains det{gain(hyp, "box", 7.5), gain(hyp, "cls", 0.5), gain(hyp, "dfl", 1.5), class_weights};
   const std::string& task = model.task();
   if (task == "detect") return std::make_unique<DetectCriterion>(model, nc, epochs, det);
   if (task == "pose") {

@@ -45,8 +45,14 @@ class TrainCriterion {
 // (box, cls, dfl, pose, kobj, rle, angle gains; overlap_mask, mask_ratio). Pose uses the model's RealNVP flow for
 // the RLE term, so `model` must outlive the criterion. Classify: cross-entropy of the logits, item "loss". kpt_sigmas: pose
 // OKS sigmas (the data.yaml's kpt_oks_sigmas, K values > 0); empty = the defaults.
+// class_weights: (nc) multipliers of the classification BCE (detect, segment, pose, obb; see class_weights_for).
 std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp,
-                                               const std::vector<double>& kpt_sigmas = {});
+                                               const std::vector<double>& kpt_sigmas = {},
+                                               const torch::Tensor& class_weights = {});
+
+// The official cls_pw class weights: (1 / count)^cls_pw per class (a class with no instances counts 1),
+// normalised to mean 1. Returns an undefined tensor when cls_pw is 0 or nothing was counted.
+torch::Tensor class_weights_for(const std::vector<int64_t>& class_counts, double cls_pw);
 
 // Column name of a loss item: "box" -> "box_loss"; classify's single item "loss" stays "loss" (official train/loss).
 std::string loss_column(const std::string& name);

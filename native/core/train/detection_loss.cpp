@@ -162,11 +162,12 @@ BranchLossResult DetectionLoss::operator()(const HeadBranchOutput& preds,
 
   auto bce = torch::binary_cross_entropy_with_logits(pred_scores, target_scores.to(dtype), {}, {},
                                                      at::Reduction::None);
-  if (class_weights.defined() && class_weights.numel() > 0) {
-    if (class_weights.numel() != nc_)
+  const torch::Tensor& cw = class_weights.defined() && class_weights.numel() > 0 ? class_weights : gains_.class_weights;
+  if (cw.defined() && cw.numel() > 0) {
+    if (cw.numel() != nc_)
       fail("DetectionLoss: class_weights must have nc = " + std::to_string(nc_) + " entries, got " +
-           std::to_string(class_weights.numel()));
-    bce = bce * class_weights.to(device, dtype).view({1, 1, -1});
+           std::to_string(cw.numel()));
+    bce = bce * cw.to(device, dtype).view({1, 1, -1});
   }
   auto loss_cls = bce.sum() / tss;
 

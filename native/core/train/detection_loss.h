@@ -28,6 +28,7 @@ struct LossGains {
   double box = 7.5;
   double cls = 0.5;
   double dfl = 1.5;
+  torch::Tensor class_weights;  // (nc) BCE multipliers from cls_pw (undefined = off); a call's own weights win
 };
 
 struct BranchLossResult {

@@ -133,11 +133,12 @@ BranchLossResult ObbLoss::operator()(const ObbBranchOutput& preds,
 
   auto bce = torch::binary_cross_entropy_with_logits(pred_scores, target_scores.to(dtype), {}, {},
                                                      at::Reduction::None);
-  if (class_weights.defined() && class_weights.numel() > 0) {
-    if (class_weights.numel() != nc_)
+  const torch::Tensor& cw = class_weights.defined() && class_weights.numel() > 0 ? class_weights : gains_.det.class_weights;
+  if (cw.defined() && cw.numel() > 0) {
+    if (cw.numel() != nc_)
       fail("ObbLoss: class_weights must have nc = " + std::to_string(nc_) + " entries, got " +
-           std::to_string(class_weights.numel()));
-    bce = bce * class_weights.to(device, dtype).view({1, 1, -1});
+           std::to_string(cw.numel()));
+    bce = bce * cw.to(device, dtype).view({1, 1, -1});
   }
   auto loss_cls = bce.sum() / tss;
 

@@ -12,7 +12,10 @@
 #include <fstream>
 #include <iomanip>
 #include <limits>
+#include <map>
 #include <optional>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -129,6 +132,8 @@ save_dir: null
 threads: 0
 accumulate: 0
 cpu_amp: false
+cls_remap: true
+channels_last: false
 debug_nan_at: -1
 debug_oom_above: 0
 )");
@@ -243,12 +248,71 @@ void apply_freeze(YoloModel& model, const std::vector<std::string>& prefixes, st
   }
 }
 
-// Copies every tensor whose name and shape match; returns how many did.
-int64_t transfer_weights(YoloModel& model, const NamedTensors& src, std::vector<std::string>* skipped) {
+bool placeholder_names(const std::vector<std::string>& names) {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] != std::to_string(i)) return false;
+  return true;
+}
+
+std::string name_key(std::string s) {
+  const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  s = b == std::string::npos ? "" : s.substr(b, e - b + 1);
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return (char)std::tolower(c); });
+  return s;
+}
+
+// Official cls_remap: when the checkpoint's class names overlap the data's in another order or count, the rows of
+// the head's class-logit convs (the last layer of each cv3 / one2one_cv3 level) are copied by name (trimmed, any
+// case); unmatched rows keep their initialisation. A weight whose input width differs keeps only its bias rows.
+// Names that are just indices carry no meaning. Returns the remapped tensor names; *matched = classes found.
+std::set<std::string> remap_class_rows(StateDict& sd, const std::map<std::string, torch::Tensor>& src,
+                                       const std::vector<std::string>& src_names,
+                                       const std::vector<std::string>& tgt_names, int64_t* matched) {
+  std::set<std::string> done;
+  *matched = 0;
+  if (src_names.empty() || tgt_names.empty() || placeholder_names(src_names) || placeholder_names(tgt_names))
+    return done;
+  std::map<std::string, int64_t> lookup;
+  for (size_t i = 0; i < src_names.size(); ++i) lookup.emplace(name_key(src_names[i]), (int64_t)i);
+  std::vector<int64_t> idx;
+  bool identity = src_names.size() == tgt_names.size();
+  for (size_t k = 0; k < tgt_names.size(); ++k) {
+    auto it = lookup.find(name_key(tgt_names[k]));
+    idx.push_back(it == lookup.end() ? -1 : it->second);
+    *matched += idx.back() >= 0;
+    identity &= idx.back() == (int64_t)k;
+  }
+  if (*matched == 0 || identity) return done;  // identity: the plain transfer copies them in order
+  static const std::regex logit_conv(R"(^model\.\d+\.(one2one_)?cv3\.\d+\.\d+\.(weight|bias)$)");
+  const int64_t nc = (int64_t)tgt_names.size();
+  for (auto& [name, t] : sd) {
+    if (!std::regex_match(name, logit_conv) || t.dim() < 1 || t.size(0) != nc) continue;
+    auto it = src.find(name);
+    if (it == src.end() || it->second.dim() != t.dim() || it->second.sizes().slice(1) != t.sizes().slice(1)) continue;
+    auto out = t.detach().clone();
+    for (int64_t k = 0; k < nc; ++k)
+      if (idx[k] >= 0 && idx[k] < it->second.size(0)) out[k].copy_(it->second[idx[k]]);
+    t = out;
+    done.insert(name);
+  }
+  return done;
+}
+
+// Copies every tensor whose name and shape match (and, with class names on both sides, the class-logit rows by
+// name: remap_class_rows); returns how many tensors it set.
+int64_t transfer_weights(YoloModel& model, const NamedTensors& src, std::vector<std::string>* skipped,
+                         const std::vector<std::string>& src_names, const std::vector<std::string>& tgt_names,
+                         std::string* remap_note) {
   std::map<std::string, torch::Tensor> by_name(src.begin(), src.end());
   StateDict sd = model.state_dict();
-  int64_t n = 0;
+  int64_t matched = 0;
+  const auto remapped = remap_class_rows(sd, by_name, src_names, tgt_names, &matched);
+  if (!remapped.empty() && remap_note)
+    *remap_note = "Remapped " + std::to_string(matched) + "/" + std::to_string(tgt_names.size()) +
+                  " cls head rows from pretrained weights by class name";
+  int64_t n = (int64_t)remapped.size();
   for (auto& [name, t] : sd) {
+    if (remapped.count(name)) continue;
     auto it = by_name.find(name);
     if (it != by_name.end() && it->second.sizes() == t.sizes()) {
       t = it->second;
@@ -549,6 +613,7 @@ void Trainer::setup(const YAML::Node& user_args) {
   // The task's loss (throws for tasks without one, before any run folder is made).
   criterion_ = make_criterion(*model_, nc_, epochs_, a_.n, data_.kpt_oks_sigmas);
   if (resuming_) criterion_->set_updates(start_epoch_);
+  class_weights_for({}, a_.num("cls_pw"));  // range check before any run folder is made
 
   if (save_dir_.empty()) {
     std::string project = a_.has("project") ? a_.str("project") : "runs/" + model_->task();
@@ -620,6 +685,21 @@ void Trainer::setup(const YAML::Node& user_args) {
                                           data_.flip_idx, data_.names);
     if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
     log("train: " + train_ds_->index().summary.line());
+    if (a_.num("cls_pw") > 0 && !a_.flag("single_cls")) {  // official set_class_weights (single_cls: one class, weight 1)
+      std::vector<int64_t> counts(nc_, 0);
+      for (size_t i = 0; i < train_ds_->size(); ++i)
+        for (float c : train_ds_->labels(i).cls)
+          if (c >= 0 && c < nc_) ++counts[(size_t)c];
+      auto w = class_weights_for(counts, a_.num("cls_pw"));
+      if (w.defined()) {
+        std::ostringstream s;
+        s << "Class weights:";
+        for (int64_t k = 0; k < w.numel(); ++k) s << " " << fmt("%.3f", w[k].item<double>());
+        log(s.str());
+        criterion_ = make_criterion(*model_, nc_, epochs_, a_.n, data_.kpt_oks_sigmas, w);
+        if (resuming_) criterion_->set_updates(start_epoch_);
+      }
+    }
 
     resolve_batch();
 
@@ -704,8 +784,13 @@ void Trainer::setup(const YAML::Node& user_args) {
 
 void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretrained) {
   std::vector<std::string> skipped;
-  auto transfer = [&](const NamedTensors& sd, const std::string& src) {
-    int64_t n = transfer_weights(*model_, sd, &skipped);
+  // cls_remap (official, default on): the data's class names pick the checkpoint's class-logit rows.
+  auto transfer = [&](const NamedTensors& sd, const std::string& src, const std::vector<std::string>& src_names) {
+    std::string note;
+    const std::vector<std::string> none;
+    const bool remap = a_.flag("cls_remap") && !a_.flag("single_cls");
+    int64_t n = transfer_weights(*model_, sd, &skipped, remap ? src_names : none, remap ? data_.names : none, &note);
+    if (!note.empty()) log(note);
     std::ostringstream s;
     s << "Transferred " << n << "/" << (n + (int64_t)skipped.size()) << " items from pretrained weights " << src;
     if (!skipped.empty()) {
@@ -726,7 +811,7 @@ void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretra
     model_ = std::make_shared<YoloModel>(cfg);
     bool use = true;
     if (pretrained && pretrained.IsScalar()) is_bool_text(pretrained.as<std::string>(), &use);
-    if (use) transfer(ck.ema.empty() ? ck.state_dict : ck.ema, model_arg);
+    if (use) transfer(ck.ema.empty() ? ck.state_dict : ck.ema, model_arg, ck.names);
   } else {
     auto cfg = load_model_config(model_arg);
     adapt_config(cfg, model_arg);
@@ -734,17 +819,22 @@ void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretra
     bool flag = false;
     if (pretrained && pretrained.IsScalar() && !is_bool_text(pretrained.as<std::string>(), &flag)) {
       Checkpoint ck = load_checkpoint(pretrained.as<std::string>());
-      transfer(ck.ema.empty() ? ck.state_dict : ck.ema, pretrained.as<std::string>());
+      transfer(ck.ema.empty() ? ck.state_dict : ck.ema, pretrained.as<std::string>(), ck.names);
     }
   }
   if (!resuming_ && model_->nc() != nc_)
     fail(model_arg + ": the model has " + std::to_string(model_->nc()) + " classes, the data " + std::to_string(nc_));
   std::vector<std::string> frozen;
   apply_freeze(*model_, freeze_prefixes(a_.n["freeze"]), &frozen);
-  if (!frozen.empty()) log("Freezing " + std::to_string(frozen.size()) + " parameter tensors (freeze=" +
-                           a_.str("freeze", "none") + ")");
+  if (!frozen.empty()) {
+    YAML::Emitter fz;  // freeze is a layer count or a list of layer indices
+    fz << YAML::Flow << a_.n["freeze"];
+    log("Freezing " + std::to_string(frozen.size()) + " parameter tensors (freeze=" +
+        (a_.n["freeze"] && !a_.n["freeze"].IsNull() ? std::string(fz.c_str()) : std::string("none")) + ")");
+  }
   model_->to(device_);
-  channels_last_ = !device_.is_cuda() && !classify_;
+  // CPU: always (oneDNN convolves NHWC without reorders); CUDA: on request, as the official channels_last.
+  channels_last_ = !classify_ && (!device_.is_cuda() || a_.flag("channels_last"));
   if (channels_last_) to_channels_last(*model_);  // before the optimiser and EMA take the tensors
   model_->train();
   if (classify_) {  // official ClassificationTrainer.get_model: every Dropout gets p = dropout when it is non-zero
