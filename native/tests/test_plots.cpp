@@ -10,6 +10,7 @@
 #include "data/synthetic.h"
 #include "eval/metrics.h"
 #include "eval/plots.h"
+#include "scratch.h"
 #include "testing.h"
 #include "train/trainer.h"
 
@@ -18,11 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("y26_test_plots_" + std::to_string(::getpid())) / name;
-  fs::create_directories(d);
-  return d.string();
-}
+std::string temp_dir(const std::string& name) { return y26test::scratch_dir("test_plots", name); }
 
 torch::Tensor boxes(std::vector<std::array<float, 4>> b) {
   auto t = torch::zeros({(int64_t)b.size(), 4});
@@ -135,14 +132,7 @@ TEST_CASE("image grid: square grid filled column by column, labels drawn, predic
 }
 
 TEST_CASE("a short training run with plots writes the official plot files; each decodes") {
-  SyntheticOptions o;
-  o.train_images = 12;
-  o.val_images = 4;
-  o.width = o.height = 96;
-  o.min_size = 0.3f;
-  o.max_size = 0.6f;
-  o.max_objects = 2;
-  const std::string data = write_synthetic_dataset(temp_dir("data"), o);
+  const std::string data = y26test::write_tiny_detect_set(temp_dir("data"));
   YAML::Node a;
   a["model"] = "yolo26n.yaml";
   a["data"] = data;

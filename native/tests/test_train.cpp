@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "model/loader.h"
 #include "model/yolo.h"
+#include "scratch.h"
 #include "testing.h"
 #include "train/detection_loss.h"
 #include "train/trainer.h"
@@ -29,25 +30,12 @@ torch::Tensor load_npy(const std::string& rel) {
   return t;
 }
 
-std::string temp_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("y26_test_train_" + std::to_string(::getpid())) / name;
-  fs::create_directories(d);
-  return d.string();
-}
+std::string temp_dir(const std::string& name) { return y26test::scratch_dir("test_train", name); }
 
 // 12 train / 4 val images of 96 px with large shapes: enough for a few batches at imgsz 64.
 std::string tiny_dataset() {
   static std::string yaml;
-  if (yaml.empty()) {
-    SyntheticOptions o;
-    o.train_images = 12;
-    o.val_images = 4;
-    o.width = o.height = 96;
-    o.min_size = 0.3f;
-    o.max_size = 0.6f;
-    o.max_objects = 2;
-    yaml = write_synthetic_dataset(temp_dir("data"), o);
-  }
+  if (yaml.empty()) yaml = y26test::write_tiny_detect_set(temp_dir("data"));
   return yaml;
 }
 

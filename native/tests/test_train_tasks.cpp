@@ -19,6 +19,7 @@
 #include "model/config.h"
 #include "model/loader.h"
 #include "model/yolo.h"
+#include "scratch.h"
 #include "testing.h"
 #include "train/criterion.h"
 #include "train/trainer.h"
@@ -29,11 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("y26_test_train_tasks_" + std::to_string(::getpid())) / name;
-  fs::create_directories(d);
-  return d.string();
-}
+std::string temp_dir(const std::string& name) { return y26test::scratch_dir("test_train_tasks", name); }
 
 // 8 train / 4 val images of 96 px with large shapes and 5 keypoints each.
 std::string tiny_pose_dataset() {
