@@ -749,6 +749,53 @@ TEST_CASE("OBB datasets: boxes cut by the border after mosaic/affine keep their 
   }
 }
 
+TEST_CASE("OBB cutmix: pasted rotated boxes are cut to the pasted area (centre within the clipped box), angle kept") {
+  const double kA = 0.4, kPi = 3.14159265358979323846;
+  std::string d = fresh_dir("obbcutmix");
+  std::ostringstream row;  // one 80 x 20 px box at 0.4 rad in the middle of each 128 x 128 image
+  row << "0";
+  for (auto [u, v] : {std::pair{40, 10}, {40, -10}, {-40, -10}, {-40, 10}})
+    row << " " << (64 + u * std::cos(kA) - v * std::sin(kA)) / 128 << " " << (64 + u * std::sin(kA) + v * std::cos(kA)) / 128;
+  std::vector<std::string> files;
+  for (int i = 0; i < 8; ++i) files.push_back(add_image(d, "c" + std::to_string(i) + ".png", plain(128, 128), row.str() + "\n"));
+  IndexOptions io = quiet(1);
+  io.use_cache = false;
+  DatasetOptions dopt;
+  dopt.imgsz = 128;
+  dopt.verbose = false;
+  dopt.obb = true;
+  auto ds = std::make_shared<Dataset>(DatasetIndex::build(files, io), dopt);
+  auto off = [&](double a) { double m = std::fmod(std::fabs(a - kA), kPi / 2); return std::min(m, kPi / 2 - m); };
+  int pasted = 0;
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    LoaderOptions lo;
+    lo.batch = 8;
+    lo.workers = 1;
+    lo.seed = seed;
+    lo.hyp = AugmentConfig::none();
+    lo.hyp.set("mosaic", 1.0);
+    lo.hyp.set("cutmix", 1.0);
+    DataLoader dl(ds, lo);
+    Batch b;
+    EXPECT(dl.next(b));
+    auto rb = batch_rboxes(b, false);
+    const double W = b.img.size(3), H = b.img.size(2);
+    for (int64_t i = 0; i < rb.size(0); ++i) {
+      const double bx = b.bboxes[i][0].item<double>() * W, by = b.bboxes[i][1].item<double>() * H;
+      const double bw = b.bboxes[i][2].item<double>() * W, bh = b.bboxes[i][3].item<double>() * H;
+      const double cx = rb[i][0].item<double>(), cy = rb[i][1].item<double>(), w = rb[i][2].item<double>(),
+                   h = rb[i][3].item<double>(), a = rb[i][4].item<double>();
+      EXPECT_MSG(off(a) < 2e-3, "instance " << i << " turned by " << off(a));
+      // A cut rotated box keeps its angle and shrinks to the visible part: its centre stays inside its (clipped)
+      // axis-aligned box; an uncut pasted polygon would keep the centre of the whole box.
+      EXPECT_MSG(std::fabs(cx - bx) <= bw / 2 + 0.5 && std::fabs(cy - by) <= bh / 2 + 0.5 && w > 0 && h > 0,
+                 "seed " << seed << " instance " << i << ": centre (" << cx << ", " << cy << ") outside its box");
+    }
+    for (int k = 0; k < b.img.size(0); ++k) pasted += (b.batch_idx == k).sum().item<int>() > 4;  // mosaic 4 + pasted
+  }
+  EXPECT_MSG(pasted > 0, "cutmix pasted nothing: the test proves nothing");
+}
+
 TEST_CASE("cache ram and disk give the same images as no cache") {
   std::string yaml = synthetic_set("synth_cache", 6, 1, 120, 90);
   DataConfig cfg = load_data_yaml(yaml);

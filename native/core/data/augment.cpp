@@ -157,6 +157,14 @@ void clip_instances(Instances& inst, float w, float h, int kpt_dims, bool obb) {
   }
 }
 
+// Moves every coordinate of the instances by (dx, dy).
+void shift_instances(Instances& inst, float dx, float dy, int kpt_dims) {
+  for (size_t i = 0; i < inst.xyxy.size(); i += 2) inst.xyxy[i] += dx, inst.xyxy[i + 1] += dy;
+  for (auto& poly : inst.segs)
+    for (auto& p : poly) p.x += dx, p.y += dy;
+  for (size_t k = 0; kpt_dims && k < inst.kpts.size(); k += kpt_dims) inst.kpts[k] += dx, inst.kpts[k + 1] += dy;
+}
+
 cv::Matx33d translation(double tx, double ty) { return {1, 0, tx, 0, 1, ty, 0, 0, 1}; }
 
 cv::Point2f apply(const cv::Matx33d& M, float x, float y, bool perspective) {
@@ -540,10 +548,20 @@ void TrainAugmenter::cutmix(Sample& s, Sample&& other, SampleRng& rng) {
   int x1 = (int)area[0], y1 = (int)area[1], x2 = (int)area[2], y2 = (int)area[3];
   cv::Rect roi(x1, y1, x2 - x1, y2 - y1);
   other.img(roi).copyTo(s.img(roi));
-  // The pasted labels are cut to the pasted area.
-  for (size_t i = 0; i < other.inst.xyxy.size(); i += 2) {
-    other.inst.xyxy[i] = std::clamp(other.inst.xyxy[i], (float)x1, (float)x2);
-    other.inst.xyxy[i + 1] = std::clamp(other.inst.xyxy[i + 1], (float)y1, (float)y2);
+  // The pasted labels are cut to the pasted area (boxes, polygons, keypoints; OBB polygons as rotated boxes, and
+  // those left with no area dropped, as upstream's preserve_obb).
+  const int kd = ds_->kpt_dims();
+  const bool obb = ds_->options().obb;
+  shift_instances(other.inst, (float)-x1, (float)-y1, kd);
+  clip_instances(other.inst, (float)(x2 - x1), (float)(y2 - y1), kd, obb);
+  shift_instances(other.inst, (float)x1, (float)y1, kd);
+  if (obb) {
+    std::vector<uint8_t> visible(other.inst.size());
+    for (size_t i = 0; i < visible.size(); ++i) {
+      const float* b = &other.inst.xyxy[4 * i];
+      visible[i] = b[2] > b[0] && b[3] > b[1];
+    }
+    other.inst.keep(visible);
   }
   s.inst.append(other.inst);
 }
