@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 #include <unistd.h>
 
 #include "data/auto_augment.h"
@@ -281,6 +282,30 @@ TEST_CASE("auto_augment geometry: shear direction, integer translation, counter-
   cv::rotate(sq, want, cv::ROTATE_90_COUNTERCLOCKWISE);
   EXPECT(cv::norm(rot, want, cv::NORM_INF) == 0);
   EXPECT(cv::norm(op(sq, AugOp::Rotate, 0), sq, cv::NORM_INF) == 0);
+}
+
+TEST_CASE("auto_augment ops match torchvision 0.14 on PIL (stored outputs): exact, the affine ones within 1 level") {
+  const std::string dir = y26test::fixture("auto_augment");
+  cv::Mat in = cv::imread(dir + "/in.png", cv::IMREAD_COLOR);
+  EXPECT(!in.empty());
+  const std::vector<std::tuple<std::string, AugOp, double>> cases = {
+      {"ShearX_0.2", AugOp::ShearX, 0.2},          {"ShearY_-0.15", AugOp::ShearY, -0.15},
+      {"TranslateX_5.6", AugOp::TranslateX, 5.6},  {"Rotate_17", AugOp::Rotate, 17},
+      {"Brightness_0.5", AugOp::Brightness, 0.5},  {"Color_-0.5", AugOp::Color, -0.5},
+      {"Contrast_0.45", AugOp::Contrast, 0.45},    {"Sharpness_0.8", AugOp::Sharpness, 0.8},
+      {"Posterize_5", AugOp::Posterize, 5},        {"Solarize_100", AugOp::Solarize, 100},
+      {"AutoContrast_0", AugOp::AutoContrast, 0},  {"Equalize_0", AugOp::Equalize, 0}};
+  for (const auto& [name, o, m] : cases) {
+    cv::Mat want = cv::imread(dir + "/" + name + ".png", cv::IMREAD_COLOR);
+    cv::Mat got = op(in, o, m), diff;
+    cv::absdiff(got, want, diff);
+    const double worst = cv::norm(diff, cv::NORM_INF);
+    const int off = cv::countNonZero(diff.reshape(1));
+    // torchvision builds the affine matrix in float: a pixel in a few hundred may land one level apart.
+    const bool affine = o == AugOp::ShearX || o == AugOp::ShearY || o == AugOp::Rotate || o == AugOp::TranslateX;
+    EXPECT_MSG(affine ? worst <= 1 && off * 100 <= (int)diff.total() * 3 : worst == 0,
+               name << ": max difference " << worst << ", " << off << " values differ");
+  }
 }
 
 TEST_CASE("auto_augment policies change images, repeat from the seed, and replace ColorJitter") {

@@ -91,10 +91,29 @@ cv::Mat pil_smooth(const cv::Mat& img) {
 // PIL Image.transform(AFFINE, bilinear, black fill): the output point (x, y) in continuous coordinates (pixel
 // centres at i + 0.5) reads the input at (a x + b y + c, d x + e y + f). OpenCV's inverse map uses pixel indices.
 cv::Mat pil_affine(const cv::Mat& img, double a, double b, double c, double d, double e, double f) {
-  cv::Mat M = (cv::Mat_<double>(2, 3) << a, b, c + 0.5 * (a + b) - 0.5, d, e, f + 0.5 * (d + e) - 0.5);
-  cv::Mat out;
-  cv::warpAffine(img, out, M, img.size(), cv::INTER_LINEAR | cv::WARP_INVERSE_MAP, cv::BORDER_CONSTANT,
-                 cv::Scalar::all(0));
+  // PIL's bilinear filter, to the bit: an output pixel whose centre maps outside [0, w) x [0, h) gets the fill
+  // (black); inside, the 2x2 neighbourhood repeats the edge pixels, and the value is truncated (OpenCV's warpAffine
+  // would blend the edge with black and quantise the weights to 1/32).
+  cv::Mat out = cv::Mat::zeros(img.size(), img.type());
+  const int W = img.cols, H = img.rows, C = img.channels();
+  for (int y = 0; y < H; ++y) {
+    uint8_t* o = out.ptr<uint8_t>(y);
+    for (int x = 0; x < W; ++x, o += C) {
+      double xi = a * (x + 0.5) + b * (y + 0.5) + c, yi = d * (x + 0.5) + e * (y + 0.5) + f;
+      if (xi < 0 || xi >= W || yi < 0 || yi >= H) continue;
+      xi -= 0.5, yi -= 0.5;
+      const int x0 = (int)std::floor(xi), y0 = (int)std::floor(yi);
+      const double dx = xi - x0, dy = yi - y0;
+      const int c0 = std::clamp(x0, 0, W - 1), c1 = std::clamp(x0 + 1, 0, W - 1);
+      const uint8_t* r0 = img.ptr<uint8_t>(std::clamp(y0, 0, H - 1));
+      const uint8_t* r1 = y0 + 1 < H ? img.ptr<uint8_t>(y0 + 1) : r0;
+      for (int k = 0; k < C; ++k) {
+        const double v1 = r0[c0 * C + k] + (r0[c1 * C + k] - r0[c0 * C + k]) * dx;
+        const double v2 = r1[c0 * C + k] + (r1[c1 * C + k] - r1[c0 * C + k]) * dx;
+        o[k] = (uint8_t)std::clamp(v1 + (v2 - v1) * dy, 0.0, 255.0);
+      }
+    }
+  }
   return out;
 }
 
@@ -304,7 +323,16 @@ cv::Mat apply_augment_op(const cv::Mat& bgr, AugOp op, double m) {
     case AugOp::TranslateX: return pil_affine(bgr, 1, 0, -(double)(int)m, 0, 1, 0);
     case AugOp::TranslateY: return pil_affine(bgr, 1, 0, 0, 0, 1, -(double)(int)m);
     case AugOp::Rotate: {  // PIL rotate: counter-clockwise about (w/2, h/2)
-      const double r = m * kPi / 180.0, cs = std::cos(r), sn = std::sin(r);
+      // PIL turns exact quarter turns into transposes (90 / 270 only for square images) and rounds cos and sin to
+      // 15 decimals, so that 90 degrees is exact.
+      const double deg = std::fmod(std::fmod(m, 360.0) + 360.0, 360.0);
+      cv::Mat q;
+      if (deg == 0) return bgr.clone();
+      if (deg == 180) return cv::rotate(bgr, q, cv::ROTATE_180), q;
+      if ((deg == 90 || deg == 270) && bgr.cols == bgr.rows)
+        return cv::rotate(bgr, q, deg == 90 ? cv::ROTATE_90_COUNTERCLOCKWISE : cv::ROTATE_90_CLOCKWISE), q;
+      auto round15 = [](double v) { return std::nearbyint(v * 1e15) / 1e15; };
+      const double r = m * kPi / 180.0, cs = round15(std::cos(r)), sn = round15(std::sin(r));
       const double cx = bgr.cols * 0.5, cy = bgr.rows * 0.5;
       return pil_affine(bgr, cs, -sn, cx - cs * cx + sn * cy, sn, cs, cy - sn * cx - cs * cy);
     }
