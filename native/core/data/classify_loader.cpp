@@ -25,14 +25,14 @@ uint64_t mix(uint64_t a, uint64_t b) {  // splitmix64 of a combined key: indepen
 }
 
 // torchvision RandomResizedCrop.get_params: 10 tries of (area fraction, log-uniform aspect), else a centre crop
-// clamped to the ratio range.
+// clamped to the ratio range; sizes rounded as Python's round (ties to even).
 cv::Rect random_resized_crop(int w, int h, double smin, double smax, std::mt19937_64& rng) {
   std::uniform_real_distribution<double> U(0.0, 1.0);
   const double area = (double)w * h, lr0 = std::log(3.0 / 4.0), lr1 = std::log(4.0 / 3.0);
   for (int t = 0; t < 10; ++t) {
     const double target = area * (smin + (smax - smin) * U(rng));
     const double ar = std::exp(lr0 + (lr1 - lr0) * U(rng));
-    const int cw = (int)std::lround(std::sqrt(target * ar)), ch = (int)std::lround(std::sqrt(target / ar));
+    const int cw = (int)std::nearbyint(std::sqrt(target * ar)), ch = (int)std::nearbyint(std::sqrt(target / ar));
     if (cw > 0 && ch > 0 && cw <= w && ch <= h) {
       const int x = std::uniform_int_distribution<int>(0, w - cw)(rng);
       const int y = std::uniform_int_distribution<int>(0, h - ch)(rng);
@@ -41,8 +41,8 @@ cv::Rect random_resized_crop(int w, int h, double smin, double smax, std::mt1993
   }
   const double in_ratio = (double)w / h;
   int cw = w, ch = h;
-  if (in_ratio < 3.0 / 4.0) ch = (int)std::lround(w / (3.0 / 4.0));
-  else if (in_ratio > 4.0 / 3.0) cw = (int)std::lround(h * (4.0 / 3.0));
+  if (in_ratio < 3.0 / 4.0) ch = (int)std::nearbyint(w / (3.0 / 4.0));
+  else if (in_ratio > 4.0 / 3.0) cw = (int)std::nearbyint(h * (4.0 / 3.0));
   return {(w - cw) / 2, (h - ch) / 2, cw, ch};
 }
 
