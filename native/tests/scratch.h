@@ -16,15 +16,17 @@ inline std::string scratch_dir(const std::string& program, const std::string& na
   return d.string();
 }
 
-// 12 train / 4 val images of 96 px with large shapes (at most 2 per image): a few batches at imgsz 64.
-inline std::string write_tiny_detect_set(const std::string& dir) {
+// A generated set of 96 px images with large shapes (at most 2 per image) for `task`: a few batches at imgsz 64.
+inline std::string write_tiny_set(const std::string& dir, const std::string& task = "detect", int train = 12,
+                                  int val = 4, float min_size = 0.3f) {
   y26::SyntheticOptions o;
-  o.train_images = 12;
-  o.val_images = 4;
+  o.train_images = train;
+  o.val_images = val;
   o.width = o.height = 96;
-  o.min_size = 0.3f;
+  o.min_size = min_size;
   o.max_size = 0.6f;
   o.max_objects = 2;
+  o.task = task;
   return y26::write_synthetic_dataset(dir, o);
 }
 

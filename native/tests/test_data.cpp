@@ -695,16 +695,23 @@ TEST_CASE("polygon datasets: batch polygons and segmentation masks") {
   EXPECT_MSG(area >= 15 * 15 && area <= 18 * 18, "square mask area " << area);
 }
 
+// `n` plain 128 x 128 images, each labelled with one class-0 box of half sizes (hu, hv) px turned by `angle` rad
+// about the image centre, as a polygon row.
+std::vector<std::string> rotated_box_images(const std::string& dir, int n, int hu, int hv, double angle) {
+  std::ostringstream row;
+  row << "0";
+  for (auto [u, v] : {std::pair{hu, hv}, {hu, -hv}, {-hu, -hv}, {-hu, hv}})
+    row << " " << (64 + u * std::cos(angle) - v * std::sin(angle)) / 128 << " "
+        << (64 + u * std::sin(angle) + v * std::cos(angle)) / 128;
+  std::vector<std::string> files;
+  for (int i = 0; i < n; ++i) files.push_back(add_image(dir, "r" + std::to_string(i) + ".png", plain(128, 128), row.str() + "\n"));
+  return files;
+}
+
 TEST_CASE("OBB datasets: boxes cut by the border after mosaic/affine keep their angle; segments are clipped per point") {
   // One long rotated box (64 x 16 px at 0.4 rad) in the middle of a 128 x 128 image, as a polygon row, 4 images.
   const double kA = 0.4, kPi = 3.14159265358979323846;
-  std::string d = fresh_dir("obbclip");
-  std::ostringstream row;
-  row << "0";
-  for (auto [u, v] : {std::pair{32, 8}, {32, -8}, {-32, -8}, {-32, 8}})
-    row << " " << (64 + u * std::cos(kA) - v * std::sin(kA)) / 128 << " " << (64 + u * std::sin(kA) + v * std::cos(kA)) / 128;
-  std::vector<std::string> files;
-  for (int i = 0; i < 4; ++i) files.push_back(add_image(d, "o" + std::to_string(i) + ".png", plain(128, 128), row.str() + "\n"));
+  std::vector<std::string> files = rotated_box_images(fresh_dir("obbclip"), 4, 32, 8, kA);
   IndexOptions io = quiet(1);
   io.use_cache = false;
   // Angle distance modulo pi/2 (a cut box may turn its short side into the long one: same direction).
@@ -751,13 +758,8 @@ TEST_CASE("OBB datasets: boxes cut by the border after mosaic/affine keep their 
 
 TEST_CASE("OBB cutmix: pasted rotated boxes are cut to the pasted area (centre within the clipped box), angle kept") {
   const double kA = 0.4, kPi = 3.14159265358979323846;
-  std::string d = fresh_dir("obbcutmix");
-  std::ostringstream row;  // one 80 x 20 px box at 0.4 rad in the middle of each 128 x 128 image
-  row << "0";
-  for (auto [u, v] : {std::pair{40, 10}, {40, -10}, {-40, -10}, {-40, 10}})
-    row << " " << (64 + u * std::cos(kA) - v * std::sin(kA)) / 128 << " " << (64 + u * std::sin(kA) + v * std::cos(kA)) / 128;
-  std::vector<std::string> files;
-  for (int i = 0; i < 8; ++i) files.push_back(add_image(d, "c" + std::to_string(i) + ".png", plain(128, 128), row.str() + "\n"));
+  // one 80 x 20 px box at 0.4 rad in the middle of each of 8 images
+  std::vector<std::string> files = rotated_box_images(fresh_dir("obbcutmix"), 8, 40, 10, kA);
   IndexOptions io = quiet(1);
   io.use_cache = false;
   DatasetOptions dopt;

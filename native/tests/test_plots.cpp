@@ -132,7 +132,7 @@ TEST_CASE("image grid: square grid filled column by column, labels drawn, predic
 }
 
 TEST_CASE("a short training run with plots writes the official plot files; each decodes") {
-  const std::string data = y26test::write_tiny_detect_set(temp_dir("data"));
+  const std::string data = y26test::write_tiny_set(temp_dir("data"));
   YAML::Node a;
   a["model"] = "yolo26n.yaml";
   a["data"] = data;

@@ -35,7 +35,7 @@ std::string temp_dir(const std::string& name) { return y26test::scratch_dir("tes
 // 12 train / 4 val images of 96 px with large shapes: enough for a few batches at imgsz 64.
 std::string tiny_dataset() {
   static std::string yaml;
-  if (yaml.empty()) yaml = y26test::write_tiny_detect_set(temp_dir("data"));
+  if (yaml.empty()) yaml = y26test::write_tiny_set(temp_dir("data"));
   return yaml;
 }
 

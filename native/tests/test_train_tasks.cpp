@@ -35,31 +35,13 @@ std::string temp_dir(const std::string& name) { return y26test::scratch_dir("tes
 // 8 train / 4 val images of 96 px with large shapes and 5 keypoints each.
 std::string tiny_pose_dataset() {
   static std::string yaml;
-  if (yaml.empty()) {
-    SyntheticOptions o;
-    o.train_images = 8;
-    o.val_images = 4;
-    o.width = o.height = 96;
-    o.min_size = 0.3f;
-    o.max_size = 0.6f;
-    o.max_objects = 2;
-    o.task = "pose";
-    yaml = write_synthetic_dataset(temp_dir("pose_data"), o);
-  }
+  if (yaml.empty()) yaml = y26test::write_tiny_set(temp_dir("pose_data"), "pose", 8, 4);
   return yaml;
 }
 
 // Small synthetic set of another task (segment / obb), 6 train / 2 val images of 96 px.
 std::string tiny_task_dataset(const std::string& task) {
-  SyntheticOptions o;
-  o.train_images = 6;
-  o.val_images = 2;
-  o.width = o.height = 96;
-  o.min_size = 0.35f;
-  o.max_size = 0.6f;
-  o.max_objects = 2;
-  o.task = task;
-  return write_synthetic_dataset(temp_dir(task + "_data"), o);
+  return y26test::write_tiny_set(temp_dir(task + "_data"), task, 6, 2, 0.35f);
 }
 
 // First batch (no augmentation) of a data set's train split at imgsz 64.
