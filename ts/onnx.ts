@@ -7,13 +7,13 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { Yolo26Error } from './errors.js';
 import { native } from './native.js';
 import { version } from './version.js';
 
 export type Backend = 'torch' | 'onnxruntime';
 type Ort = typeof import('onnxruntime-node');
-type Session = import('onnxruntime-node').InferenceSession;
 
 const INSTALL_HINT =
   'install it with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30` (CPU; the variable stops its ' +
@@ -154,12 +154,64 @@ function providers(device: string): Array<string | { name: string; deviceId?: nu
   return [{ name: 'cuda', deviceId: Number(m[1]) }, 'cpu'];
 }
 
-const sessions = new Map<string, Promise<Session>>();
+/** An ONNX Runtime session living in a worker thread (ort_worker.ts): run() leaves the event loop free. */
+export interface OrtSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(type: 'float32' | 'float16', data: Float32Array | Uint16Array, dims: number[]): Promise<OrtOutput[]>;
+  release(): void;
+}
+type OrtOutput = { name: string; data: unknown; dims: readonly number[]; type: string };
+
+function openWorkerSession(file: string, options: import('onnxruntime-node').InferenceSession.SessionOptions): Promise<OrtSession> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./ort_worker.js', import.meta.url), { workerData: { file, options } });
+    worker.unref();  // an idle cached session must not keep the process alive
+    const pending = new Map<number, { ok: (o: OrtOutput[]) => void; fail: (e: Error) => void }>();
+    let next = 0;
+    let ready = false;
+    const failAll = (e: Error) => {
+      for (const p of pending.values()) p.fail(e);
+      pending.clear();
+    };
+    worker.on('message', (m: { kind: string; id?: number; message?: string; outputs?: OrtOutput[]; inputNames?: string[]; outputNames?: string[] }) => {
+      if (m.kind === 'ready') {
+        ready = true;
+        resolve({
+          inputNames: m.inputNames!,
+          outputNames: m.outputNames!,
+          run(type, data, dims) {
+            return new Promise((ok, fail) => {
+              const id = next++;
+              pending.set(id, { ok, fail });
+              if (pending.size === 1) worker.ref();  // busy: keep the process alive until the answer
+              worker.postMessage({ id, type, data, dims });
+            });
+          },
+          release: () => void worker.terminate(),
+        });
+      } else if (m.kind === 'init-error') {
+        reject(new Error(m.message));
+        void worker.terminate();
+      } else {
+        const p = pending.get(m.id!);
+        pending.delete(m.id!);
+        if (pending.size === 0) worker.unref();
+        if (m.kind === 'result') p?.ok(m.outputs!);
+        else p?.fail(new Error(m.message));
+      }
+    });
+    worker.on('error', (e) => (ready ? failAll(e) : reject(e)));
+    worker.on('exit', () => failAll(new Error('the ONNX Runtime worker thread ended')));
+  });
+}
+
+const sessions = new Map<string, Promise<OrtSession>>();
 const MAX_SESSIONS = 4;
 
 /** An InferenceSession for a file, reused across predict() calls while the file is unchanged. */
-export async function ortSession(file: string, device: string, threads: number): Promise<Session> {
-  const ort = await loadOrt();
+export async function ortSession(file: string, device: string, threads: number): Promise<OrtSession> {
+  await loadOrt();  // a clear error here when the package is missing
   const st = fs.statSync(file);
   const key = JSON.stringify([path.resolve(file), st.size, st.mtimeMs, device, threads]);
   let s = sessions.get(key);
@@ -167,12 +219,12 @@ export async function ortSession(file: string, device: string, threads: number):
     const options: import('onnxruntime-node').InferenceSession.SessionOptions = {
       executionProviders: providers(device) as never,
       graphOptimizationLevel: 'all',
-      // No busy-waiting between parallel sections: run() is on the Node main thread, and on a loaded machine the
-      // spinning threads doubled the CPU time per image (docs/benchmarks.md).
+      // No busy-waiting between parallel sections: on a loaded machine the spinning threads doubled the CPU time
+      // per image (docs/benchmarks.md).
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     };
     if (threads > 0) options.intraOpNumThreads = threads;
-    s = ort.InferenceSession.create(file, options).catch((e: unknown) => {
+    s = openWorkerSession(file, options).catch((e: unknown) => {
       sessions.delete(key);
       const msg = e instanceof Error ? e.message : String(e);
       const gpu = device !== '' && device !== 'cpu'
@@ -182,7 +234,7 @@ export async function ortSession(file: string, device: string, threads: number):
     });
     sessions.set(key, s);
     while (sessions.size > MAX_SESSIONS) {
-      const [oldKey, old] = sessions.entries().next().value as [string, Promise<Session>];
+      const [oldKey, old] = sessions.entries().next().value as [string, Promise<OrtSession>];
       sessions.delete(oldKey);
       old.then((x) => x.release(), () => undefined);
     }
@@ -193,24 +245,10 @@ export async function ortSession(file: string, device: string, threads: number):
 type Done = (err: unknown, outputs?: Array<{ name: string; data: unknown; dims: readonly number[]; type: string }>) => void;
 
 /** The function the native pipeline calls for each batch (see native/addon/ort_forward.h). */
-export function ortRunner(ort: Ort, session: Session) {
-  const input = session.inputNames[0];
+export function ortRunner(session: OrtSession) {
   return (data: Float32Array | Uint16Array, dims: number[], type: 'float32' | 'float16', done: Done): void => {
-    let feeds;
-    try {
-      feeds = { [input]: new ort.Tensor(type, data, dims) };
-    } catch (e) {
-      done(e);
-      return;
-    }
-    session.run(feeds).then(
-      (res) => {
-        try {
-          done(null, session.outputNames.map((n) => ({ name: n, data: res[n].data, dims: res[n].dims, type: res[n].type })));
-        } finally {
-          for (const n of session.outputNames) res[n].dispose?.();
-        }
-      },
+    session.run(type, data, dims).then(
+      (outputs) => done(null, outputs),
       (e: unknown) => done(e),
     );
   };

@@ -137,7 +137,7 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
     let names: string[];
     let p: NativePredictor;
     if (choice.backend === 'onnxruntime') {
-      const ort = await loadOrt();
+      await loadOrt();  // a missing package is an error before any export
       let file = cfg.model;
       if (!/\.onnx$/i.test(file)) {
         const ex = await exportForOrt(cfg.model, { end2end: cfg.end2end, half: cfg.half, maxDet: cfg.max_det }, async () => (await Model.load(cfg.model)).info(h).end2end);
@@ -150,7 +150,7 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
         process.emitWarning(`predict(): ${file} has a fixed input of ${info.imgsz.join('x')}; imgsz ${h}x${w} is ignored`, 'Yolo26Warning');
       names = info.names;
       const session = await ortSession(file, cfg.device, cfg.threads);
-      p = open(null, src, { ...common, end2end: cfg.end2end ?? undefined, onnx: { path: file, run: ortRunner(ort, session) } });
+      p = open(null, src, { ...common, end2end: cfg.end2end ?? undefined, onnx: { path: file, run: ortRunner(session) } });
     } else {
       const model = await Model.load(cfg.model, { device: cfg.device || 'cpu' });
       const info = model.info(h);
