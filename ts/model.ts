@@ -38,7 +38,8 @@ export interface ModelSummary {
 }
 
 interface NativeModel {
-  info(imgsz: number): ModelSummary;
+  info(imgsz: number): Omit<ModelSummary, 'gflops' | 'text'>;
+  summary(imgsz: number): { gflops: number; text: string };
   fuse(): void;
   forward(data: Float32Array, shape: number[], raw: boolean): Promise<ForwardOutput>;
   save(path: string): Promise<string>;
@@ -66,8 +67,14 @@ export class Model {
     return this.handle.save(path);
   }
 
+  /** The model's summary; `gflops` and `text` (a forward pass at imgsz, on this thread) are computed when read. */
   info(imgsz = 640): ModelSummary {
-    return this.handle.info(imgsz);
+    let cost: { gflops: number; text: string } | undefined;
+    const summary = () => (cost ??= this.handle.summary(imgsz));
+    return Object.defineProperties(this.handle.info(imgsz), {
+      gflops: { get: () => summary().gflops, enumerable: true },
+      text: { get: () => summary().text, enumerable: true },
+    }) as ModelSummary;
   }
 
   /** Folds BatchNorm into the convolutions and drops the one-to-many branch, as the official fuse(). */

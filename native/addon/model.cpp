@@ -15,7 +15,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   static void Init(Napi::Env env, Napi::Object exports) {
     auto cls = DefineClass(env, "NativeModel",
-                           {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("fuse", &ModelWrap::Fuse),
+                           {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("summary", &ModelWrap::Summary),
+                            InstanceMethod("fuse", &ModelWrap::Fuse),
                             InstanceMethod("forward", &ModelWrap::Forward), InstanceMethod("save", &ModelWrap::Save)});
     ctor = Napi::Persistent(cls);
     exports.Set("NativeModel", cls);
@@ -25,7 +26,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      int imgsz = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 640;
       std::lock_guard<std::mutex> lk(holder->mu);
       auto& m = *holder->loaded.model;
       auto o = Napi::Object::New(env);
@@ -50,9 +50,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("layers", (double)m.num_layers());
       o.Set("parameters", (double)m.num_params());
       o.Set("gradients", (double)m.num_params(true));
-      o.Set("gflops", m.gflops(imgsz));
       o.Set("fused", m.is_fused());
       o.Set("source", holder->loaded.source);
+      return o;
+    });
+  }
+
+  // summary(imgsz): {gflops, text}; a forward pass at imgsz the first time (cached by the model), so info() leaves it
+  // to a lazy getter.
+  Napi::Value Summary(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      int imgsz = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 640;
+      std::lock_guard<std::mutex> lk(holder->mu);
+      auto& m = *holder->loaded.model;
+      auto o = Napi::Object::New(env);
+      o.Set("gflops", m.gflops(imgsz));
       o.Set("text", m.info(false, imgsz));
       return o;
     });

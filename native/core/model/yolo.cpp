@@ -318,6 +318,7 @@ void YoloModel::fuse() {
     if (auto* c = dynamic_cast<Conv*>(m.get())) c->fuse();
   if (head_) head_->fuse();
   fused_ = true;
+  gflops_.clear();
 }
 
 ClassifyHead* YoloModel::classify_head() const {
@@ -362,6 +363,7 @@ int64_t YoloModel::num_layers() const {
 }
 
 double YoloModel::gflops(int imgsz) {
+  if (auto it = gflops_.find(imgsz); it != gflops_.end()) return it->second;
   const bool was_training = is_training();
   auto p = parameters();
   auto opts = torch::TensorOptions().dtype(p.empty() ? torch::kFloat32 : p[0].scalar_type())
@@ -379,7 +381,7 @@ double YoloModel::gflops(int imgsz) {
     }
   }
   train(was_training);
-  return 2.0 * (double)macs / 1e9;
+  return gflops_[imgsz] = 2.0 * (double)macs / 1e9;
 }
 
 std::string YoloModel::display_name() const {

@@ -73,6 +73,7 @@ class YoloModel : public torch::nn::Module {
   std::shared_ptr<DetectHead> head_;
   std::vector<double> stride_;
   bool fused_ = false;
+  std::map<int, double> gflops_;  // by imgsz: a forward pass each, and the architecture decides (cleared by fuse)
   std::vector<std::string> layer_rows_;  // one info() line per layer, made while building
   // Anchor cache, rebuilt when the feature-map sizes change.
   std::vector<std::pair<int64_t, int64_t>> anchor_hw_;
