@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/text.h"
 
 namespace y26 {
 
@@ -296,8 +297,7 @@ cv::Mat aug_mix(const cv::Mat& img, std::mt19937_64& rng) {
 }  // namespace
 
 AugPolicy parse_auto_augment(const std::string& name) {
-  std::string v = name;
-  for (auto& c : v) c = (char)std::tolower((unsigned char)c);
+  const std::string v = to_lower(name);
   if (v.empty() || v == "none" || v == "null" || v == "false") return AugPolicy::None;
   if (v == "randaugment") return AugPolicy::RandAugment;
   if (v == "autoaugment") return AugPolicy::AutoAugment;

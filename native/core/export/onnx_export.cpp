@@ -15,6 +15,7 @@
 #include "model/loader.h"
 #include "model/postprocess.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace y26 {
 namespace {
@@ -381,11 +382,6 @@ std::string iso_now() {
 
 int64_t ir_version_for(int opset) { return opset <= 14 ? 7 : opset <= 18 ? 8 : opset <= 20 ? 9 : 10; }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return (char)std::tolower(c); });
-  return s;
-}
-
 }  // namespace
 
 // ---- options ---------------------------------------------------------------------------------
@@ -399,7 +395,7 @@ const std::vector<std::string>& known_export_formats() {
 
 ExportOptions parse_export_options(const std::string& format,
                                    const std::vector<std::pair<std::string, std::string>>& kv) {
-  const std::string fmt = lower(format);
+  const std::string fmt = to_lower(format);
   const auto& known = known_export_formats();
   if (std::find(known.begin(), known.end(), fmt) == known.end())
     fail("export: unknown format '" + format + "'; supported by this engine: onnx");
@@ -417,7 +413,7 @@ ExportOptions parse_export_options(const std::string& format,
       fail("export: option " + key + "=" + val + " " + why);
     };
     auto to_bool = [&]() {
-      const std::string v = lower(val);
+      const std::string v = to_lower(val);
       if (v == "true" || v == "1" || v == "yes") return true;
       if (v == "false" || v == "0" || v == "no") return false;
       bad("is not a boolean (use true or false)");

@@ -9,6 +9,7 @@
 
 #include "infer/classify.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace y26 {
 
@@ -173,7 +174,7 @@ std::vector<uint8_t> plot(const Result& r, const std::vector<std::string>& names
 std::vector<uint8_t> encode_image(const cv::Mat& image, const std::string& ext, int quality) {
   if (image.empty()) fail("encode_image: empty image");
   std::string e = ext.empty() || ext[0] == '.' ? ext : "." + ext;
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
+  e = to_lower(e);
   std::vector<int> params;
   if (e == ".jpg" || e == ".jpeg") params = {cv::IMWRITE_JPEG_QUALITY, std::clamp(quality, 0, 100)};
   else if (e == ".webp") params = {cv::IMWRITE_WEBP_QUALITY, std::clamp(quality, 1, 100)};

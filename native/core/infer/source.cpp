@@ -14,6 +14,7 @@
 #include <set>
 
 #include "util/error.h"
+#include "util/text.h"
 
 namespace fs = std::filesystem;
 
@@ -28,8 +29,7 @@ const std::set<std::string> kVideoExt = {"asf", "avi", "gif", "m4v", "mkv", "mov
 std::string lower_ext(const std::string& path) {
   std::string e = fs::path(path).extension().string();
   if (!e.empty() && e[0] == '.') e = e.substr(1);
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
-  return e;
+  return to_lower(e);
 }
 
 bool has_glob_chars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }

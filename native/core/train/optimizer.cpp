@@ -7,16 +7,12 @@
 #include <cstdlib>
 
 #include "util/error.h"
+#include "util/text.h"
 
 namespace y26 {
 
-static std::string lower(std::string s) {
-  for (auto& c : s) c = (char)std::tolower((unsigned char)c);
-  return s;
-}
-
 OptimKind parse_optimizer_kind(const std::string& name) {
-  const std::string n = lower(name);
+  const std::string n = to_lower(name);
   if (n == "sgd") return OptimKind::SGD;
   if (n == "adam") return OptimKind::Adam;
   if (n == "adamw") return OptimKind::AdamW;
@@ -253,7 +249,7 @@ static double python_round(double x, int digits) {
 OptimizerChoice resolve_optimizer(const std::string& name, double lr0, double momentum, int64_t nc,
                                   double iterations) {
   OptimizerChoice c;
-  if (lower(name) == "auto") {
+  if (to_lower(name) == "auto") {
     c.from_auto = true;
     c.momentum = 0.9;
     if (iterations > 10000) {

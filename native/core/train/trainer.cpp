@@ -37,6 +37,7 @@
 #include "util/cpu_alloc_cache.h"
 #include "util/error.h"
 #include "util/system.h"
+#include "util/text.h"
 
 namespace fs = std::filesystem;
 
@@ -205,8 +206,7 @@ struct Args {
 };
 
 bool is_bool_text(const std::string& s, bool* value) {
-  std::string v = s;
-  for (auto& c : v) c = (char)std::tolower(c);
+  const std::string v = to_lower(s);
   if (v == "true") return *value = true, true;
   if (v == "false") return *value = false, true;
   return false;
@@ -256,9 +256,7 @@ bool placeholder_names(const std::vector<std::string>& names) {
 
 std::string name_key(std::string s) {
   const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  s = b == std::string::npos ? "" : s.substr(b, e - b + 1);
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return (char)std::tolower(c); });
-  return s;
+  return to_lower(b == std::string::npos ? "" : s.substr(b, e - b + 1));
 }
 
 // Official cls_remap: when the checkpoint's class names overlap the data's in another order or count, the rows of
@@ -940,9 +938,7 @@ void Trainer::save(const std::string& path, const CheckpointData& d, const std::
 namespace {
 // Errors the official trainer treats as running out of device memory.
 bool is_memory_error(const std::string& what) {
-  std::string low = what;
-  std::transform(low.begin(), low.end(), low.begin(), [](unsigned char c) { return (char)std::tolower(c); });
-  return low.find("out of memory") != std::string::npos || what.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
+  return to_lower(what).find("out of memory") != std::string::npos || what.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
          what.find("CUDNN_STATUS_INTERNAL_ERROR") != std::string::npos ||
          what.find("unable to find an engine") != std::string::npos;
 }
