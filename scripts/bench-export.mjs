@@ -8,7 +8,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 
 const root = path.resolve(import.meta.dirname, '..');
-const model = process.argv[2] ?? path.join(root, '..', 'shared', 'fixtures', 'det', 'yolo26n-coco-random.pt');
+const model = process.argv[2] ?? path.join(root, 'test', 'fixtures', 'det', 'yolo26n-coco-random.pt');
 const imgsz = Number(process.argv[3] ?? 640);
 const iters = Number(process.argv[4] ?? 20);
 const threads = Number(process.argv[5] ?? 2);

@@ -8,10 +8,7 @@ import path from 'node:path';
 import { exportModel, predict } from '../dist/index.js';
 
 const root = path.resolve(import.meta.dirname, '..');
-const fixture = (rel) =>
-  [path.join(root, 'test', 'fixtures', rel), path.join(root, '..', 'shared', 'fixtures', rel), path.join(root, '..', '..', 'shared', 'fixtures', rel)].find((p) =>
-    fs.existsSync(p),
-  ) ?? rel;
+const fixture = (rel) => path.join(root, 'test', 'fixtures', rel);
 const model = process.argv[2] || fixture('det/yolo26n-coco-random.pt');
 const imgsz = Number(process.argv[3] ?? 640);
 const count = Number(process.argv[4] ?? 20);

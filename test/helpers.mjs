@@ -1,16 +1,14 @@
-// Shared test helpers: fixture lookup (test/fixtures, then ../shared/fixtures) and a .npy reader.
+// Test helpers: fixture lookup (test/fixtures) and a .npy reader.
 import fs from 'node:fs';
 import path from 'node:path';
 
 export const root = path.resolve(import.meta.dirname, '..');
 
+/** A file under test/fixtures; every file a test reads lives there, so a clone anywhere passes. */
 export function fixture(rel) {
-  // ../shared from the main checkout, ../../shared from a worktree under wt/
-  for (const base of [path.join(root, 'test', 'fixtures'), path.join(root, '..', 'shared', 'fixtures'), path.join(root, '..', '..', 'shared', 'fixtures')]) {
-    const p = path.join(base, rel);
-    if (fs.existsSync(p)) return p;
-  }
-  throw new Error(`missing fixture ${rel} (looked in test/fixtures and ../shared/fixtures)`);
+  const p = path.join(root, 'test', 'fixtures', rel);
+  if (!fs.existsSync(p)) throw new Error(`missing fixture test/fixtures/${rel}`);
+  return p;
 }
 
 const DTYPES = { '<f4': Float32Array, '<f8': Float64Array, '<i8': BigInt64Array, '|u1': Uint8Array, '<i4': Int32Array };

@@ -160,18 +160,7 @@ float half_bits_to_float(uint16_t h) {
   return f;
 }
 
-// A fixture, also found from a worktree checkout (<root>/../../shared/fixtures), where the
-// harness's ../shared/fixtures fallback does not reach.
-// YOLO26_FIXTURES (a folder laid out like shared/fixtures) is looked at first when set.
-std::string fixture(const std::string& rel) {
-  const char* env = std::getenv("YOLO26_FIXTURES");
-  for (const std::string& base : {env ? std::string(env) + "/" : std::string(),
-                                  std::string(YOLO26_SOURCE_DIR) + "/test/fixtures/",
-                                  std::string(YOLO26_SOURCE_DIR) + "/../shared/fixtures/",
-                                  std::string(YOLO26_SOURCE_DIR) + "/../../shared/fixtures/"})
-    if (!base.empty() && y26test::exists(base + rel)) return base + rel;
-  return y26test::fixture(rel);  // reports the missing file and exits
-}
+using y26test::fixture;
 
 // The keys.json next to a fixture checkpoint (JSON is YAML).
 YAML::Node keys_json(const std::string& rel) { return YAML::LoadFile(fixture(rel)); }

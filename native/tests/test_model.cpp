@@ -63,18 +63,8 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-
-// Large reference files stay in the shared set; $YOLO26_FIXTURES_DIR points there from a worktree.
-std::string fixture_path(const std::string& rel) {
-  const char* env = std::getenv("YOLO26_FIXTURES_DIR");
-  if (env && !y26test::exists(std::string(YOLO26_SOURCE_DIR) + "/test/fixtures/" + rel) &&
-      y26test::exists(std::string(env) + "/" + rel))
-    return std::string(env) + "/" + rel;
-  return y26test::fixture(rel);
-}
-
 torch::Tensor load_npy(const std::string& rel) {
-  auto a = read_npy(fixture_path(rel));
+  auto a = read_npy(y26test::fixture(rel));
   if (a.dtype == "u1")
     return torch::from_blob(a.bytes.data(), a.shape, torch::kUInt8).clone();
   if (a.dtype == "i8") return torch::tensor(a.as_int64()).view(a.shape);
@@ -186,7 +176,7 @@ namespace {
 
 // A fixture checkpoint, built from its own model YAML dict, in eval mode.
 std::shared_ptr<YoloModel> fixture_model(const std::string& rel_pt) {
-  auto m = build_model(load_checkpoint(fixture_path(rel_pt)), fixture_path(rel_pt));
+  auto m = build_model(load_checkpoint(y26test::fixture(rel_pt)), y26test::fixture(rel_pt));
   m->eval();
   return m;
 }
@@ -318,12 +308,12 @@ TEST_CASE("bad model YAMLs fail with the file, line and layer named") {
 }
 
 TEST_CASE("loading weights of another task names the first mismatching key and the file") {
-  auto ck = load_checkpoint(fixture_path("pose/yolo26n-pose-random.pt"));
+  auto ck = load_checkpoint(y26test::fixture("pose/yolo26n-pose-random.pt"));
   auto det = build_model("yolo26n.yaml", 1);
   std::string err = error_of([&] { det->load_state_dict(ck.state_dict, "pose.pt"); });
   EXPECT_MSG(contains(err, "pose.pt: ") && contains(err, "unexpected: model.23.cv4.0.0.conv.weight"), err);
   auto det80 = build_model("yolo26n.yaml");
-  auto shapes = load_checkpoint(fixture_path("det/yolo26n-shapes.pt"));
+  auto shapes = load_checkpoint(y26test::fixture("det/yolo26n-shapes.pt"));
   err = error_of([&] { det80->load_state_dict(shapes.state_dict, "shapes.pt"); });
   EXPECT_MSG(contains(err, "shapes.pt: ") &&
                  contains(err, "mismatches: model.23.cv3.0.0.1.conv.weight (checkpoint [64, 64, 1, 1], model [80, 64, 1, 1])"),

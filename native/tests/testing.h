@@ -17,13 +17,11 @@ struct Register { Register(const char* n, std::function<void()> f) { cases().pus
 
 inline bool exists(const std::string& p) { struct stat st; return stat(p.c_str(), &st) == 0; }
 
-// Fixture lookup: the copy in test/fixtures first, then the shared reference set beside the checkout
-// (../shared from the main checkout, ../../shared from a worktree under wt/).
+// A file under test/fixtures: every file a test reads lives in the repository.
 inline std::string fixture(const std::string& rel) {
-  std::string root = YOLO26_SOURCE_DIR;
-  for (const std::string& base : {root + "/test/fixtures/", root + "/../shared/fixtures/", root + "/../../shared/fixtures/"})
-    if (exists(base + rel)) return base + rel;
-  std::cerr << "missing fixture " << rel << " (looked in test/fixtures and ../shared/fixtures)\n";
+  std::string path = std::string(YOLO26_SOURCE_DIR) + "/test/fixtures/" + rel;
+  if (exists(path)) return path;
+  std::cerr << "missing fixture test/fixtures/" << rel << "\n";
   std::exit(1);
 }
 
