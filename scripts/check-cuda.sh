@@ -59,19 +59,19 @@ for f in "${flavours[@]}"; do
   fi
 done
 
-# ---- build: core, C++ tests, benchmarks and the addon, one build folder per flavour ---------------------------
+# ---- build: core, C++ tests, benchmarks and the addon (scripts/prebuild.sh), one build folder per flavour ------
+# The addon lands in prebuilds/ as that flavour's variant (linux-x64 libtorch 2.6 cpu / cu12); it cannot be
+# loaded on this machine (trixie's libtorch needs a newer glibc), only on a Debian 13 one.
 status=0
 for f in "${flavours[@]}"; do
-  out=build-check-$f
-  say "building against $(LIBTORCH=$cache/$f sh scripts/find-libtorch.sh | grep -E '^TORCH_(VERSION|CUDA)=' | tr '\n' ' ')in $out"
-  defines=(--CDYOLO26_BUILD_TESTS=ON --CDYOLO26_BUILD_BENCH=ON
-    "--CDCMAKE_EXE_LINKER_FLAGS=-Wl,--unresolved-symbols=ignore-in-shared-libs")
-  [ "$f" = cuda ] && defines+=("--CDCMAKE_PROJECT_INCLUDE=$repo/scripts/cmake/cuda-runtime-only.cmake")
-  if LIBTORCH=$cache/$f CUDA_HOME=$cuda_home CMAKE_BUILD_PARALLEL_LEVEL=$jobs \
-      npx cmake-js build --out "$out" --parallel "$jobs" "${defines[@]}"; then
-    say "$f: built $(ls "$out"/test_* "$out"/bench_* 2>/dev/null | wc -l) programs and $(ls "$out"/Release/*.node 2>/dev/null | wc -l) addon"
+  extra="-DCMAKE_EXE_LINKER_FLAGS=-Wl,--unresolved-symbols=ignore-in-shared-libs"
+  [ "$f" = cuda ] && extra="$extra -DCMAKE_PROJECT_INCLUDE=$repo/scripts/cmake/cuda-runtime-only.cmake"
+  if log=$(LIBTORCH=$cache/$f CUDA_HOME=$cuda_home BUILD_DIR=build-check-$f JOBS=$jobs YOLO26_CMAKE_ARGS=$extra \
+      bash scripts/prebuild.sh --tests 2>&1 | tee /dev/stderr); then
+    say "$f: built $(ls build-check-$f/test_* build-check-$f/bench_* 2>/dev/null | wc -l) programs and the addon"
+    addon=$(printf '%s\n' "$log" | sed -n 's/^prebuild: wrote \(.*\) (.*/\1/p')
     # A CUDA libtorch must give a CUDA build: the addon has to need libtorch_cuda.
-    if [ "$f" = cuda ] && ! readelf -d "$out/Release/yolo26_native.node" | grep -q 'libtorch_cuda'; then
+    if [ "$f" = cuda ] && ! readelf -d "$addon" | grep -q 'libtorch_cuda'; then
       echo "check:cuda: the addon built against the CUDA libtorch does not link libtorch_cuda" >&2
       status=1
     fi

@@ -5,9 +5,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev libopenblas0-pthread libgloo-dev
   libopencv-dev libturbojpeg0-dev libyaml-cpp-dev zlib1g-dev
   libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx)
+# libtorch: the one scripts/find-libtorch.sh finds (LIBTORCH, Torch_DIR, python3's torch, the system's), as the
+# build does; Debian's CPU libtorch-dev only when there is none (or it is the one found).
+if found=$(sh scripts/find-libtorch.sh 2>/dev/null); then
+  eval "$found"
+  echo "setup: libtorch $TORCH_VERSION (CUDA: $TORCH_CUDA) at $TORCH_LIB_DIR: $TORCH_WHY"
+  [ "$TORCH_RULE" = system ] && APT_PACKAGES+=(libtorch-dev libopenblas0-pthread libgloo-dev)
+elif [ $? -eq 2 ]; then
+  sh scripts/find-libtorch.sh >/dev/null  # repeats its message about LIBTORCH / Torch_DIR
+  exit 1
+else
+  echo "setup: no libtorch found: installing Debian's CPU libtorch-dev"
+  APT_PACKAGES+=(libtorch-dev libopenblas0-pthread libgloo-dev)
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -26,7 +38,7 @@ else
   echo "setup: system packages present"
 fi
 
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<17)) { console.error("setup: Node >= 20.17 is required, found "+process.version); process.exit(1) }'
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error("setup: Node >= 20.19 is required, found "+process.version); process.exit(1) }'
 
 # npm ci only when the lock file changed since the last install.
 stamp=node_modules/.yolo26-lock.sha

@@ -28,6 +28,12 @@ static Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
     o.Set("physicalCores", s.physical_cores);
     o.Set("cpuBf16", s.cpu_bf16);
     o.Set("buildConfig", s.build_config);
+    auto built = Napi::Object::New(env);
+    built.Set("libDir", YOLO26_BUILT_TORCH_DIR);
+    built.Set("rule", YOLO26_BUILT_TORCH_RULE);
+    built.Set("why", YOLO26_BUILT_TORCH_WHY);
+    built.Set("cuda", YOLO26_BUILT_TORCH_CUDA);
+    o.Set("builtAgainst", built);
     return o;
   });
 }
