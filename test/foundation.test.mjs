@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 import * as y26 from '../dist/index.js';
-import { native } from '../dist/native.js';
-import { doctorWarnings } from '../dist/doctor.js';
+import { findLibtorch, native, variantTag } from '../dist/native.js';
+import { archList, doctorWarnings } from '../dist/doctor.js';
 import { parseArgs, parseValue } from '../dist/cliargs.js';
 import { parseOptions, trainSchema } from '../dist/options.js';
 
@@ -38,6 +38,55 @@ test('doctor() reports libtorch, OpenCV, BLAS and threads', () => {
   assert.ok(Array.isArray(r.warnings));
   // Debian's libtorch starts with 1 thread; the addon raises it to the physical cores.
   if (!process.env.OMP_NUM_THREADS) assert.equal(r.threads.intraOp, r.cpu.physicalCores);
+});
+
+test('doctor() names the addon that loaded and the libtorch built against, loaded and found', () => {
+  const r = y26.doctor();
+  assert.equal(r.addon.variant, 'source build');
+  assert.match(r.addon.why, /local build/);
+  assert.match(r.libtorch.builtAgainst.rule, /^(LIBTORCH|Torch_DIR|python3|system)$/);
+  assert.ok(r.libtorch.builtAgainst.why.length > 10);
+  assert.equal(r.libtorch.loaded.version.split('.').slice(0, 2).join('.'), r.torch.version.split('.').slice(0, 2).join('.'));
+  assert.ok(fs.existsSync(r.libtorch.loaded.libDir), 'the loaded libtorch folder exists');
+  assert.equal(fs.realpathSync(r.libtorch.found.libDir), fs.realpathSync(r.libtorch.loaded.libDir), 'discovery finds the loaded libtorch');
+});
+
+test('libtorch discovery follows LIBTORCH, and names an empty LIBTORCH folder in one paragraph', () => {
+  const found = findLibtorch();
+  assert.match(found.version, /^\d+\.\d+\.\d+$/);
+  assert.ok(fs.existsSync(found.cmakeDir + '/TorchConfig.cmake'));
+  // LIBTORCH may point at a prefix holding the libtorch (here the same one, through its config folder)
+  const viaEnv = findLibtorch({ ...process.env, LIBTORCH: found.cmakeDir });
+  assert.equal(viaEnv.rule, 'LIBTORCH');
+  assert.equal(viaEnv.libDir, found.libDir);
+  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-empty-libtorch-'));
+  try {
+    assert.throws(() => findLibtorch({ ...process.env, LIBTORCH: empty }), (e) => {
+      assert.equal(e.code, 'YOLO26_NO_LIBTORCH');
+      assert.match(e.message, new RegExp(`LIBTORCH=${empty} holds no libtorch`));
+      assert.doesNotMatch(e.message, /\n/);
+      return true;
+    });
+    // the same paragraph at the first import, even with a local build present
+    const r = execFileSync(process.execPath, ['-e', "import('./dist/index.js').then((m) => m.doctor()).catch((e) => console.log(e.code + ': ' + e.message))"], {
+      cwd: root, env: { ...process.env, LIBTORCH: empty }, encoding: 'utf8',
+    });
+    assert.match(r, /^YOLO26_NO_LIBTORCH: yolo26-native: LIBTORCH=.* holds no libtorch/);
+  } finally {
+    fs.rmSync(empty, { recursive: true, force: true });
+  }
+});
+
+test('prebuilt variant keys and a YOLO26_VARIANT that names no addon', () => {
+  assert.match(variantTag({ version: '2.6.0', cuda: '12' }), /^glibc\.torch2\.6\.cu12$/);
+  assert.match(variantTag({ version: '2.11.0', cuda: '13.0' }), /^glibc\.torch2\.11\.cu13$/);
+  assert.match(variantTag({ version: '1.13.0', cuda: 'cpu' }), /^glibc\.torch1\.13\.cpu$/);
+  const r = execFileSync(process.execPath, ['-e', "import('./dist/index.js').then((m) => m.doctor()).catch((e) => console.log(e.message))"], {
+    cwd: root, env: { ...process.env, YOLO26_VARIANT: 'glibc.torch9.9.cu99' }, encoding: 'utf8',
+  });
+  assert.match(r, /YOLO26_VARIANT=glibc\.torch9\.9\.cu99 names no addon .*Unset YOLO26_VARIANT/);
+  assert.deepEqual(archList('  - NVCC architecture flags: -gencode;arch=compute_80,code=sm_80;-gencode;arch=compute_90,code=sm_90\n'), ['sm_80', 'sm_90']);
+  assert.deepEqual(archList('  - CPU capability usage: AVX2\n'), []);
 });
 
 test('yolo26 doctor prints text and --json parses', () => {
@@ -151,8 +200,9 @@ test('the npm pack tarball installs and imports in a fresh project', { timeout: 
     // --ignore-scripts skips the source build; the addon built here stands in for it (same machine).
     execFileSync('npm', ['install', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', tgz], { cwd: proj, stdio: 'pipe' });
     const pkgDir = path.join(proj, 'node_modules', 'yolo26-native');
-    for (const f of ['CMakeLists.txt', 'native/core/pch.h', 'dist/index.js', 'dist/index.d.ts', 'scripts/setup.sh'])
+    for (const f of ['CMakeLists.txt', 'native/core/pch.h', 'native/addon/pch.h', 'dist/index.js', 'dist/index.d.ts', 'scripts/find-libtorch.sh', 'scripts/install.mjs'])
       assert.ok(fs.existsSync(path.join(pkgDir, f)), `tarball lacks ${f}`);
+    for (const f of ['test', 'ts', 'native/tests', 'native/bench']) assert.ok(!fs.existsSync(path.join(pkgDir, f)), `tarball ships ${f}`);
     fs.mkdirSync(path.join(pkgDir, 'build', 'Release'), { recursive: true });
     fs.copyFileSync(path.join(root, 'build', 'Release', 'yolo26_native.node'), path.join(pkgDir, 'build', 'Release', 'yolo26_native.node'));
     const v = execFileSync(process.execPath, ['-e', "import('yolo26-native').then(m => console.log(m.doctor().torch.version))"], { cwd: proj, encoding: 'utf8' });
