@@ -109,6 +109,10 @@ test('doctor warns about the mismatches that idle a GPU', () => {
   assert.ok(doctorWarnings(base, { ...nv, driverCudaVersion: '12.6' }, 8, 8).some((w) => /oversubscription/.test(w)));
   assert.ok(doctorWarnings({ ...base, blas: 'reference BLAS (/usr/lib/blas/libblas.so.3)' }, nv, null, 2).some((w) => /libopenblas/.test(w)));
   assert.deepEqual(doctorWarnings(base, { ...nv, driverCudaVersion: '12.6' }, null, 4), []);
+  // the driver's own answer (no nvidia-smi): one line, and no second one about the hidden GPU
+  const noSmi = { driverVersion: null, driverCudaVersion: null, gpus: [] };
+  const old = doctorWarnings({ ...base, cudaAvailable: false, driverCudaVersion: '12.2' }, noSmi, null, 4);
+  assert.deepEqual(old, ['NVIDIA driver supports CUDA up to 12.2, but libtorch was built with CUDA 12.4: update the driver or install the addon variant built for an older CUDA.']);
 });
 
 test('a misspelled option names the option and the fix', () => {

@@ -116,10 +116,13 @@ export function defaultWorkers(): number {
 /** Pure warnings logic, separated so it can be tested with made-up machines. */
 export function doctorWarnings(info: NativeSystemInfo, nv: NvidiaSmi, ompNumThreads: number | null, loaderWorkers: number): string[] {
   const w: string[] = [];
-  const oldDriver = info.cudaBuilt && !!nv.driverCudaVersion && !!info.cudaVersion && versionLess(nv.driverCudaVersion, info.cudaVersion);
+  // The driver's own answer (cuDriverGetVersion) where it loads, else nvidia-smi's header.
+  const driverCuda = info.driverCudaVersion || nv.driverCudaVersion;
+  const builtCuda = info.cudaVersion || (info.cudaBuilt && info.builtAgainst?.cuda !== 'cpu' ? info.builtAgainst?.cuda : '');
+  const oldDriver = info.cudaBuilt && !!driverCuda && !!builtCuda && versionLess(driverCuda, builtCuda);
   if (oldDriver)
     w.push(
-      `NVIDIA driver ${nv.driverVersion} supports CUDA up to ${nv.driverCudaVersion}, but libtorch was built with CUDA ${info.cudaVersion}: ` +
+      `NVIDIA driver${nv.driverVersion ? ` ${nv.driverVersion}` : ''} supports CUDA up to ${driverCuda}, but libtorch was built with CUDA ${builtCuda}: ` +
         'update the driver or install the addon variant built for an older CUDA.',
     );
   // An old driver also hides the GPU: its one line says why, so this one is left out.

@@ -32,6 +32,8 @@ export interface NativeSystemInfo {
   buildConfig: string;
   /** The libtorch the addon was compiled against, and the discovery rule that chose it. */
   builtAgainst: { libDir: string; rule: string; why: string; cuda: string };
+  /** The CUDA version the NVIDIA driver supports (cuDriverGetVersion), "" without a driver. */
+  driverCudaVersion: string;
 }
 
 export interface NativeAddon {

@@ -1,4 +1,6 @@
 // doctor() facts, thread control, and a deliberate failure used to test error propagation.
+#include <dlfcn.h>
+
 #include <mutex>
 
 #include "addon.h"
@@ -6,6 +8,20 @@
 
 
 namespace y26addon {
+
+// The CUDA version the installed NVIDIA driver supports ("12.4"), asked of the driver library itself (loaded at
+// run time, so CPU builds and machines without a driver need nothing); "" without a driver.
+static std::string driver_cuda_version() {
+  void* lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (!lib) return "";
+  using GetVersion = int (*)(int*);
+  auto get = reinterpret_cast<GetVersion>(dlsym(lib, "cuDriverGetVersion"));
+  int v = 0;
+  std::string out;
+  if (get && get(&v) == 0 && v > 0) out = std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+  dlclose(lib);
+  return out;
+}
 
 static Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -34,6 +50,7 @@ static Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
     built.Set("why", YOLO26_BUILT_TORCH_WHY);
     built.Set("cuda", YOLO26_BUILT_TORCH_CUDA);
     o.Set("builtAgainst", built);
+    o.Set("driverCudaVersion", driver_cuda_version());
     return o;
   });
 }
