@@ -1,7 +1,8 @@
 // RSS over load/predict cycles: node scripts/rss-cycles.mjs [cycles=200] [mode=dispose|gc-only] [backend=torch|onnxruntime]
 // Each cycle loads the model (loadModel) and predicts one image at imgsz 64 through a predict stream, then either
 // disposes both (mode dispose) or drops them for the garbage collector (gc-only). Prints RSS every 20 cycles and,
-// last, one JSON line {cycles, mode, backend, rssStartMb, rssEndMb, rssMaxMb}.
+// last, one JSON line {cycles, mode, backend, rssStartMb, rssEndMb, rssMaxMb}. Under node --expose-gc, V8's garbage
+// is collected every cycle, so the RSS left is native memory.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +33,7 @@ for (let i = 1; i <= cycles; i++) {
     s.dispose();
     m.dispose();
   }
+  globalThis.gc?.();  // with --expose-gc: V8 garbage out of the way, what is left is native
   if (i === 5) start = mb();  // after warm-up: allocator pools and the ONNX Runtime session exist
   max = Math.max(max, mb());
   if (i % 20 === 0) console.log(`cycle ${i}: rss ${mb().toFixed(0)} MB`);
