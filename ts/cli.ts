@@ -7,6 +7,7 @@ import { demo, exportModel, predict, train, val, modelInfo } from './index.js';
 import { native } from './native.js';
 import { ProgressBar } from './progress.js';
 import { formatLosses, type BatchEvent, type Run } from './train.js';
+import type { LogEvent } from './log.js';
 import type { Result } from './results.js';
 import { version } from './version.js';
 
@@ -35,8 +36,15 @@ function describeCounts(r: Result): string {
 }
 
 /** `yolo26 predict`: official-style per-image lines, then speed and where results went. CLI saves by default. */
+/** Engine and option warnings on stderr (upstream's WARNING lines), other log lines on stdout. */
+function printLog(e: LogEvent): void {
+  if (e.level === 'warning') console.error(`WARNING: ${e.text}`);
+  else console.log(e.text);
+}
+
 async function runPredict(options: Record<string, unknown>): Promise<number> {
   const stream = predict({ save: true, ...options } as never);
+  stream.on('log', printLog);
   // A bar for directories, globs, lists and videos: the total comes from expanding the source up front.
   let bar: ProgressBar | null = null;
   if (typeof options.source === 'string' && !/^\d+$/.test(options.source)) {
@@ -84,21 +92,23 @@ function attachProgress(run: Run): void {
     bar?.finish();
     bar = null;
   });
-  run.on('log', (e: { text?: string; line?: string }) => console.log(e.text ?? e.line ?? ''));
+  run.on('log', printLog);
   run.on('checkpoint', (e: { path: string }) => process.stderr.write(`saved ${e.path}\n`));
 }
 
 async function runTrain(options: Record<string, unknown>): Promise<number> {
   const run = train(options as never);
   attachProgress(run);
+  let interrupted = false;
   process.once('SIGINT', () => {
+    interrupted = true;
     console.error('\nyolo26: stopping after this batch (last.pt will be saved); press Ctrl-C again to abort');
     run.stop();
     process.once('SIGINT', () => process.exit(130));
   });
   const r = await run;
   console.log(`Results saved to ${r.saveDir}`);
-  return 0;
+  return interrupted ? 130 : 0;  // what a shell expects of a run stopped by Ctrl-C, last.pt saved or not
 }
 
 async function runDemo(options: Record<string, unknown>): Promise<number> {

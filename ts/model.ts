@@ -1,4 +1,6 @@
 /** The low-level model API: load a checkpoint or model YAML, inspect it, run raw forwards. */
+import { OptionError } from './errors.js';
+import { notAFile } from './files.js';
 import { native } from './native.js';
 
 export interface TensorData {
@@ -43,6 +45,7 @@ interface NativeModel {
   fuse(): void;
   forward(data: Float32Array, shape: number[], raw: boolean): Promise<ForwardOutput>;
   save(path: string): Promise<string>;
+  dispose(): void;
 }
 
 export class Model {
@@ -58,6 +61,8 @@ export class Model {
    * `nc` sets the class count of a YAML model.
    */
   static async load(pathOrYaml: string, options: { device?: string; nc?: number } = {}): Promise<Model> {
+    const what = notAFile(pathOrYaml);
+    if (what) throw new OptionError(`loadModel(): model ${pathOrYaml} is ${what}, not a file: pass a .pt checkpoint or a model YAML`, 'model');
     const load = native().loadModel as (p: string, device: string, nc?: number) => Promise<NativeModel>;
     return new Model(await load(pathOrYaml, options.device ?? 'cpu', options.nc));
   }
@@ -83,6 +88,20 @@ export class Model {
     return this;
   }
 
+  /**
+   * Frees the model's native memory now (once no running predict stream uses it); later calls on it are errors.
+   * Models not disposed are freed when garbage-collected (V8 is told their native size, so that comes soon enough).
+   */
+  dispose(): void {
+    this.handle.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
   /** Runs the network on a float32 NCHW batch (values 0..1). `raw` adds both branches' raw head outputs. */
   forward(input: TensorData, options: { raw?: boolean } = {}): Promise<ForwardOutput> {
     const n = input.shape.reduce((a, b) => a * b, 1);
@@ -97,5 +116,11 @@ export const loadModel = (pathOrYaml: string, options?: { device?: string; nc?: 
 /** Layers, parameters and GFLOPs of a model or checkpoint (what `yolo26 info` prints). */
 export async function modelInfo(options: { model: string; imgsz?: number }): Promise<ModelSummary> {
   const m = await Model.load(options.model);
-  return m.info(options.imgsz ?? 640);
+  try {
+    const s = m.info(options.imgsz ?? 640);
+    void s.gflops; // computed lazily from the model: read it before the model is freed
+    return s;
+  } finally {
+    m.dispose();
+  }
 }

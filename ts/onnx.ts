@@ -154,6 +154,20 @@ function providers(device: string): Array<string | { name: string; deviceId?: nu
   return [{ name: 'cuda', deviceId: Number(m[1]) }, 'cpu'];
 }
 
+/**
+ * The parent's Node options minus those that only make sense for the main script: a worker started under
+ * `node --input-type=module -e ...` inherits --input-type and fails to load its own file.
+ */
+export function workerExecArgv(argv: readonly string[] = process.execArgv): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--input-type' || a === '-e' || a === '--eval' || a === '-p' || a === '--print') i++;  // and its value
+    else if (!/^--(input-type|eval|print)=/.test(a) && a !== '-i' && a !== '--interactive') out.push(a);
+  }
+  return out;
+}
+
 /** An ONNX Runtime session living in a worker thread (ort_worker.ts): run() leaves the event loop free. */
 export interface OrtSession {
   readonly inputNames: readonly string[];
@@ -165,8 +179,7 @@ type OrtOutput = { name: string; data: unknown; dims: readonly number[]; type: s
 
 function openWorkerSession(file: string, options: import('onnxruntime-node').InferenceSession.SessionOptions): Promise<OrtSession> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./ort_worker.js', import.meta.url), { workerData: { file, options } });
-    worker.unref();  // an idle cached session must not keep the process alive
+    const worker = new Worker(new URL('./ort_worker.js', import.meta.url), { workerData: { file, options }, execArgv: workerExecArgv() });
     const pending = new Map<number, { ok: (o: OrtOutput[]) => void; fail: (e: Error) => void }>();
     let next = 0;
     let ready = false;
@@ -177,6 +190,9 @@ function openWorkerSession(file: string, options: import('onnxruntime-node').Inf
     worker.on('message', (m: { kind: string; id?: number; message?: string; outputs?: OrtOutput[]; inputNames?: string[]; outputNames?: string[] }) => {
       if (m.kind === 'ready') {
         ready = true;
+        // An idle cached session must not keep the process alive. Only now: Node ignores an unref() made before the
+        // worker is online, which kept every process whose predict ended before its first inference from exiting.
+        worker.unref();
         resolve({
           inputNames: m.inputNames!,
           outputNames: m.outputNames!,

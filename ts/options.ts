@@ -5,7 +5,10 @@
 import { z } from 'zod';
 import { OptionError } from './errors.js';
 
-const imgsz = z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])]);
+/** Far above any real input size; stops a typo such as 1e9 before it reaches an allocation of exabytes. */
+export const MAX_IMGSZ = 16384;
+const side = z.number().int().positive().max(MAX_IMGSZ, `each size must be at most ${MAX_IMGSZ}`);
+const imgsz = z.union([side, z.tuple([side, side])]);
 const device = z.union([z.string(), z.number().int().nonnegative()]).transform((d) => String(d));
 const nullableNumber = z.number().nullable();
 const prob = z.number().min(0).max(1);
@@ -211,6 +214,7 @@ export function suggest(name: string, accepted: string[]): string | undefined {
 
 function describeValue(v: unknown): string {
   if (typeof v === 'string') return `"${v}"`;
+  if (typeof v === 'number') return String(v);  // NaN and Infinity, which JSON writes as null
   if (v === undefined) return 'nothing';
   try {
     return JSON.stringify(v);
@@ -244,12 +248,47 @@ export function parseOptions<S extends ModeSchema>(mode: string, schema: S, inpu
   const field = schema.shape[key as keyof typeof schema.shape] as z.ZodType | undefined;
   let expected = issue.message;
   if (issue.code === 'invalid_value' && 'values' in issue) expected = `one of ${issue.values.map((v) => describeValue(v)).join(', ')}`;
+  if (typeof given === 'number' && !Number.isFinite(given)) expected = 'expected a finite number';
+  // a union (imgsz: a number or [h, w]) reports only "invalid input": say which of its forms failed and why
+  if (issue.code === 'invalid_union' && key === 'imgsz') expected = imgszExpectation(given);
   if (given === undefined && field && !field.safeParse(undefined).success)
     throw new OptionError(`${mode}(): option '${key}' is required`, key);
   throw new OptionError(`${mode}(): option '${key}' = ${describeValue(given)} is invalid: ${expected}`, key);
 }
 
+function imgszExpectation(given: unknown): string {
+  const sides = Array.isArray(given) ? given : [given];
+  const bad = sides.find((s) => !(typeof s === 'number' && Number.isInteger(s) && s > 0 && s <= MAX_IMGSZ));
+  if (Array.isArray(given) && given.length !== 2) return `a size is one integer or [height, width] (got ${given.length} values)`;
+  return `each size must be an integer from 1 to ${MAX_IMGSZ} (got ${describeValue(bad)})`;
+}
+
 /** Normalises imgsz to [h, w]. */
 export function imgszPair(v: number | [number, number]): [number, number] {
   return typeof v === 'number' ? [v, v] : v;
+}
+
+/**
+ * The official check_imgsz: each side rounded up to a multiple of the model's largest stride (and at least `floor`);
+ * `single` (train, val) takes one integer, so [h, w] becomes max(h, w). Returns the size used and the warnings to give.
+ */
+export function checkImgsz(
+  v: number | [number, number],
+  stride: number,
+  options: { single?: boolean; floor?: number } = {},
+): { size: [number, number]; warnings: string[] } {
+  const warnings: string[] = [];
+  let sides = typeof v === 'number' ? [v] : [...v];
+  if (options.single && sides.length > 1) {
+    const m = Math.max(...sides);
+    warnings.push(`imgsz=[${sides.join(', ')}]: train and val take one integer size (square images); using imgsz=${m}`);
+    sides = [m];
+  }
+  const s = Math.max(1, Math.round(stride));
+  const rounded = sides.map((x) => Math.max(Math.ceil(x / s) * s, options.floor ?? 0));
+  if (rounded.some((x, i) => x !== sides[i])) {
+    const show = (a: number[]) => (a.length === 1 ? String(a[0]) : `[${a.join(', ')}]`);
+    warnings.push(`imgsz=${show(sides)} must be a multiple of max stride ${s}, updating to ${show(rounded)}`);
+  }
+  return { size: rounded.length === 1 ? [rounded[0], rounded[0]] : [rounded[0], rounded[1]], warnings };
 }

@@ -2,7 +2,9 @@
 import { EventEmitter } from 'node:events';
 import { OptionError, Yolo26Error } from './errors.js';
 import { native } from './native.js';
-import { parseOptions, trainSchema, valSchema, type TrainOptions, type ValOptions } from './options.js';
+import { notAFile } from './files.js';
+import { Logger, type LogEvent } from './log.js';
+import { checkImgsz, parseOptions, trainSchema, valSchema, type TrainOptions, type ValOptions } from './options.js';
 
 /** What the addon sends: numbers and strings keyed by the engine's names. */
 interface NativeEvent {
@@ -100,18 +102,35 @@ function finalResult(r: Record<string, number | string>): RunResult {
   };
 }
 
+/** The level of an engine log line: warnings say so in the event, or (older lines) in their first word. */
+function logEvent(e: NativeEvent): LogEvent {
+  const text = e.str.text ?? '';
+  const warning = e.str.level === 'warning' || /^WARNING\b/.test(text);
+  return { level: warning ? 'warning' : 'info', text: warning ? text.replace(/^WARNING:?\s*/, '') : text };
+}
+
 /**
- * A running job. Events: `epoch_start`, `batch`, `epoch_end`, `checkpoint`, `log`, `done`, `error`.
- * Await it (or call `.then`) for the final result; `stop()` ends after the current batch with last.pt saved.
+ * A running job. Events: `epoch_start`, `batch`, `epoch_end`, `checkpoint`, `log` ({level: 'info' | 'warning', text}),
+ * `done`, `error`. Without a `log` listener, warnings go to process.emitWarning unless `verbose: false`.
+ * Await it (or call `.then`) for the final result; `stop()` ends after the current batch with last.pt saved;
+ * `dispose()` (or `using` / `await using`) stops it too, and the async form waits for the end.
  */
 export class Run extends EventEmitter implements PromiseLike<RunResult> {
   private readonly promise: Promise<RunResult>;
   private handle: { stop(): void } | null = null;
+  private readonly log: Logger;
 
-  constructor(start: RunStarter, args: object) {
+  /** `warnings`: what the option checks found, delivered as `log` events before the engine starts. */
+  constructor(start: RunStarter, args: object, warnings: string[] = []) {
     super();
+    this.log = new Logger(this, (args as { verbose?: boolean }).verbose !== false);
     this.promise = new Promise<RunResult>((resolve, reject) => {
       const onEvent = (e: NativeEvent) => {
+        if (e.type === 'log') {
+          const l = logEvent(e);
+          this.log.emit(l.level, l.text);
+          return;
+        }
         if (e.type === 'final') {
           if (e.error) {
             const err = new Yolo26Error(e.error, 'YOLO26_RUN_FAILED');
@@ -128,6 +147,7 @@ export class Run extends EventEmitter implements PromiseLike<RunResult> {
       };
       // Start on the next tick so listeners attached right after train() see every event.
       setImmediate(() => {
+        for (const w of warnings) this.log.emit('warning', w);
         try {
           this.handle = start(args, onEvent);
         } catch (err) {
@@ -144,6 +164,19 @@ export class Run extends EventEmitter implements PromiseLike<RunResult> {
     else setImmediate(() => this.handle?.stop());
   }
 
+  /** Stops the run (last.pt is saved); the native thread ends after the current batch and frees its memory. */
+  dispose(): void {
+    this.stop();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+  /** Stops the run and waits until it has ended (its outcome, error or not, stays available through then()). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+    await this.promise.catch(() => undefined);
+  }
+
   then<A = RunResult, B = never>(onOk?: ((v: RunResult) => A | PromiseLike<A>) | null, onErr?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
     return this.promise.then(onOk, onErr);
   }
@@ -157,16 +190,35 @@ function engineArgs(cfg: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(cfg).filter(([k, v]) => v !== null && v !== undefined && !(k === 'device' && v === '')));
 }
 
+/** Model and data paths that exist but are no files (a directory as model=, a device, a FIFO) fail here, by name. */
+function checkPaths(mode: string, cfg: { model?: string; data?: string | null }): void {
+  const model = cfg.model ? notAFile(cfg.model) : null;
+  if (model) throw new OptionError(`${mode}(): model ${cfg.model} is ${model}, not a file: pass a .pt checkpoint or a model YAML`, 'model');
+  const data = cfg.data ? notAFile(cfg.data) : null;
+  if (data && data !== 'a directory')  // a folder is a classify data set
+    throw new OptionError(`${mode}(): data ${cfg.data} is ${data}: pass a data.yaml (or a folder of class folders for classify)`, 'data');
+}
+
+/** Train and val take one square size, a multiple of the largest stride (32), as upstream's check_imgsz. */
+function squareImgsz(mode: string, imgsz: number | [number, number]): { imgsz: number; warnings: string[] } {
+  const { size, warnings } = checkImgsz(imgsz, 32, { single: true, floor: 32 });
+  return { imgsz: size[0], warnings: warnings.map((w) => `${mode}(): ${w}`) };
+}
+
 export function train(options: TrainOptions): Run {
   const cfg = parseOptions('train', trainSchema, options);
   if (cfg.data === undefined && cfg.resume === false)
     throw new OptionError("train(): option 'data' is required (a data.yaml, or a folder for classify models)", 'data');
-  return new Run(native().startTraining as RunStarter, engineArgs(cfg));
+  checkPaths('train', cfg);
+  const { imgsz, warnings } = squareImgsz('train', cfg.imgsz);
+  return new Run(native().startTraining as RunStarter, engineArgs({ ...cfg, imgsz }), warnings);
 }
 
 export function val(options: ValOptions): Run {
   const cfg = parseOptions('val', valSchema, options);
-  return new Run(native().startValidation as RunStarter, engineArgs(cfg));
+  checkPaths('val', cfg);
+  const sq = cfg.imgsz === undefined ? null : squareImgsz('val', cfg.imgsz);
+  return new Run(native().startValidation as RunStarter, engineArgs({ ...cfg, imgsz: sq?.imgsz }), sq?.warnings);
 }
 
 /**

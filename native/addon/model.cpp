@@ -11,20 +11,43 @@ namespace y26addon {
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::FunctionReference ctor;
-  std::shared_ptr<ModelHolder> holder;
+
+  // Takes the model and tells V8 its native size, so that undisposed models are collected sooner.
+  void adopt(Napi::Env env, std::shared_ptr<ModelHolder> h) {
+    int64_t bytes = 0;
+    for (const auto& t : h->loaded.model->parameters()) bytes += (int64_t)t.nbytes();
+    for (const auto& t : h->loaded.model->buffers()) bytes += (int64_t)t.nbytes();
+    held_ = std::move(h);
+    external_ = bytes;
+    Napi::MemoryManagement::AdjustExternalMemory(env, external_);
+  }
+  // The model, or a clear error once dispose() freed it.
+  std::shared_ptr<ModelHolder> held(Napi::Env env) const {
+    if (!held_) throw Napi::Error::New(env, "this model was disposed: load it again with loadModel()");
+    return held_;
+  }
 
   static void Init(Napi::Env env, Napi::Object exports) {
     auto cls = DefineClass(env, "NativeModel",
                            {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("summary", &ModelWrap::Summary),
                             InstanceMethod("fuse", &ModelWrap::Fuse),
-                            InstanceMethod("forward", &ModelWrap::Forward), InstanceMethod("save", &ModelWrap::Save)});
+                            InstanceMethod("forward", &ModelWrap::Forward), InstanceMethod("save", &ModelWrap::Save),
+                            InstanceMethod("dispose", &ModelWrap::Dispose)});
     ctor = Napi::Persistent(cls);
     exports.Set("NativeModel", cls);
   }
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
+  ~ModelWrap() override { release(Env()); }
+
+  // dispose(): lets go of the model now; its memory is freed once no predictor uses it. Idempotent.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release(info.Env());
+    return info.Env().Undefined();
+  }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    const auto holder = held(env);
     return guard(env, [&]() -> Napi::Value {
       std::lock_guard<std::mutex> lk(holder->mu);
       auto& m = *holder->loaded.model;
@@ -60,6 +83,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // to a lazy getter.
   Napi::Value Summary(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    const auto holder = held(env);
     return guard(env, [&]() -> Napi::Value {
       int imgsz = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 640;
       std::lock_guard<std::mutex> lk(holder->mu);
@@ -73,6 +97,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value Fuse(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    const auto holder = held(env);
     return guard(env, [&]() -> Napi::Value {
       std::lock_guard<std::mutex> lk(holder->mu);
       holder->loaded.model->fuse();
@@ -83,7 +108,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // save(path): the weights as a checkpoint of ours (see y26::save_model); async, resolves to the path.
   Napi::Value Save(const Napi::CallbackInfo& info) {
     std::string path = info[0].ToString().Utf8Value();
-    auto h = holder;
+    auto h = held(info.Env());
     return run_async(info.Env(), [h, path]() {
       {
         std::lock_guard<std::mutex> lk(h->mu);
@@ -97,7 +122,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     auto input = tensor_from_js(info[0], info[1]);  // copies: the JS buffer may change while we run
     bool raw = info.Length() > 2 && info[2].ToBoolean().Value();
-    auto h = holder;
+    auto h = held(env);
     return run_async(env, [h, input, raw]() {
       std::lock_guard<std::mutex> lk(h->mu);
       torch::NoGradGuard ng;
@@ -137,20 +162,29 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       });
     });
   }
+
+ private:
+  void release(Napi::Env env) {
+    if (external_) Napi::MemoryManagement::AdjustExternalMemory(env, -external_);
+    external_ = 0;
+    held_.reset();
+  }
+  std::shared_ptr<ModelHolder> held_;
+  int64_t external_ = 0;  // bytes reported to V8
 };
 Napi::FunctionReference ModelWrap::ctor;
 
 // Wraps a loaded model in a new NativeModel JS object.
 Napi::Object wrap_model(Napi::Env env, std::shared_ptr<ModelHolder> h) {
   auto obj = ModelWrap::ctor.New({});
-  ModelWrap::Unwrap(obj)->holder = std::move(h);
+  ModelWrap::Unwrap(obj)->adopt(env, std::move(h));
   return obj;
 }
 
 std::shared_ptr<ModelHolder> unwrap_model(const Napi::Value& v) {
   if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ModelWrap::ctor.Value()))
     throw Napi::TypeError::New(v.Env(), "expected a model from loadModel()");
-  return ModelWrap::Unwrap(v.As<Napi::Object>())->holder;
+  return ModelWrap::Unwrap(v.As<Napi::Object>())->held(v.Env());
 }
 
 static Napi::Value LoadModel(const Napi::CallbackInfo& info) {

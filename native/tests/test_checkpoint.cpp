@@ -12,6 +12,7 @@
 #include <random>
 
 #include "io/checkpoint.h"
+#include "io/checkpoint_temps.h"
 #include "io/pickle.h"
 #include "io/zip.h"
 #include "testing.h"
@@ -813,6 +814,21 @@ TEST_CASE("a failed save leaves the previous checkpoint intact and no temp file"
   // A successful save replaces the file.
   y26::save_checkpoint(p, second);
   EXPECT(y26::load_checkpoint(p).epoch == 3);
+}
+
+TEST_CASE("temporaries of a process killed mid-save are removed by the next save; live ones are kept") {
+  std::string dir = tmp_dir() + "/stale";
+  mkdir(dir.c_str(), 0755);
+  const std::string p = dir + "/last.pt";
+  const std::string dead = p + ".tmp-2147480000-0";  // above any pid_max: no such process
+  const std::string live = p + ".tmp-" + std::to_string(getppid()) + "-3";  // the parent runs
+  const std::string other = dir + "/best.pt.tmp-2147480000-0";           // another file's temporary
+  for (const auto& f : {dead, live, other}) spit(f, {});
+  EXPECT(y26::remove_stale_checkpoint_temps(p) == 1);
+  EXPECT(!y26test::exists(dead) && y26test::exists(live) && y26test::exists(other));
+  spit(dead, {});
+  y26::save_checkpoint(p, sample_training_data());
+  EXPECT(!y26test::exists(dead) && y26test::exists(live) && y26::load_checkpoint(p).epoch == 2);
 }
 
 // ---- bad input ----------------------------------------------------------------------------------

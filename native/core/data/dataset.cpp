@@ -1,4 +1,5 @@
 #include "data/dataset.h"
+#include "data/index_warnings.h"
 
 #include <opencv2/imgproc.hpp>
 #include <yaml-cpp/yaml.h>
@@ -196,6 +197,14 @@ std::string IndexSummary::line() const {
   return s.str();
 }
 
+std::vector<std::string> shown_warnings(const std::vector<std::string>& warnings, size_t limit) {
+  std::vector<std::string> out(warnings.begin(), warnings.begin() + std::min(limit, warnings.size()));
+  if (warnings.size() > limit)
+    out.push_back("... and " + std::to_string(warnings.size() - limit) + " more skipped images/labels like these (" +
+                  std::to_string(warnings.size()) + " warnings in all)");
+  return out;
+}
+
 namespace {
 
 constexpr uint32_t kCacheVersion = 1;
@@ -242,6 +251,10 @@ ParsedLabels parse_label_file(const std::string& path, ImageLabels& out, const I
   try {
     while (std::getline(in, line)) {
       ++lineno;
+      // Upstream reads labels as plain UTF-8 and skips such a file too; the message must show why.
+      if (lineno == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0)
+        label_error(path, lineno, "the file starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF), which is not part of a "
+                                  "number: save it as UTF-8 without BOM (or ASCII)");
       std::istringstream ls(line);
       std::vector<float> v;
       std::string tok;
@@ -383,8 +396,10 @@ bool save_cache(const std::string& file, uint64_t hash, const DatasetIndex& idx)
   }
   std::error_code ec;
   fs::rename(tmp, file, ec);  // atomic: concurrent readers never see a half-written cache
-  if (ec) fs::remove(tmp, ec);
-  return !ec;
+  if (!ec) return true;
+  std::error_code ignored;  // the rename's error decides; removing the temporary must not clear it
+  fs::remove(tmp, ignored);
+  return false;
 }
 
 std::string default_cache_file(const std::vector<std::string>& image_files) {
@@ -413,7 +428,10 @@ DatasetIndex DatasetIndex::build(const std::vector<std::string>& image_files, co
   if (opt.use_cache && load_cache(cache_file, hash, idx)) {
     idx.summary.from_cache = true;
     idx.summary.cache_file = cache_file;
-    if (opt.verbose) std::cerr << "yolo26: " << idx.summary.line() << "\n";
+    if (opt.verbose) {  // as upstream, a cache hit repeats the warnings found when it was written
+      for (auto& w : shown_warnings(idx.summary.warnings)) std::cerr << "yolo26: warning: " << w << "\n";
+      std::cerr << "yolo26: " << idx.summary.line() << "\n";
+    }
     return idx;
   }
 
@@ -465,7 +483,6 @@ DatasetIndex DatasetIndex::build(const std::vector<std::string>& image_files, co
     }
     idx.items.push_back(std::move(items[i]));
   }
-  if (opt.verbose) for (auto& w : s.warnings) std::cerr << "yolo26: warning: " << w << "\n";
   if (idx.items.empty()) {
     // Say why: the skipped files (with the bad label line) are the fix the user needs.
     std::string why;
@@ -474,9 +491,12 @@ DatasetIndex DatasetIndex::build(const std::vector<std::string>& image_files, co
   }
   if (opt.use_cache) {
     if (save_cache(cache_file, hash, idx)) s.cache_file = cache_file;
-    else s.warnings.push_back("cannot write label cache " + cache_file + " (folder not writable): indexing will repeat");
+    else s.warnings.push_back("cannot write the label cache " + cache_file + " (its folder is not writable): the labels will be read again next time");
   }
-  if (opt.verbose) std::cerr << "yolo26: " << s.line() << "\n";
+  if (opt.verbose) {
+    for (auto& w : shown_warnings(s.warnings)) std::cerr << "yolo26: warning: " << w << "\n";
+    std::cerr << "yolo26: " << s.line() << "\n";
+  }
   return idx;
 }
 

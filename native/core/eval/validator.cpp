@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "data/dataset.h"
+#include "data/index_warnings.h"
 #include "data/obb_labels.h"
 #include "eval/classify_val.h"
 #include "eval/mask_metrics.h"
@@ -411,6 +412,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   io.strict = false;
   io.verbose = false;
   auto ds = Dataset::open(dc, split, dso, io);
+  for (const auto& w : shown_warnings(ds->index().summary.warnings)) emit("WARNING: " + split + ": " + w);
   const int stride = (int)std::max(32.0, lm.model->stride().back());
   auto loader = make_val_loader(ds, batch, get_i("workers", 2), stride, device);
   if (lm.model->task() == "pose") {

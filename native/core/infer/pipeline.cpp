@@ -138,8 +138,7 @@ void Pipeline::batcher_loop() {
         if (!f.error.empty()) {
           std::lock_guard<std::mutex> lock(mu_);
           if (opt_.skip_errors) {
-            warnings_.push_back("skipped " + f.error);
-            std::cerr << "WARNING: skipped " << f.error << "\n";
+            warnings_.push_back("skipped " + f.error);  // the caller reports it (its log, once per kind)
           } else {
             Result r;
             r.path = f.path;

@@ -32,6 +32,18 @@ std::string lower_ext(const std::string& path) {
   return to_lower(e);
 }
 
+// Words for a file type that is neither a regular file nor a directory; nullptr for those two.
+const char* special_file_kind(fs::file_type t) {
+  switch (t) {
+    case fs::file_type::fifo: return "a FIFO (named pipe)";
+    case fs::file_type::socket: return "a socket";
+    case fs::file_type::character: return "a character device";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::regular: case fs::file_type::directory: return nullptr;
+    default: return "not a regular file";
+  }
+}
+
 bool has_glob_chars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
@@ -77,6 +89,10 @@ void expand_one(const std::string& spec, const fs::path& txt_parent, std::vector
   fs::path p(spec);
   if (!fs::exists(p) && !txt_parent.empty() && p.is_relative() && fs::exists(txt_parent / p)) p = txt_parent / p;
   if (!fs::exists(p)) fail("source " + spec + " does not exist: check the path (relative paths resolve against " + fs::current_path().string() + ")");
+  // Opening a FIFO or a device would block (or read forever) without a word: refuse it by name.
+  if (const char* what = special_file_kind(fs::status(p).type()))
+    fail("source " + p.string() + " is " + what + ", not a regular file: predict reads image and video files; " +
+         "read the bytes yourself and pass them as a Buffer, or use a camera index for a camera");
   if (fs::is_directory(p)) {
     std::vector<std::string> all;
     for (const auto& entry : fs::directory_iterator(p)) all.push_back(entry.path().string());

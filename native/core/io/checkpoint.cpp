@@ -1,11 +1,15 @@
 #include "io/checkpoint.h"
+#include "io/checkpoint_temps.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -572,6 +576,26 @@ static std::string dir_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
+int remove_stale_checkpoint_temps(const std::string& path) {
+  const std::string dir = dir_of(path);
+  const size_t slash = path.find_last_of('/');
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp-";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return 0;
+  int removed = 0;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.rfind(prefix, 0) != 0) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (end == name.c_str() + prefix.size() || *end != '-' || pid <= 0) continue;  // not one of ours
+    const bool alive = pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+    if (!alive && std::remove((dir + "/" + name).c_str()) == 0) ++removed;
+  }
+  closedir(d);
+  return removed;
+}
+
 void save_checkpoint(const std::string& path, const CheckpointData& data, const CheckpointSaveOptions& opts) {
   if (data.state_dict.empty() && data.ema.empty())
     fail(path + ": refusing to save a checkpoint with neither model nor EMA weights");
@@ -590,6 +614,7 @@ void save_checkpoint(const std::string& path, const CheckpointData& data, const 
   struct stat st;
   if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     fail(path + ": the directory " + dir + " does not exist; create it first");
+  remove_stale_checkpoint_temps(path);
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
   try {

@@ -21,6 +21,7 @@
 
 #include "data/classify_loader.h"
 #include "data/dataset.h"
+#include "data/index_warnings.h"
 #include "data/loader.h"
 #include "eval/classify_val.h"
 #include "eval/plots.h"
@@ -28,6 +29,7 @@
 #include "util/gpu_stats.h"
 #include "infer/save.h"
 #include "io/checkpoint.h"
+#include "io/checkpoint_temps.h"
 #include "model/loader.h"
 #include "model/yolo.h"
 #include "train/criterion.h"
@@ -452,6 +454,7 @@ class Trainer {
     cb_.on_event(e);
   }
   void log(const std::string& text) { emit("log", {}, {{"text", text}}); }
+  void warn(const std::string& text) { emit("log", {}, {{"text", text}, {"level", "warning"}}); }
 
   void setup(const YAML::Node& user_args);
   void build_model(const std::string& model_arg, const YAML::Node& pretrained);
@@ -540,6 +543,8 @@ void Trainer::setup(const YAML::Node& user_args) {
   }
   if (!resume_path.empty()) {
     if (!fs::exists(resume_path)) fail("resume: " + resume_path + " does not exist; pass the run's weights/last.pt");
+    if (int n = remove_stale_checkpoint_temps(resume_path))  // left by a run killed while it saved
+      log("Removed " + std::to_string(n) + " partial checkpoint file(s) " + resume_path + ".tmp-* of an interrupted save");
     resume_ckpt_ = load_checkpoint(resume_path);
     if (resume_ckpt_.format != kCheckpointFormat || resume_ckpt_.ema.empty() || resume_ckpt_.optimizer.empty())
       fail("resume: " + resume_path + " is not a training checkpoint of this engine (no EMA/optimizer state); "
@@ -682,6 +687,7 @@ void Trainer::setup(const YAML::Node& user_args) {
     train_ds_ = std::make_shared<Dataset>(DatasetIndex::build(train_files, io), dso, data_.kpt_count, data_.kpt_dims,
                                           data_.flip_idx, data_.names);
     if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
+    for (const auto& w : shown_warnings(train_ds_->index().summary.warnings)) warn("train: " + w);
     log("train: " + train_ds_->index().summary.line());
     if (a_.num("cls_pw") > 0 && !a_.flag("single_cls")) {  // official set_class_weights (single_cls: one class, weight 1)
       std::vector<int64_t> counts(nc_, 0);
@@ -730,6 +736,7 @@ void Trainer::setup(const YAML::Node& user_args) {
       DatasetOptions vso = dso;
       vso.fast_decode = false;
       val_ds_ = Dataset::open(data_, split, vso, io);
+      for (const auto& w : shown_warnings(val_ds_->index().summary.warnings)) warn("val: " + w);
       val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, stride, device_str_);
     }
     train_size_ = (int64_t)train_ds_->size();
