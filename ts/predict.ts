@@ -96,9 +96,13 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
   imgsz: [number, number] | null = null;
   private readonly imgszGiven: boolean;
 
-  constructor(cfg: PredictConfig, imgszGiven = false) {
+  /** Extra options for the native predictor (track() adds its tracker). */
+  private readonly extra: Record<string, unknown>;
+
+  constructor(cfg: PredictConfig, imgszGiven = false, extra: Record<string, unknown> = {}) {
     this.cfg = cfg;
     this.imgszGiven = imgszGiven;
+    this.extra = extra;
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Result> {
@@ -133,6 +137,7 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
       lineWidth: cfg.line_width ?? 0,
       showLabels: cfg.show_labels,
       showConf: cfg.show_conf,
+      ...this.extra,
     };
     let names: string[];
     let p: NativePredictor;

@@ -18,7 +18,8 @@ struct TrackedBox {
 
 class MotAccumulator {
  public:
-  explicit MotAccumulator(double iou_thresh = 0.5) : iou_thresh_(iou_thresh) {}
+  MotAccumulator() = default;
+  explicit MotAccumulator(double iou_thresh) : iou_thresh_(iou_thresh) {}
   void add_frame(const std::vector<TruthBox>& truth, const std::vector<TrackedBox>& tracks);
 
   int truth = 0, matches = 0, misses = 0, false_positives = 0, id_switches = 0;
@@ -27,7 +28,7 @@ class MotAccumulator {
   std::map<int, std::vector<int64_t>> ids_of_truth;
 
  private:
-  double iou_thresh_;
+  double iou_thresh_ = 0.5;
   std::map<int, int64_t> last_id_;
 };
 
