@@ -94,6 +94,8 @@ test('track() on a generated video: each result carries integer ids that follow 
   }
   assert.ok(tracked >= 10, `only ${tracked} of 30 frames tracked`);
   assert.ok(all.size >= 2 && all.size <= 20, `${all.size} distinct ids`);
+  const jpg = results.find((r) => r.boxes.id).plot();  // labels read "id:N name conf"
+  assert.ok(jpg.length > 1000 && jpg[0] === 0xff && jpg[1] === 0xd8);
   const [plain] = await predict({ model, source: fixture('images/val/s11_val_0000.png'), imgsz: 320, backend: 'torch' });
   assert.equal(plain.boxes.id, null);
 });
