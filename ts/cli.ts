@@ -3,7 +3,7 @@
 import { parseArgs } from './cliargs.js';
 import { doctor, formatDoctor } from './doctor.js';
 import { Yolo26Error } from './errors.js';
-import { demo, exportModel, predict, train, val, modelInfo } from './index.js';
+import { demo, exportModel, predict, track, train, val, modelInfo } from './index.js';
 import { native } from './native.js';
 import { ProgressBar } from './progress.js';
 import { formatLosses, type BatchEvent, type Run } from './train.js';
@@ -19,6 +19,7 @@ Modes:
   train     train a model         yolo26 train model=yolo26n.yaml data=data.yaml epochs=100 imgsz=640
   val       validate a model      yolo26 val model=runs/detect/train/weights/best.pt data=data.yaml
   predict   run inference         yolo26 predict model=best.pt source=images/ save=true
+  track     track objects         yolo26 track model=best.pt source=video.mp4 tracker=bytetrack.yaml
   export    export a model        yolo26 export model=best.pt format=onnx
   info      model summary         yolo26 info model=yolo26s.yaml imgsz=640
   demo      train, validate and predict on a generated data set (no download)
@@ -35,15 +36,15 @@ function describeCounts(r: Result): string {
   return [...counts].map(([c, n]) => `${n} ${r.names[c] ?? c}`).join(', ');
 }
 
-/** `yolo26 predict`: official-style per-image lines, then speed and where results went. CLI saves by default. */
 /** Engine and option warnings on stderr (upstream's WARNING lines), other log lines on stdout. */
 function printLog(e: LogEvent): void {
   if (e.level === 'warning') console.error(`WARNING: ${e.text}`);
   else console.log(e.text);
 }
 
-async function runPredict(options: Record<string, unknown>): Promise<number> {
-  const stream = predict({ save: true, ...options } as never);
+/** `yolo26 predict` / `yolo26 track`: official-style per-image lines, then speed and where results went. CLI saves by default. */
+async function runPredict(options: Record<string, unknown>, run: typeof predict | typeof track = predict): Promise<number> {
+  const stream = run({ save: true, ...options } as never);
   stream.on('log', printLog);
   // A bar for directories, globs, lists and videos: the total comes from expanding the source up front.
   let bar: ProgressBar | null = null;
@@ -162,6 +163,8 @@ async function main(argv: string[]): Promise<number> {
       return runVal(options);
     case 'predict':
       return runPredict(options);
+    case 'track':
+      return runPredict(options, track);
     case 'info': {
       if (typeof options.model !== 'string') throw new Error("info needs model=..., e.g. 'yolo26 info model=yolo26s.yaml'");
       const s = await modelInfo({ model: options.model, imgsz: typeof options.imgsz === 'number' ? options.imgsz : 640 });

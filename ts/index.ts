@@ -10,6 +10,8 @@ export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
 
 export { predict, PredictStream } from './predict.js';
 export type { PredictSource, PixelSource } from './predict.js';
+export { track, Tracker } from './track.js';
+export type { TrackerDetections, TrackerFrame } from './track.js';
 export { Result, Boxes, Keypoints, Probs } from './results.js';
 export type { PlotOptions } from './results.js';
 export { Model, loadModel, modelInfo } from './model.js';
@@ -19,4 +21,4 @@ export { doctor, formatDoctor } from './doctor.js';
 export type { DoctorReport, GpuInfo } from './doctor.js';
 export { Yolo26Error, OptionError } from './errors.js';
 export { version } from './version.js';
-export type { ExportOptions, PredictOptions, TrainOptions, ValOptions, TrainConfig, ValConfig, PredictConfig, ExportConfig } from './options.js';
+export type { ExportOptions, PredictOptions, TrackOptions, TrainOptions, ValOptions, TrainConfig, ValConfig, PredictConfig, ExportConfig } from './options.js';

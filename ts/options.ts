@@ -181,12 +181,22 @@ export type TrainOptions = z.input<typeof trainSchema>;
 export type TrainConfig = z.output<typeof trainSchema>;
 export type ValOptions = z.input<typeof valSchema>;
 export type ValConfig = z.output<typeof valSchema>;
+/** track(): predict's options, a tracker YAML and persist; conf defaults to 0.1 as upstream (ByteTrack uses the low scores). */
+export const trackSchema = z.strictObject({
+  ...predictSchema.shape,
+  conf: z.number().min(0).max(1).default(0.1),
+  tracker: z.string().min(1).default('botsort.yaml'),
+  persist: z.boolean().default(false),
+});
+
 export type PredictOptions = z.input<typeof predictSchema>;
+export type TrackOptions = z.input<typeof trackSchema>;
+export type TrackConfig = z.output<typeof trackSchema>;
 export type PredictConfig = z.output<typeof predictSchema>;
 export type ExportOptions = z.input<typeof exportSchema>;
 export type ExportConfig = z.output<typeof exportSchema>;
 
-type ModeSchema = typeof trainSchema | typeof valSchema | typeof predictSchema | typeof exportSchema;
+type ModeSchema = typeof trainSchema | typeof valSchema | typeof predictSchema | typeof trackSchema | typeof exportSchema;
 
 function editDistance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);

@@ -170,13 +170,21 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
   private release: (() => void) | null = null;
 
   private readonly source: NativeSource;
+  /** Extra options for the native predictor (track() adds its tracker). */
+  private readonly extra: Record<string, unknown>;
 
-  constructor(cfg: PredictConfig, imgszGiven = false, source: NativeSource = toNativeSource(cfg.source)) {
+  constructor(
+    cfg: PredictConfig,
+    imgszGiven = false,
+    source: NativeSource = toNativeSource(cfg.source),
+    extra: Record<string, unknown> = {},
+  ) {
     super();
     this.cfg = cfg;
     this.source = source;
     this.imgszGiven = imgszGiven;
     this.log = new Logger(this, cfg.verbose);
+    this.extra = extra;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Result> {
@@ -245,6 +253,7 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
       lineWidth: cfg.line_width ?? 0,
       showLabels: cfg.show_labels,
       showConf: cfg.show_conf,
+      ...this.extra,
     };
     let names: string[];
     let p: NativePredictor;

@@ -7,6 +7,7 @@ export interface NativeResult {
   xyxy: Float32Array; // N*4, original image pixels
   conf: Float32Array; // N
   cls: Float32Array; // N
+  id?: Float32Array; // N track ids when the result was tracked
   probs?: Float32Array; // classify: nc class probabilities (then there are no boxes)
   keypoints?: Float32Array; // N*K*3 (x, y, visibility) in original pixels
   kptShape?: [number, number];
@@ -27,13 +28,20 @@ export class Boxes {
   readonly xyxy: number[][];
   readonly conf: number[];
   readonly cls: number[];
+  /** Track id per box (track()); null when the result is not tracked, as upstream's `boxes.id`. */
+  readonly id: number[] | null;
   private readonly shape: [number, number];
 
-  constructor(xyxy: Float32Array, conf: Float32Array, cls: Float32Array, origShape: [number, number]) {
+  constructor(xyxy: Float32Array, conf: Float32Array, cls: Float32Array, origShape: [number, number], id?: Float32Array) {
     this.xyxy = rows(xyxy, 4);
     this.conf = Array.from(conf);
     this.cls = Array.from(cls);
+    this.id = id ? Array.from(id) : null;
     this.shape = origShape;
+  }
+  /** Whether the boxes carry track ids. */
+  get isTrack(): boolean {
+    return this.id !== null;
   }
 
   get length(): number {
@@ -135,7 +143,7 @@ export class Result {
     this.origShape = n.origShape;
     this.names = names;
     this.probs = n.probs ? new Probs(n.probs) : null;
-    this.boxes = n.probs ? null : new Boxes(n.xyxy, n.conf, n.cls, n.origShape);
+    this.boxes = n.probs ? null : new Boxes(n.xyxy, n.conf, n.cls, n.origShape, n.id);
     this.keypoints = n.keypoints && n.kptShape ? new Keypoints(n.keypoints, n.kptShape, n.origShape) : null;
     this.speed = n.speed;
     this.frame = n.frame ?? null;
@@ -174,6 +182,7 @@ export class Result {
         confidence: boxes.conf[i],
         box: { x1: b[0], y1: b[1], x2: b[2], y2: b[3] },
       };
+      if (boxes.id) entry.track_id = boxes.id[i];
       if (this.keypoints)
         entry.keypoints = {
           x: this.keypoints.xy[i].map((p) => p[0]),

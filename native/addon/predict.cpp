@@ -8,6 +8,7 @@
 
 #include "addon.h"
 #include "addon_model.h"
+#include "addon_track.h"
 #include "infer/annotate.h"
 #include "infer/pipeline.h"
 #include "infer/save.h"
@@ -118,6 +119,7 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
         o.Set("xyxy", f32(env, r->boxes));
         o.Set("conf", f32(env, r->conf));
         o.Set("cls", f32(env, r->cls));
+        if (r->ids.defined()) o.Set("id", f32(env, r->ids));
         if (r->probs.defined()) o.Set("probs", f32(env, r->probs));
         if (r->keypoints.defined()) {
           o.Set("keypoints", f32(env, r->keypoints));
@@ -249,6 +251,11 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
       fwd = [f](const torch::Tensor& x) { return std::vector<torch::Tensor>{f(x)}; };
     }
     common_options(o, po);
+    if (o.Get("tracker").IsObject()) {
+      if (po.post.task == y26::Task::Classify)
+        y26::fail("track(): classify models have no boxes to track; use a detect, segment, pose or obb model");
+      po.on_result = y26::tracking_step(unwrap_tracker(o.Get("tracker")), get_bool(o, "persist", false));
+    }
     auto source = make_source(src, (int)get_number(o, "vidStride", 1));
     st->pipeline = std::make_unique<y26::Pipeline>(std::move(source), fwd, po);
     if (get_bool(o, "save", false) || get_bool(o, "saveTxt", false) || get_bool(o, "saveCrop", false)) {
@@ -321,6 +328,7 @@ static Napi::Value PlotResult(const Napi::CallbackInfo& info) {
     res.boxes = tensor_of(r.Get("xyxy"), {-1, 4});
     res.conf = tensor_of(r.Get("conf"), {-1});
     res.cls = tensor_of(r.Get("cls"), {-1}).to(torch::kInt64);
+    if (r.Get("id").IsTypedArray()) res.ids = tensor_of(r.Get("id"), {-1}).to(torch::kInt64);
     if (r.Get("probs").IsTypedArray()) res.probs = tensor_of(r.Get("probs"), {-1});
     if (r.Get("keypoints").IsTypedArray()) {
       auto ks = r.Get("kptShape").As<Napi::Array>();

@@ -152,6 +152,7 @@ cv::Mat annotate(const cv::Mat& image, const Result& r, const std::vector<std::s
       if (opt.labels) {
         const int64_t c = cls[i];
         std::string label = c >= 0 && c < static_cast<int64_t>(names.size()) ? names[c] : std::to_string(c);
+        if (r.ids.defined()) label = "id:" + std::to_string(r.ids[i].item<int64_t>()) + " " + label;  // upstream's tag
         if (opt.conf) {
           char buf[16];
           std::snprintf(buf, sizeof(buf), " %.2f", conf[i]);
@@ -164,6 +165,33 @@ cv::Mat annotate(const cv::Mat& image, const Result& r, const std::vector<std::s
       draw_keypoints(im, r.keypoints[i].to(torch::kFloat32).contiguous(), lw, opt);
   }
   return im;
+}
+
+void TrackTrails::add(const Result& r) {
+  ++frame_;
+  if (!r.ids.defined()) return;
+  torch::Tensor b = r.boxes.to(torch::kFloat32).contiguous();
+  auto bx = b.accessor<float, 2>();
+  for (int64_t i = 0; i < r.ids.size(0); ++i) {
+    Trail& t = trails_[r.ids[i].item<int64_t>()];
+    t.points.emplace_back(static_cast<int>((bx[i][0] + bx[i][2]) / 2), static_cast<int>((bx[i][1] + bx[i][3]) / 2));
+    if (t.points.size() > length_) t.points.pop_front();
+    t.last_seen = frame_;
+  }
+  for (auto it = trails_.begin(); it != trails_.end();)  // forget tracks gone for longer than a trail
+    it = frame_ - it->second.last_seen > static_cast<int64_t>(length_) ? trails_.erase(it) : std::next(it);
+}
+
+void TrackTrails::draw(cv::Mat& im, const Result& r, int line_width) const {
+  if (!r.ids.defined()) return;
+  const int lw = line_width > 0 ? line_width : std::max(static_cast<int>(std::lround((im.rows + im.cols) / 2.0 * 0.003)), 2);
+  for (int64_t i = 0; i < r.ids.size(0); ++i) {
+    const int64_t id = r.ids[i].item<int64_t>();
+    auto it = trails_.find(id);
+    if (it == trails_.end() || it->second.points.size() < 2) continue;
+    std::vector<cv::Point> pts(it->second.points.begin(), it->second.points.end());
+    cv::polylines(im, pts, false, class_color(id), lw, cv::LINE_AA);
+  }
 }
 
 std::vector<uint8_t> plot(const Result& r, const std::vector<std::string>& names, const AnnotateOptions& opt,

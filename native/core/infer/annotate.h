@@ -3,6 +3,8 @@
 #include <opencv2/core.hpp>
 
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,24 @@ cv::Scalar class_color(int64_t cls);
 // ids to labels; missing ids print as numbers.
 cv::Mat annotate(const cv::Mat& image, const Result& r, const std::vector<std::string>& names,
                  const AnnotateOptions& opt = {});
+
+// The recent box centres of each track id, drawn as trails on saved tracking output (the centre path in the id's
+// colour). Feed every result of one video in order.
+class TrackTrails {
+ public:
+  explicit TrackTrails(size_t length = 30) : length_(length) {}
+  void add(const Result& r);  // untracked results only advance the frame count
+  void draw(cv::Mat& image, const Result& r, int line_width = 0) const;  // trails of r's current ids
+
+ private:
+  struct Trail {
+    std::deque<cv::Point> points;
+    int64_t last_seen = 0;
+  };
+  size_t length_;
+  int64_t frame_ = 0;
+  std::map<int64_t, Trail> trails_;
+};
 
 // Result::plot(): the result drawn on its own orig_image (kept by the pipeline with keep_images), encoded.
 std::vector<uint8_t> plot(const Result& r, const std::vector<std::string>& names, const AnnotateOptions& opt = {},

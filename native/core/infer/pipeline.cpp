@@ -151,7 +151,7 @@ void Pipeline::batcher_loop() {
         }
         p.decode_ms += f.decode_ms;
         images.push_back(f.image);
-        if (!opt_.keep_images) f.image.release();
+        if (!opt_.keep_images && !opt_.on_result) f.image.release();
         p.frames.push_back(std::move(f));
         p.indices.push_back(idx);
       }
@@ -216,6 +216,8 @@ void Pipeline::run_batch(Prepared& p) {
   const auto t2 = Clock::now();
   if (y.empty() || !y[0].defined()) fail("predict: the model forward returned no tensor");
   std::vector<Result> results = postprocess(y[0], p.metas, opt_.post, y.size() > 1 ? y[1] : torch::Tensor());
+  if (opt_.on_result)
+    for (size_t i = 0; i < results.size(); ++i) opt_.on_result(results[i], p.frames[i].image);
   const auto t3 = Clock::now();
   Speed speed;
   speed.decode = p.decode_ms / n;

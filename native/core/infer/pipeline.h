@@ -40,6 +40,9 @@ struct PipelineOptions {
   bool skip_errors = false;    // unreadable items: false = error items after all good results; true = warn and skip
   bool keep_images = false;    // keep each original image in Result::orig_image (for annotate / save)
   PostprocessOptions post;
+  // Runs on each good result in stream order, on the thread that calls next(), with the frame's original image
+  // (tracking: see track/track_results.h). Its time counts as postprocess.
+  std::function<void(Result&, const cv::Mat&)> on_result;
 };
 
 class Pipeline {

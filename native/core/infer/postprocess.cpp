@@ -101,6 +101,17 @@ torch::Tensor probiou_matrix(const torch::Tensor& a_in, const torch::Tensor& b_i
   return probiou(a_in.to(torch::kFloat32).unsqueeze(1), b_in.to(torch::kFloat32).unsqueeze(0), eps).squeeze(-1);
 }
 
+torch::Tensor obb_enclosing_xyxy(const torch::Tensor& xywha, int orig_h, int orig_w) {
+  torch::Tensor angle = xywha.index({Slice(), Slice(4, 5)});
+  torch::Tensor c = angle.cos().abs(), s = angle.sin().abs();
+  torch::Tensor w = xywha.index({Slice(), Slice(2, 3)}), h = xywha.index({Slice(), Slice(3, 4)});
+  torch::Tensor hw = (w * c + h * s) / 2, hh = (w * s + h * c) / 2;
+  torch::Tensor cx = xywha.index({Slice(), Slice(0, 1)}), cy = xywha.index({Slice(), Slice(1, 2)});
+  torch::Tensor boxes = torch::cat({cx - hw, cy - hh, cx + hw, cy + hh}, 1);
+  clip_boxes_(boxes, orig_h, orig_w);
+  return boxes;
+}
+
 torch::Tensor nms_rotated(const torch::Tensor& boxes, const torch::Tensor& scores, double iou) {
   if (boxes.size(0) == 0) return torch::zeros({0}, torch::kInt64);
   torch::Tensor order = scores.to(torch::kCPU).argsort(0, /*descending=*/true);
@@ -233,13 +244,7 @@ Result make_result(const torch::Tensor& det_in, const Letterboxed& meta, const P
     xywh.index({Slice(), Slice(1, 4, 2)}).div_(rp.gain_y);
     torch::Tensor angle = d.index({Slice(), Slice(6, 7)});
     r.obb = torch::cat({xywh, angle}, 1);
-    // Enclosing axis-aligned box of the rotated rectangle, clipped, for drawing and crops.
-    torch::Tensor c = angle.cos().abs(), s = angle.sin().abs();
-    torch::Tensor w = xywh.index({Slice(), Slice(2, 3)}), h = xywh.index({Slice(), Slice(3, 4)});
-    torch::Tensor hw = (w * c + h * s) / 2, hh = (w * s + h * c) / 2;
-    torch::Tensor cx = xywh.index({Slice(), Slice(0, 1)}), cy = xywh.index({Slice(), Slice(1, 2)});
-    r.boxes = torch::cat({cx - hw, cy - hh, cx + hw, cy + hh}, 1);
-    clip_boxes_(r.boxes, orig_h, orig_w);
+    r.boxes = obb_enclosing_xyxy(r.obb, orig_h, orig_w);
   } else {
     r.boxes = scale_boxes(d.index({Slice(), Slice(0, 4)}), rp, orig_h, orig_w).contiguous();
   }

@@ -48,6 +48,7 @@ struct Result {
   torch::Tensor obb;           // obb: (N,5) cx, cy, w, h, angle (radians) in original pixels; otherwise undefined
   torch::Tensor masks;         // segment: (N,H,W) uint8 0/1 at the original image size; otherwise undefined
   torch::Tensor probs;         // classify: (nc) float32 class probabilities (softmax), CPU; boxes are then empty
+  torch::Tensor ids;           // tracking: (N) int64 track ids; undefined when the result is not tracked
   cv::Mat orig_image;          // BGR original, kept only when the pipeline is asked to (annotate/save)
   std::string error;           // non-empty: this item could not be read or run; the fields above are empty
   Speed speed;
@@ -59,6 +60,8 @@ struct Result {
 torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou);
 // Probabilistic IoU (Gaussian Bhattacharyya form) between rotated boxes (N,5) and (M,5) [cx,cy,w,h,angle] -> (N,M).
 torch::Tensor probiou_matrix(const torch::Tensor& a, const torch::Tensor& b, double eps = 1e-7);
+// The axis-aligned box enclosing each rotated box (N,5) [cx,cy,w,h,angle], clipped to the image: (N,4) xyxy.
+torch::Tensor obb_enclosing_xyxy(const torch::Tensor& xywha, int orig_h, int orig_w);
 // Rotated NMS as the official OBB predictor: boxes sorted by score, a box is dropped when its probiou with any
 // higher-scored box is >= iou. Returns kept indices by descending score.
 torch::Tensor nms_rotated(const torch::Tensor& boxes, const torch::Tensor& scores, double iou);

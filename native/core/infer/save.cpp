@@ -66,6 +66,7 @@ std::string format_yolo_txt(const Result& r, bool save_conf) {
         append_g(line, pt.y / h);
       }
       if (save_conf) append_g(line, r.conf[i].item<float>());
+      if (r.ids.defined()) append_g(line, static_cast<double>(r.ids[i].item<int64_t>()));
       out += line + "\n";
       continue;
     }
@@ -85,6 +86,7 @@ std::string format_yolo_txt(const Result& r, bool save_conf) {
       }
     }
     if (save_conf) append_g(line, r.conf[i].item<float>());
+    if (r.ids.defined()) append_g(line, static_cast<double>(r.ids[i].item<int64_t>()));  // track id last, as upstream
     out += line + "\n";
   }
   return out;
@@ -151,6 +153,11 @@ std::string ResultSaver::save(const Result& r) {
   }
   if (!opt_.save) return "";
   cv::Mat plotted = annotate(r.orig_image, r, opt_.names, opt_.annotate);
+  if (r.ids.defined() || trails_.count(r.is_video ? stem : "")) {  // tracking: each video (or the image run) has its trails
+    TrackTrails& trails = trails_[r.is_video ? stem : ""];
+    trails.add(r);
+    trails.draw(plotted, r, opt_.annotate.line_width);
+  }
   if (r.is_video) {
     const std::string file = (dir / (stem + ".mp4")).string();
     auto it = videos_.find(file);

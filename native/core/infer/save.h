@@ -18,7 +18,7 @@ namespace y26 {
 std::string increment_path(const std::string& path, bool exist_ok = false, bool mkdir = false);
 
 // YOLO label lines for one result: "cls xc yc w h" normalised by the original size, then pose keypoints
-// (x y [v], normalised), then conf when save_conf; numbers in %g like the official writer.
+// (x y [v], normalised), then conf when save_conf, then the track id when tracked; numbers in %g like the official writer.
 std::string format_yolo_txt(const Result& r, bool save_conf);
 
 // A crop of the box grown by gain and pad (official save_one_box: 1.02x + 10 px), clipped to the image.
@@ -52,6 +52,7 @@ class ResultSaver {
   SaveOptions opt_;
   std::string save_dir_;
   std::map<std::string, cv::VideoWriter> videos_;
+  std::map<std::string, TrackTrails> trails_;  // by video stem ("" for images)
 };
 
 }  // namespace y26

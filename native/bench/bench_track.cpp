@@ -1,0 +1,178 @@
+// Tracking overhead over predict on a generated video of moving shapes: the same video through the same model
+// without a tracker, with ByteTrack and with BoT-SORT (sparse optical flow), alternated over rounds; wall time per
+// frame, the ratio to predict, the tracking step alone, and ID switches / MOTA against the known identities.
+//   bench_track [--model <checkpoint.pt|model.yaml>] [--imgsz 320] [--frames 90] [--size 640x480] [--objects 10]
+//               [--rounds 2] [--threads N] [--json out.json] [--write-video out.mp4]
+// The model runs for its cost; its detections are replaced by the scene's true boxes (scores 0.5-0.95, boxes
+// jittered by 2 px), so every arm tracks the same known objects. --write-video only writes the scene and exits.
+#include <opencv2/videoio.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "infer/model_forward.h"
+#include "infer/pipeline.h"
+#include "track/mot_metrics.h"
+#include "track/scene.h"
+#include "track/track_results.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+y26::SceneSpec random_scene(int w, int h, int frames, int objects) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(0, 1);
+  y26::SceneSpec s;
+  s.width = w, s.height = h, s.frames = frames;
+  for (int i = 0; i < objects; ++i) {
+    y26::SceneObject o;
+    o.id = i + 1;
+    o.cls = i % 3;
+    o.color = cv::Scalar(40 + 200 * u(rng), 40 + 200 * u(rng), 40 + 200 * u(rng));
+    o.w = 0.06 * w + 0.08 * w * u(rng);
+    o.h = 0.06 * h + 0.1 * h * u(rng);
+    o.x = u(rng) * (w - o.w), o.y = u(rng) * (h - o.h);
+    o.vx = (u(rng) - 0.5) * 0.8 * w / frames * 2, o.vy = (u(rng) - 0.5) * 0.8 * h / frames * 2;
+    if (i % 4 == 1) o.hidden = {{frames / 3, frames / 3 + 6}};  // some hide briefly
+    if (i % 5 == 2) o.first = frames / 4;                        // some enter late
+    s.objects.push_back(o);
+  }
+  return s;
+}
+
+struct Arm {
+  std::string name;  // predict, bytetrack, botsort
+  double wall_s = 0, track_ms = 0;
+  int64_t frames = 0;
+  y26::MotAccumulator acc;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string model = std::string(YOLO26_SOURCE_DIR) + "/test/fixtures/det/yolo26n-shapes.pt", json_path, write_video;
+    int imgsz = 320, frames = 90, w = 640, h = 480, objects = 10, rounds = 2, threads = 0;
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      auto val = [&]() -> std::string {
+        if (i + 1 >= argc) y26::fail("bench_track: " + a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "--model") model = val();
+      else if (a == "--imgsz") imgsz = std::stoi(val());
+      else if (a == "--frames") frames = std::stoi(val());
+      else if (a == "--size") { std::string v = val(); w = std::stoi(v); h = std::stoi(v.substr(v.find('x') + 1)); }
+      else if (a == "--objects") objects = std::stoi(val());
+      else if (a == "--rounds") rounds = std::stoi(val());
+      else if (a == "--threads") threads = std::stoi(val());
+      else if (a == "--json") json_path = val();
+      else if (a == "--write-video") write_video = val();
+      else y26::fail("bench_track: unknown argument " + a);
+    }
+    if (!write_video.empty()) {
+      const y26::SceneSpec s = y26::crossing_scene(w, h, frames, 8);
+      y26::write_scene_video(s, write_video, 10);
+      std::printf("wrote %s (%d frames %dx%d)\n", write_video.c_str(), frames, w, h);
+      return 0;
+    }
+    if (threads > 0) torch::set_num_threads(threads);
+    const y26::SceneSpec scene = random_scene(w, h, frames, objects);
+    const std::string video = (fs::temp_directory_path() / "y26_bench_track.avi").string();
+    y26::write_scene_video(scene, video, 30);
+
+    auto loaded = y26::load_model(model);
+    auto net = loaded.model;
+    net->eval();
+    net->fuse();
+    y26::ForwardOutputsFn model_fwd = y26::model_forward(net);
+    y26::PipelineOptions base = y26::model_pipeline_options(*net);
+    base.imgsz_h = base.imgsz_w = imgsz;
+    base.post.conf = 0.1f;
+    // Detections: the true boxes of the frame, in letterboxed input pixels, after the real forward.
+    auto frame = std::make_shared<int>(0);
+    const double gain = std::min(double(imgsz) / w, double(imgsz) / h);
+    y26::ForwardOutputsFn fwd = [&, frame](const torch::Tensor& x) {
+      model_fwd(x);
+      const double pad_x = (x.size(3) - w * gain) / 2, pad_y = (x.size(2) - h * gain) / 2;
+      std::mt19937 rng(*frame);
+      std::uniform_real_distribution<double> jit(-2, 2), score(0.5, 0.95);
+      torch::Tensor y = torch::zeros({1, 300, 6});
+      int i = 0;
+      for (const auto& t : y26::scene_truth(scene, (*frame)++)) {
+        const double x1 = t.box.x + jit(rng), y1 = t.box.y + jit(rng), x2 = t.box.x + t.box.width + jit(rng), y2 = t.box.y + t.box.height + jit(rng);
+        y[0][i++] = torch::tensor({float(x1 * gain + pad_x), float(y1 * gain + pad_y), float(x2 * gain + pad_x), float(y2 * gain + pad_y),
+                                   float(score(rng)), float(t.cls)});
+      }
+      return std::vector<torch::Tensor>{y};
+    };
+
+    std::vector<Arm> arms{{"predict"}, {"bytetrack"}, {"botsort"}};
+    for (int round = 0; round < rounds; ++round)
+      for (auto& arm : arms) {
+        y26::PipelineOptions po = base;
+        double track_ms = 0;
+        if (arm.name != "predict") {
+          auto cfg = y26::load_tracker_config(std::string(YOLO26_SOURCE_DIR) + "/cfg/trackers/" + arm.name + ".yaml");
+          auto step = y26::tracking_step(std::make_shared<y26::SharedTracker>(cfg), false);
+          po.on_result = [step, &track_ms](y26::Result& r, const cv::Mat& im) {
+            const auto t0 = Clock::now();
+            step(r, im);
+            track_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+          };
+        }
+        *frame = 0;
+        const auto t0 = Clock::now();
+        y26::Pipeline p(y26::open_path_source(video), fwd, po);
+        y26::Result r;
+        int64_t n = 0;
+        y26::MotAccumulator acc;
+        while (p.next(r)) {
+          std::vector<y26::TrackedBox> tb;
+          if (r.ids.defined())
+            for (int64_t i = 0; i < r.ids.size(0); ++i) {
+              auto b = r.boxes[i];
+              tb.push_back({r.ids[i].item<int64_t>(), cv::Rect2d(b[0].item<float>(), b[1].item<float>(), (b[2] - b[0]).item<float>(), (b[3] - b[1]).item<float>())});
+            }
+          acc.add_frame(y26::scene_truth(scene, static_cast<int>(n)), tb);
+          ++n;
+        }
+        arm.wall_s += std::chrono::duration<double>(Clock::now() - t0).count();
+        arm.frames += n;
+        arm.track_ms += track_ms;
+        if (round == 0) arm.acc = acc;
+      }
+    const double base_ms = 1000 * arms[0].wall_s / arms[0].frames;
+    std::ostringstream js;
+    js << "{\"frames\": " << frames << ", \"size\": [" << w << ", " << h << "], \"objects\": " << objects << ", \"imgsz\": " << imgsz
+       << ", \"rounds\": " << rounds << ", \"arms\": {";
+    std::printf("%d frames %dx%d, %d objects, imgsz %d, %d rounds (arms alternated)\n", frames, w, h, objects, imgsz, rounds);
+    for (size_t k = 0; k < arms.size(); ++k) {
+      const auto& a = arms[k];
+      const double ms = 1000 * a.wall_s / a.frames, tr = a.track_ms / a.frames;
+      std::printf("%-10s %7.2f ms/frame  ratio %.3f  tracking step %.3f ms/frame", a.name.c_str(), ms, ms / base_ms, tr);
+      if (a.name != "predict")
+        std::printf("  id switches %d  MOTA %.3f (misses %d, false positives %d, truth %d)", a.acc.id_switches, a.acc.mota(),
+                    a.acc.misses, a.acc.false_positives, a.acc.truth);
+      std::printf("\n");
+      js << (k ? ", " : "") << "\"" << a.name << "\": {\"ms_per_frame\": " << ms << ", \"ratio\": " << ms / base_ms
+         << ", \"track_ms_per_frame\": " << tr << ", \"id_switches\": " << a.acc.id_switches << ", \"mota\": " << a.acc.mota() << "}";
+    }
+    js << "}}\n";
+    if (!json_path.empty()) std::ofstream(json_path) << js.str();
+    fs::remove(video);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_track: %s\n", e.what());
+    return 1;
+  }
+}

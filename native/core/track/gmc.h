@@ -1,0 +1,29 @@
+// Global (camera) motion compensation for BoT-SORT: the affine motion of the whole image between two frames,
+// from sparse optical flow (upstream's default gmc_method sparseOptFlow): corners in the previous frame, tracked
+// into the current one with pyramidal Lucas-Kanade, then a RANSAC similarity transform.
+#pragma once
+#include <opencv2/core.hpp>
+
+#include <string>
+#include <vector>
+
+namespace y26 {
+
+class CameraMotion {
+ public:
+  // method: "sparseOptFlow" or "none" (upstream's names); downscale: frames are shrunk by this factor first.
+  explicit CameraMotion(const std::string& method = "sparseOptFlow", int downscale = 2);
+  bool enabled() const { return enabled_; }
+  // The 2x3 affine warp (CV_64F) from the previous frame to this one; identity on the first frame, when disabled
+  // or when too few points could be followed.
+  cv::Mat apply(const cv::Mat& bgr);
+  void reset();
+
+ private:
+  bool enabled_;
+  int downscale_;
+  cv::Mat prev_gray_;
+  std::vector<cv::Point2f> prev_points_;
+};
+
+}  // namespace y26
