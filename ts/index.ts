@@ -10,8 +10,8 @@ export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
 
 export { predict, PredictStream } from './predict.js';
 export type { PredictSource, PixelSource } from './predict.js';
-export { Result, Boxes, Keypoints, Probs } from './results.js';
-export type { PlotOptions } from './results.js';
+export { Result, Boxes, Keypoints, Probs, Masks, OBB } from './results.js';
+export type { Backend, PlotOptions, ResultJSON } from './results.js';
 export { Model, loadModel, modelInfo } from './model.js';
 export type { ForwardOutput, BranchOutput, TensorData, ModelSummary } from './model.js';
 

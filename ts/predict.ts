@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
 import { native } from './native.js';
-import { chooseBackend, exportForOrt, loadOrt, ortRunner, ortSession, type Backend } from './onnx.js';
+import { chooseBackend, exportForOrt, loadOrt, ortRunner, ortSession } from './onnx.js';
 import { parseOptions, predictSchema, imgszPair, type PredictConfig, type PredictOptions } from './options.js';
-import { Result, type NativeResult, type PlotOptions } from './results.js';
+import { Result, type Backend, type NativeResult, type PlotOptions } from './results.js';
 
 /** Raw pixels as a source: interleaved uint8 rows, RGB(A) unless `order: 'bgr'`. */
 export interface PixelSource {
@@ -30,6 +30,7 @@ interface NativePredictor {
   close(): void;
   saveDir(): string | null;
   warnings(): string[];
+  names(): string[];
 }
 
 function isPixels(s: unknown): s is PixelSource {
@@ -72,16 +73,13 @@ function plotter(r: NativeResult & { image?: unknown }, names: string[]) {
   };
 }
 
-/** Results of one predict() call: iterate with `for await`, or await it for an array. */
-/** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at. */
-function defaultImgsz(model: string): [number, number] {
-  if (/\.pt$/i.test(model) && fs.existsSync(model)) {
-    const trained = (native().checkpointImgsz as (f: string) => [number, number] | null)(model);
-    if (trained) return trained;
-  }
-  return [640, 640];
+/** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at (null: none recorded). */
+function trainedImgsz(model: string): [number, number] | null {
+  if (/\.pt$/i.test(model) && fs.existsSync(model)) return (native().checkpointImgsz as (f: string) => [number, number] | null)(model);
+  return null;
 }
 
+/** Results of one predict() call: iterate with `for await`, or await it for an array. */
 export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[]> {
   private readonly cfg: PredictConfig;
   /** Where save/save_txt wrote, once the stream has started (null when nothing is saved). */
@@ -108,33 +106,34 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
     this.backend = choice.backend;
     this.backendReason = choice.reason;
     if (cfg.threads > 0) native().setThreads(cfg.threads);
-    const open = native().openPredictor as (m: unknown, s: NativeSource, o: object) => NativePredictor;
-    const [h, w] = this.imgszGiven ? imgszPair(cfg.imgsz) : defaultImgsz(cfg.model);
+    const open = native().openPredictor as (m: unknown, s: NativeSource, args: object, onnx?: object) => NativePredictor;
+    const imgsz = this.imgszGiven ? imgszPair(cfg.imgsz) : trainedImgsz(cfg.model);
+    const [h, w] = imgsz ?? [640, 640];
     this.imgsz = [h, w];
-    const common = {
-      imgszH: h,
-      imgszW: w,
+    // The engine's predict args under their official names; the rules (end2end, fuse, ONNX files) are the core's.
+    const args = {
+      imgsz: imgsz ?? undefined,
       batch: cfg.batch,
       conf: cfg.conf,
       iou: cfg.iou,
-      maxDet: cfg.max_det,
-      classes: cfg.classes ?? [],
-      agnosticNms: cfg.agnostic_nms,
+      max_det: cfg.max_det,
+      classes: cfg.classes,
+      agnostic_nms: cfg.agnostic_nms,
       half: cfg.half,
-      vidStride: cfg.vid_stride,
-      skipErrors: cfg.skip_errors,
+      end2end: cfg.end2end,
+      vid_stride: cfg.vid_stride,
+      skip_errors: cfg.skip_errors,
       save: cfg.save,
-      saveTxt: cfg.save_txt,
-      saveConf: cfg.save_conf,
-      saveCrop: cfg.save_crop,
-      project: cfg.project ?? 'runs',
-      name: cfg.name ?? 'predict',
-      existOk: cfg.exist_ok,
-      lineWidth: cfg.line_width ?? 0,
-      showLabels: cfg.show_labels,
-      showConf: cfg.show_conf,
+      save_txt: cfg.save_txt,
+      save_conf: cfg.save_conf,
+      save_crop: cfg.save_crop,
+      project: cfg.project,
+      name: cfg.name,
+      exist_ok: cfg.exist_ok,
+      line_width: cfg.line_width,
+      show_labels: cfg.show_labels,
+      show_conf: cfg.show_conf,
     };
-    let names: string[];
     let p: NativePredictor;
     if (choice.backend === 'onnxruntime') {
       await loadOrt();  // a missing package is an error before any export
@@ -145,18 +144,15 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
         this.onnxFile = file;
       }
       if (!fs.existsSync(file)) throw new Yolo26Error(`predict(): model file ${file} does not exist`, 'YOLO26_BAD_MODEL');
-      const info = (native().onnxInfo as (f: string) => { names: string[]; imgsz: [number, number] | null })(file);
-      if (info.imgsz && this.imgszGiven && (info.imgsz[0] !== h || info.imgsz[1] !== w))
-        process.emitWarning(`predict(): ${file} has a fixed input of ${info.imgsz.join('x')}; imgsz ${h}x${w} is ignored`, 'Yolo26Warning');
-      names = info.names;
       const session = await ortSession(file, cfg.device, cfg.threads);
-      p = open(null, src, { ...common, end2end: cfg.end2end ?? undefined, onnx: { path: file, run: ortRunner(session) } });
+      p = open(null, src, args, { path: file, run: ortRunner(session) });
     } else {
       const model = await Model.load(cfg.model, { device: cfg.device || 'cpu' });
-      const info = model.info(h);
-      names = Array.from({ length: info.nc }, (_, i) => info.names[i] ?? String(i));
-      p = open(model.handle, src, { ...common, end2end: cfg.end2end ?? info.end2end });
+      p = open(model.handle, src, args);
     }
+    const planWarnings = p.warnings().length;  // options the model overrides; skipped inputs follow at the end
+    for (const w of p.warnings()) process.emitWarning(w, 'Yolo26Warning');
+    const names = p.names();
     this.saveDir = p.saveDir();
     const failed: NativeResult[] = [];
     let good = 0;
@@ -171,7 +167,7 @@ export class PredictStream implements AsyncIterable<Result>, PromiseLike<Result[
         good++;
         yield new Result({ ...r, backend: choice.backend }, Object.fromEntries(names.map((n, i) => [i, n])), r.image ? plotter(r, names) : null);
       }
-      for (const w of p.warnings()) process.emitWarning(w, 'Yolo26Warning');
+      for (const w of p.warnings().slice(planWarnings)) process.emitWarning(w, 'Yolo26Warning');
     } finally {
       p.close();
     }
