@@ -6,7 +6,7 @@ export { exportModel } from './export.js';
 export type { ExportResult } from './export.js';
 
 export { train, val, demo, Run } from './train.js';
-export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
+export type { BatchEvent, EpochEndEvent, EpochStartEvent, CheckpointEvent, LogEvent, RunEvents, RunEventName, RunListener, RunResult } from './train.js';
 
 export { predict, PredictStream } from './predict.js';
 export type { PredictSource, PixelSource } from './predict.js';

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { OptionError } from './errors.js';
+import type { PredictSource } from './predict.js';
 
 const imgsz = z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])]);
 const device = z.union([z.string(), z.number().int().nonnegative()]).transform((d) => String(d));
@@ -138,7 +139,7 @@ export const valSchema = z.strictObject({
 export const predictSchema = z.strictObject({
   ...common,
   ...output,
-  source: z.unknown().optional(),
+  source: z.custom<PredictSource>().optional(), // checked when the stream opens (toNativeSource)
   imgsz: imgsz.default(640),
   conf: z.number().min(0).max(1).default(0.25),
   iou: z.number().min(0).max(1).default(0.7),
@@ -178,7 +179,7 @@ export type TrainOptions = z.input<typeof trainSchema>;
 export type TrainConfig = z.output<typeof trainSchema>;
 export type ValOptions = z.input<typeof valSchema>;
 export type ValConfig = z.output<typeof valSchema>;
-export type PredictOptions = z.input<typeof predictSchema>;
+export type PredictOptions = Omit<z.input<typeof predictSchema>, 'source'> & { source: PredictSource };
 export type PredictConfig = z.output<typeof predictSchema>;
 export type ExportOptions = z.input<typeof exportSchema>;
 export type ExportConfig = z.output<typeof exportSchema>;

@@ -40,7 +40,42 @@ export interface EpochEndEvent {
   epochTime?: number;
   imagesPerSecond?: number;
   dataWaitFraction?: number;
+  bestFitness?: number;
 }
+
+/** `epoch_start`: an epoch begins; `lossNames` lists the task's loss keys in the official order. */
+export interface EpochStartEvent {
+  epoch: number;
+  epochs: number;
+  batches: number;
+  lossNames: string[];
+}
+
+/** `checkpoint`: a weights file was written (`kind`: 'last', 'best' or 'period'). */
+export interface CheckpointEvent {
+  epoch: number;
+  path: string;
+  kind: string;
+}
+
+/** `log`: a line the official trainer or validator prints (headers, validation tables, notices). */
+export interface LogEvent {
+  text: string;
+}
+
+/** Every event a Run emits, and its payload: what `run.on(name, listener)` accepts. */
+export interface RunEvents {
+  epoch_start: EpochStartEvent;
+  batch: BatchEvent;
+  epoch_end: EpochEndEvent;
+  checkpoint: CheckpointEvent;
+  log: LogEvent;
+  done: RunResult;
+  error: Yolo26Error;
+}
+
+export type RunEventName = keyof RunEvents;
+export type RunListener<E extends RunEventName> = (event: RunEvents[E]) => void;
 
 export interface RunResult {
   metrics: Record<string, number>;
@@ -104,6 +139,16 @@ function finalResult(r: Record<string, number | string>): RunResult {
  * A running job. Events: `epoch_start`, `batch`, `epoch_end`, `checkpoint`, `log`, `done`, `error`.
  * Await it (or call `.then`) for the final result; `stop()` ends after the current batch with last.pt saved.
  */
+export interface Run {
+  on<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  once<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  off<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  addListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  removeListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  prependListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  prependOnceListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  emit<E extends RunEventName>(event: E, payload: RunEvents[E]): boolean;
+}
 export class Run extends EventEmitter implements PromiseLike<RunResult> {
   private readonly promise: Promise<RunResult>;
   private handle: { stop(): void } | null = null;
@@ -124,7 +169,7 @@ export class Run extends EventEmitter implements PromiseLike<RunResult> {
           }
           return;
         }
-        this.emit(e.type, shapeEvent(e));
+        this.emit(e.type as RunEventName, shapeEvent(e) as never);  // the engine's names are RunEvents' keys
       };
       // Start on the next tick so listeners attached right after train() see every event.
       setImmediate(() => {
