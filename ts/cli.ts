@@ -1,24 +1,25 @@
 #!/usr/bin/env node
 /** The `yolo26` command line, in the Ultralytics `yolo26 MODE key=value ...` style. */
-import { parseArgs } from './cliargs.js';
+import { optionsHelp, parseArgs, TASKS, type ParsedArgs } from './cliargs.js';
 import { doctor, formatDoctor } from './doctor.js';
-import { Yolo26Error } from './errors.js';
+import { OptionError, Yolo26Error } from './errors.js';
 import { demo, exportModel, predict, track, train, val, modelInfo } from './index.js';
 import { native } from './native.js';
 import { ProgressBar } from './progress.js';
-import { formatLosses, type BatchEvent, type Run } from './train.js';
+import { formatLosses, type Run } from './train.js';
 import type { LogEvent } from './log.js';
-import type { Result } from './results.js';
 import { version } from './version.js';
 
 const HELP = `yolo26 ${version}: Ultralytics YOLO26 on a native libtorch engine
 
-Usage: yolo26 MODE [key=value ...] [--json]
+Usage: yolo26 [TASK] MODE [key=value ...] [--json]
+
+Tasks (optional; picks the model YAML to train when no model= is given): ${TASKS.join(', ')}
 
 Modes:
   train     train a model         yolo26 train model=yolo26n.yaml data=data.yaml epochs=100 imgsz=640
   val       validate a model      yolo26 val model=runs/detect/train/weights/best.pt data=data.yaml
-  predict   run inference         yolo26 predict model=best.pt source=images/ save=true
+  predict   run inference         yolo26 predict model=best.pt source=images/ save
   track     track objects         yolo26 track model=best.pt source=video.mp4 tracker=bytetrack.yaml
   export    export a model        yolo26 export model=best.pt format=onnx
   info      model summary         yolo26 info model=yolo26s.yaml imgsz=640
@@ -26,15 +27,10 @@ Modes:
   doctor    show what the engine runs on and what slows it down (--json for machines)
   version   print the version
 
-Options use the Ultralytics names and defaults (imgsz, batch, epochs, workers, device, conf, ...).`;
-
-function describeCounts(r: Result): string {
-  if (r.probs) return r.verbose();  // classify: the top-5 classes with their confidences
-  const counts = new Map<number, number>();
-  for (const c of r.boxes?.cls ?? []) counts.set(c, (counts.get(c) ?? 0) + 1);
-  if (counts.size === 0) return '(no detections)';
-  return [...counts].map(([c, n]) => `${n} ${r.names[c] ?? c}`).join(', ');
-}
+Options use the Ultralytics names and defaults (imgsz, batch, epochs, workers, device, conf, ...): key=value,
+a bare key sets a boolean option to true, cfg=custom.yaml loads overrides from a file.
+Values: numbers, true/false, None, [lists]; anything else is a string.
+'yolo26 MODE --help' lists the options of a mode with their defaults.`;
 
 /** Engine and option warnings on stderr (upstream's WARNING lines), other log lines on stdout. */
 function printLog(e: LogEvent): void {
@@ -62,9 +58,9 @@ async function runPredict(options: Record<string, unknown>, run: typeof predict 
     total.inference += r.speed.inference;
     total.postprocess += r.speed.postprocess;
     const where = r.frame !== null ? `${r.path} frame ${r.frame}` : r.path;
-    if (bar) bar.update(n, `${describeCounts(r)}`);
+    if (bar) bar.update(n, `${r.verbose()}`);
     else if (options.verbose !== false)
-      console.log(`${n} ${where}: ${r.origShape[0]}x${r.origShape[1]} ${describeCounts(r)}, ${r.speed.inference.toFixed(1)}ms`);
+      console.log(`${n} ${where}: ${r.origShape[0]}x${r.origShape[1]} ${r.verbose()}, ${r.speed.inference.toFixed(1)}ms`);
   }
   bar?.finish();
   const secs = (Date.now() - started) / 1000;
@@ -81,11 +77,11 @@ async function runPredict(options: Record<string, unknown>, run: typeof predict 
 function attachProgress(run: Run): void {
   let bar: ProgressBar | null = null;
   let lossOrder: string[] = [];
-  run.on('epoch_start', (e: { epoch: number; epochs: number; batches: number; lossNames?: string[] }) => {
+  run.on('epoch_start', (e) => {
     bar = new ProgressBar(e.batches ?? 0, `Epoch ${e.epoch}/${e.epochs}`);
     lossOrder = e.lossNames ?? lossOrder;
   });
-  run.on('batch', (e: BatchEvent) => {
+  run.on('batch', (e) => {
     const losses = formatLosses(e.losses ?? {}, lossOrder);
     bar?.update(e.iteration, `${losses} | ${e.imagesPerSecond.toFixed(1)} img/s | data-wait ${(100 * e.dataWaitFraction).toFixed(0)}%`);
   });
@@ -94,7 +90,7 @@ function attachProgress(run: Run): void {
     bar = null;
   });
   run.on('log', printLog);
-  run.on('checkpoint', (e: { path: string }) => process.stderr.write(`saved ${e.path}\n`));
+  run.on('checkpoint', (e) => process.stderr.write(`saved ${e.path}\n`));
 }
 
 async function runTrain(options: Record<string, unknown>): Promise<number> {
@@ -134,15 +130,27 @@ async function runVal(options: Record<string, unknown>): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { mode, options, flags } = parseArgs(argv);
+  let parsed: ParsedArgs;
+  try {
+    parsed = parseArgs(argv);
+  } catch (e) {
+    if (!(e instanceof OptionError)) throw e;
+    console.error(`yolo26: ${e.message}`);
+    return 2; // a usage error: nothing was started
+  }
+  const { mode, options, flags, help, notes } = parsed;
+  if (help || mode === 'help') {
+    const modeHelp = optionsHelp(mode);
+    console.log(modeHelp ? `${HELP}\n\n${modeHelp}` : HELP);
+    return 0;
+  }
+  for (const n of notes) console.error(`yolo26: ${n}`);
+  if (flags.has('version')) {
+    console.log(version);
+    return 0;
+  }
   switch (mode) {
-    case 'help':
-    case '--help':
-    case '-h':
-      console.log(HELP);
-      return 0;
     case 'version':
-    case '--version':
       console.log(version);
       return 0;
     case 'doctor': {
@@ -155,6 +163,8 @@ async function main(argv: string[]): Promise<number> {
     case 'train':
       // resume= takes the data from the checkpoint's train_args
       if (options.data === undefined && (options.resume === undefined || options.resume === false)) {
+        // the demo's generated set has detection labels only
+        if (parsed.task && parsed.task !== 'detect') throw new OptionError(`train: a ${parsed.task} model needs data=... (a data.yaml with ${parsed.task} labels)`, 'data');
         console.error('yolo26: no data= given: running the built-in demo (synthetic shapes, yolo26n)');
         return runDemo(options);
       }

@@ -6,14 +6,14 @@ export { exportModel } from './export.js';
 export type { ExportResult } from './export.js';
 
 export { train, val, demo, Run } from './train.js';
-export type { BatchEvent, EpochEndEvent, RunResult } from './train.js';
+export type { BatchEvent, EpochEndEvent, EpochStartEvent, CheckpointEvent, LogEvent, RunEvents, RunEventName, RunListener, RunResult } from './train.js';
 
 export { predict, PredictStream } from './predict.js';
 export type { PredictSource, PixelSource } from './predict.js';
 export { track, Tracker } from './track.js';
 export type { TrackerDetections, TrackerFrame } from './track.js';
-export { Result, Boxes, Keypoints, Probs } from './results.js';
-export type { PlotOptions } from './results.js';
+export { Result, Boxes, Keypoints, Probs, Masks, OBB } from './results.js';
+export type { Backend, PlotOptions, ResultJSON } from './results.js';
 export { Model, loadModel, modelInfo } from './model.js';
 export type { ForwardOutput, BranchOutput, TensorData, ModelSummary } from './model.js';
 

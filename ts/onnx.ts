@@ -12,7 +12,7 @@ import { Yolo26Error } from './errors.js';
 import { native } from './native.js';
 import { version } from './version.js';
 
-export type Backend = 'torch' | 'onnxruntime';
+import type { Backend } from './results.js';
 type Ort = typeof import('onnxruntime-node');
 
 const INSTALL_HINT =

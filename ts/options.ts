@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { OptionError } from './errors.js';
+import type { PredictSource } from './predict.js';
 
 /** Far above any real input size; stops a typo such as 1e9 before it reaches an allocation of exabytes. */
 export const MAX_IMGSZ = 16384;
@@ -141,7 +142,7 @@ export const valSchema = z.strictObject({
 export const predictSchema = z.strictObject({
   ...common,
   ...output,
-  source: z.unknown().optional(),
+  source: z.custom<PredictSource>().optional(), // checked when the stream opens (toNativeSource)
   imgsz: imgsz.default(640),
   conf: z.number().min(0).max(1).default(0.25),
   iou: z.number().min(0).max(1).default(0.7),
@@ -189,8 +190,8 @@ export const trackSchema = z.strictObject({
   persist: z.boolean().default(false),
 });
 
-export type PredictOptions = z.input<typeof predictSchema>;
-export type TrackOptions = z.input<typeof trackSchema>;
+export type PredictOptions = Omit<z.input<typeof predictSchema>, 'source'> & { source: PredictSource };
+export type TrackOptions = Omit<z.input<typeof trackSchema>, 'source'> & { source: PredictSource };
 export type TrackConfig = z.output<typeof trackSchema>;
 export type PredictConfig = z.output<typeof predictSchema>;
 export type ExportOptions = z.input<typeof exportSchema>;

@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
 import { native } from './native.js';
-import { chooseBackend, exportForOrt, loadOrt, ortRunner, ortSession, type Backend } from './onnx.js';
+import { chooseBackend, exportForOrt, loadOrt, ortRunner, ortSession } from './onnx.js';
 import { notAFile } from './files.js';
 import { Logger } from './log.js';
 import { checkImgsz, parseOptions, predictSchema, imgszPair, type PredictConfig, type PredictOptions } from './options.js';
-import { Result, type NativeResult, type PlotOptions } from './results.js';
+import { Result, type Backend, type NativeResult, type PlotOptions } from './results.js';
 
 /**
  * Raw pixels as a source: interleaved rows, RGB(A) unless `order: 'bgr'`, exactly width x height x channels values.
@@ -38,6 +38,7 @@ interface NativePredictor {
   close(): void;
   saveDir(): string | null;
   warnings(): string[];
+  names(): string[];
 }
 
 function isPixels(s: unknown): s is PixelSource {
@@ -130,13 +131,10 @@ function plotter(r: NativeResult & { image?: unknown }, names: string[]) {
   };
 }
 
-/** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at. */
-function defaultImgsz(model: string): [number, number] {
-  if (/\.pt$/i.test(model) && fs.existsSync(model)) {
-    const trained = (native().checkpointImgsz as (f: string) => [number, number] | null)(model);
-    if (trained) return trained;
-  }
-  return [640, 640];
+/** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at (null: none recorded). */
+function trainedImgsz(model: string): [number, number] | null {
+  if (/\.pt$/i.test(model) && fs.existsSync(model)) return (native().checkpointImgsz as (f: string) => [number, number] | null)(model);
+  return null;
 }
 
 /** Lists at most this many failed inputs in the error; the rest are counted. */
@@ -224,8 +222,9 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
     this.backend = choice.backend;
     this.backendReason = choice.reason;
     if (cfg.threads > 0) native().setThreads(cfg.threads);
-    const open = native().openPredictor as (m: unknown, s: NativeSource, o: object) => NativePredictor;
-    const asked = this.imgszGiven ? imgszPair(cfg.imgsz) : defaultImgsz(cfg.model);
+    const open = native().openPredictor as (m: unknown, s: NativeSource, args: object, onnx?: object) => NativePredictor;
+    const trained = this.imgszGiven ? null : trainedImgsz(cfg.model);
+    const asked = this.imgszGiven ? imgszPair(cfg.imgsz) : (trained ?? [640, 640]);
     // As upstream's predictor: each side rounded up to the model's largest stride, with a warning naming the size used.
     const sized = (stride: number): [number, number] => {
       const { size, warnings } = checkImgsz(asked[0] === asked[1] ? asked[0] : asked, stride);
@@ -233,29 +232,31 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
       this.imgsz = size;
       return size;
     };
-    const common = {
+    // The engine's predict args under their official names; the rules (end2end, fuse, ONNX files) are the core's.
+    const args = (size: [number, number]) => ({
+      imgsz: this.imgszGiven || trained ? size : undefined,
       batch: cfg.batch,
       conf: cfg.conf,
       iou: cfg.iou,
-      maxDet: cfg.max_det,
-      classes: cfg.classes ?? [],
-      agnosticNms: cfg.agnostic_nms,
+      max_det: cfg.max_det,
+      classes: cfg.classes,
+      agnostic_nms: cfg.agnostic_nms,
       half,
-      vidStride: cfg.vid_stride,
-      skipErrors: cfg.skip_errors,
+      end2end: cfg.end2end,
+      vid_stride: cfg.vid_stride,
+      skip_errors: cfg.skip_errors,
       save: cfg.save,
-      saveTxt: cfg.save_txt,
-      saveConf: cfg.save_conf,
-      saveCrop: cfg.save_crop,
-      project: cfg.project ?? 'runs',
-      name: cfg.name ?? 'predict',
-      existOk: cfg.exist_ok,
-      lineWidth: cfg.line_width ?? 0,
-      showLabels: cfg.show_labels,
-      showConf: cfg.show_conf,
+      save_txt: cfg.save_txt,
+      save_conf: cfg.save_conf,
+      save_crop: cfg.save_crop,
+      project: cfg.project,
+      name: cfg.name,
+      exist_ok: cfg.exist_ok,
+      line_width: cfg.line_width,
+      show_labels: cfg.show_labels,
+      show_conf: cfg.show_conf,
       ...this.extra,
-    };
-    let names: string[];
+    });
     let p: NativePredictor;
     let model: Model | null = null;
     try {
@@ -276,20 +277,15 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
           this.onnxFile = file;
         }
         if (!fs.existsSync(file)) throw new Yolo26Error(`predict(): model file ${file} does not exist`, 'YOLO26_BAD_MODEL');
-        const info = (native().onnxInfo as (f: string) => { names: string[]; imgsz: [number, number] | null; stride: number })(file);
-        const [h, w] = info.imgsz ?? sized(info.stride);
+        const info = (native().onnxInfo as (f: string) => { imgsz: [number, number] | null; stride: number })(file);
+        const size = info.imgsz ?? sized(info.stride);
         if (info.imgsz) this.imgsz = info.imgsz;
-        if (info.imgsz && this.imgszGiven && (info.imgsz[0] !== asked[0] || info.imgsz[1] !== asked[1]))
-          this.warn(`predict(): ${file} has a fixed input of ${info.imgsz.join('x')}; imgsz ${asked[0]}x${asked[1]} is ignored`);
-        names = info.names;
         const session = await ortSession(file, cfg.device, cfg.threads);
-        p = open(null, src, { ...common, imgszH: h, imgszW: w, end2end: cfg.end2end ?? undefined, onnx: { path: file, run: ortRunner(session) } });
+        p = open(null, src, args(size), { path: file, run: ortRunner(session) });
       } else {
         model = await Model.load(cfg.model, { device: cfg.device || 'cpu' });
-        const info = model.info(asked[0]);
-        const [h, w] = sized(Math.max(1, ...info.stride));
-        names = Array.from({ length: info.nc }, (_, i) => info.names[i] ?? String(i));
-        p = open(model.handle, src, { ...common, imgszH: h, imgszW: w, end2end: cfg.end2end ?? info.end2end });
+        const size = sized(Math.max(1, ...model.info(asked[0]).stride));
+        p = open(model.handle, src, args(size));
       }
     } catch (e) {
       model?.dispose();
@@ -300,6 +296,9 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
       p.close();
       model?.dispose();
     };
+    const planWarnings = p.warnings().length; // options the model overrides; skipped inputs follow at the end
+    for (const w of p.warnings()) this.warn(w);
+    const names = p.names();
     this.saveDir = p.saveDir();
     const failed: NativeResult[] = [];
     let good = 0;
@@ -315,7 +314,7 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
         good++;
         yield new Result({ ...r, backend: choice.backend }, Object.fromEntries(names.map((n, i) => [i, n])), r.image ? plotter(r, names) : null);
       }
-      for (const w of p.warnings()) this.warn(`predict(): ${w}`, 'skipped');
+      for (const w of p.warnings().slice(planWarnings)) this.warn(`predict(): ${w}`, 'skipped');
       this.log.summarize(() => 'inputs skipped (stream.warnings lists them all)');
     } finally {
       this.release?.();

@@ -4,6 +4,8 @@ import { OptionError, Yolo26Error } from './errors.js';
 import { native } from './native.js';
 import { notAFile } from './files.js';
 import { Logger, type LogEvent } from './log.js';
+/** `log`: a line the trainer or validator prints (headers, validation tables, notices) or a warning. */
+export type { LogEvent };
 import { checkImgsz, parseOptions, trainSchema, valSchema, type TrainOptions, type ValOptions } from './options.js';
 
 /** What the addon sends: numbers and strings keyed by the engine's names. */
@@ -42,7 +44,37 @@ export interface EpochEndEvent {
   epochTime?: number;
   imagesPerSecond?: number;
   dataWaitFraction?: number;
+  bestFitness?: number;
 }
+
+/** `epoch_start`: an epoch begins; `lossNames` lists the task's loss keys in the official order. */
+export interface EpochStartEvent {
+  epoch: number;
+  epochs: number;
+  batches: number;
+  lossNames: string[];
+}
+
+/** `checkpoint`: a weights file was written (`kind`: 'last', 'best' or 'period'). */
+export interface CheckpointEvent {
+  epoch: number;
+  path: string;
+  kind: string;
+}
+
+/** Every event a Run emits, and its payload: what `run.on(name, listener)` accepts. */
+export interface RunEvents {
+  epoch_start: EpochStartEvent;
+  batch: BatchEvent;
+  epoch_end: EpochEndEvent;
+  checkpoint: CheckpointEvent;
+  log: LogEvent;
+  done: RunResult;
+  error: Yolo26Error;
+}
+
+export type RunEventName = keyof RunEvents;
+export type RunListener<E extends RunEventName> = (event: RunEvents[E]) => void;
 
 export interface RunResult {
   metrics: Record<string, number>;
@@ -115,6 +147,16 @@ function logEvent(e: NativeEvent): LogEvent {
  * Await it (or call `.then`) for the final result; `stop()` ends after the current batch with last.pt saved;
  * `dispose()` (or `using` / `await using`) stops it too, and the async form waits for the end.
  */
+export interface Run {
+  on<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  once<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  off<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  addListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  removeListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  prependListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  prependOnceListener<E extends RunEventName>(event: E, listener: RunListener<E>): this;
+  emit<E extends RunEventName>(event: E, payload: RunEvents[E]): boolean;
+}
 export class Run extends EventEmitter implements PromiseLike<RunResult> {
   private readonly promise: Promise<RunResult>;
   private handle: { stop(): void } | null = null;
@@ -143,7 +185,7 @@ export class Run extends EventEmitter implements PromiseLike<RunResult> {
           }
           return;
         }
-        this.emit(e.type, shapeEvent(e));
+        this.emit(e.type as RunEventName, shapeEvent(e) as never);  // the engine's names are RunEvents' keys
       };
       // Start on the next tick so listeners attached right after train() see every event.
       setImmediate(() => {

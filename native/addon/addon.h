@@ -86,5 +86,10 @@ inline bool get_bool(const Napi::Object& o, const char* key, bool def) {
   auto v = o.Get(key);
   return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : def;
 }
+inline Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v) {
+  auto a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set((uint32_t)i, v[i]);
+  return a;
+}
 
 }  // namespace y26addon

@@ -112,7 +112,7 @@ void call_js(Napi::Env env, Napi::Function run, std::shared_ptr<OrtCall> call, s
 
 }  // namespace
 
-y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, const OnnxModelSpec& spec) {
+y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, int64_t static_batch) {
   auto shared = std::make_shared<OrtShared>();
   std::weak_ptr<OrtShared> weak = shared;
   shared->tsfn = Napi::ThreadSafeFunction::New(env, run, "yolo26-onnxruntime", 0, 1, [weak](Napi::Env) {
@@ -127,7 +127,6 @@ y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, const OnnxM
     for (auto& c : left) c->finish({}, "onnxruntime: Node.js is shutting down");
   });
   shared->tsfn.Unref(env);  // an idle predictor must not keep Node alive; a pending next() does
-  const int64_t static_batch = spec.batch;
   return [shared, static_batch](const torch::Tensor& x_in) {
     const int64_t n = x_in.size(0);
     torch::Tensor x = x_in.contiguous();
@@ -166,48 +165,6 @@ y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, const OnnxM
       for (auto& t : out) t = t.narrow(0, 0, n).contiguous();
     return out;
   };
-}
-
-OnnxPipelineSpec onnx_pipeline_spec(const y26::OnnxMetadata& md, const std::string& path) {
-  const std::string fix = "; export it with exportModel({ format: 'onnx' }) or `yolo export format=onnx`, which write the metadata";
-  if (md.task.empty() || md.names.empty())
-    y26::fail("predict(): " + path + " has no YOLO metadata (task and names)" + fix);
-  const bool classify = md.task == "classify";
-  const size_t out_rank = classify ? 2 : 3;  // classify: (B, nc) probabilities
-  if (md.inputs.empty() || md.inputs[0].shape.size() != 4 || md.outputs.empty() || md.outputs[0].shape.size() != out_rank)
-    y26::fail("predict(): " + path + " does not have one (B,3,H,W) input and a rank-" + std::to_string(out_rank) +
-              " output0 as YOLO exports of " + md.task + " models" + fix);
-  OnnxPipelineSpec s;
-  s.names = md.names;
-  auto& po = s.po;
-  auto& post = po.post;
-  post.task = y26::parse_task(md.task);
-  post.nc = (int)md.names.size();
-  if (md.kpt_shape.size() == 2) {
-    post.kpt_count = (int)md.kpt_shape[0];
-    post.kpt_dims = (int)md.kpt_shape[1];
-  } else if (post.task == y26::Task::Pose) {
-    y26::fail("predict(): " + path + " is a pose model without kpt_shape metadata" + fix);
-  }
-  po.stride = md.stride > 0 ? (int)md.stride : classify ? 1 : 32;
-  const auto& in = md.inputs[0];
-  const auto& out = md.outputs[0].shape;
-  // end2end rows (B,N,6+E) have few columns; the classic output (B,4+nc+E,A) has an anchor axis longer than its
-  // channel axis (or symbolic). Official files without the end2end key are told apart this way.
-  if (classify) post.end2end = false;
-  else if (md.props.count("end2end")) post.end2end = md.end2end;
-  else post.end2end = out[2] > 0 && out[1] > 0 && out[2] < out[1];
-  s.model.half = in.elem_type == 10;
-  s.model.batch = in.shape[0] > 0 ? in.shape[0] : 0;
-  s.dynamic = in.shape[2] <= 0 || in.shape[3] <= 0;
-  if (!s.dynamic) {
-    po.imgsz_h = (int)in.shape[2];
-    po.imgsz_w = (int)in.shape[3];
-    po.rect = false;  // the file runs exactly this size: full letterbox, no minimal-rect padding
-  }
-  po.half = s.model.half;
-  po.device = "cpu";  // ORT takes host memory; its execution provider decides where it runs
-  return s;
 }
 
 }  // namespace y26addon

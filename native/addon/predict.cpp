@@ -4,14 +4,14 @@
 #include <opencv2/videoio.hpp>
 
 #include <cmath>
-#include <iostream>
 
 #include "addon.h"
 #include "addon_model.h"
 #include "addon_track.h"
+#include "addon_yaml.h"
 #include "infer/annotate.h"
-#include "infer/pipeline.h"
-#include "infer/save.h"
+#include "infer/predictor.h"
+#include "infer/segments.h"
 #include "ort_forward.h"
 
 namespace y26addon {
@@ -69,6 +69,20 @@ Napi::Float32Array f32(Napi::Env env, const torch::Tensor& t) {
   return arr;
 }
 
+// Uint8Array from a CPU tensor (masks: 0/1), flattened.
+Napi::Uint8Array u8(Napi::Env env, const torch::Tensor& t) {
+  auto c = t.to(torch::kUInt8).contiguous();
+  auto arr = Napi::Uint8Array::New(env, c.numel());
+  if (c.numel()) std::memcpy(arr.Data(), c.data_ptr<uint8_t>(), c.numel());
+  return arr;
+}
+
+Napi::Array shape_of(Napi::Env env, const torch::Tensor& t) {
+  auto a = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); ++i) a.Set((uint32_t)i, (double)t.size(i));
+  return a;
+}
+
 void finalize_mat(Napi::Env env, cv::Mat* m) {
   int64_t bytes = (int64_t)(m->total() * m->elemSize());
   delete m;
@@ -76,10 +90,8 @@ void finalize_mat(Napi::Env env, cv::Mat* m) {
 }
 
 struct PredictorState {
-  std::shared_ptr<ModelHolder> model;
-  std::unique_ptr<y26::Pipeline> pipeline;
-  std::unique_ptr<y26::ResultSaver> saver;
-  std::mutex saver_mu;
+  std::shared_ptr<ModelHolder> model;  // libtorch: keeps the model alive while the predictor runs
+  std::unique_ptr<y26::Predictor> predictor;
 };
 
 }  // namespace
@@ -93,7 +105,8 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
     auto cls = DefineClass(env, "NativePredictor",
                            {InstanceMethod("next", &PredictorWrap::Next), InstanceMethod("close", &PredictorWrap::Close),
                             InstanceMethod("saveDir", &PredictorWrap::SaveDir),
-                            InstanceMethod("warnings", &PredictorWrap::Warnings)});
+                            InstanceMethod("warnings", &PredictorWrap::Warnings),
+                            InstanceMethod("names", &PredictorWrap::Names)});
     ctor = Napi::Persistent(cls);
   }
   explicit PredictorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PredictorWrap>(info) {}
@@ -101,15 +114,13 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
   Napi::Value Next(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto st = state;
-    if (!st || !st->pipeline) return run_async(env, [] { return Finish([](Napi::Env e) -> Napi::Value { return e.Null(); }); });
+    if (!st || !st->predictor) return run_async(env, [] { return Finish([](Napi::Env e) -> Napi::Value { return e.Null(); }); });
     return run_async(env, [st]() {
       auto r = std::make_shared<y26::Result>();
-      if (!st->pipeline->next(*r)) return Finish([](Napi::Env e) -> Napi::Value { return e.Null(); });
-      if (st->saver && r->error.empty()) {
-        std::lock_guard<std::mutex> lk(st->saver_mu);
-        st->saver->save(*r);
-      }
-      return Finish([r](Napi::Env env) -> Napi::Value {
+      if (!st->predictor->next(*r)) return Finish([](Napi::Env e) -> Napi::Value { return e.Null(); });
+      // Mask outlines (Masks.xy) are traced here, off the JS thread.
+      auto polygons = std::make_shared<std::vector<torch::Tensor>>(y26::mask_polygons(r->masks));
+      return Finish([r, polygons](Napi::Env env) -> Napi::Value {
         auto o = Napi::Object::New(env);
         o.Set("path", r->path);
         auto shape = Napi::Array::New(env, 2);
@@ -128,6 +139,14 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
           ks.Set(1u, (double)r->keypoints.size(2));
           o.Set("kptShape", ks);
         }
+        if (r->masks.defined()) {
+          o.Set("masks", u8(env, r->masks));
+          o.Set("maskShape", shape_of(env, r->masks));
+          auto segs = Napi::Array::New(env, polygons->size());
+          for (size_t i = 0; i < polygons->size(); ++i) segs.Set((uint32_t)i, f32(env, (*polygons)[i]));
+          o.Set("segments", segs);
+        }
+        if (r->obb.defined()) o.Set("xywhr", f32(env, r->obb));
         auto speed = Napi::Object::New(env);
         speed.Set("preprocess", r->speed.decode + r->speed.preprocess);
         speed.Set("inference", r->speed.inference);
@@ -146,165 +165,78 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (state && state->pipeline) state->pipeline->cancel();
-    if (state && state->saver) {
-      std::lock_guard<std::mutex> lk(state->saver_mu);
-      state->saver->close();
-    }
+    if (state && state->predictor) state->predictor->close();
     state.reset();  // a next() still in flight keeps its own reference until it returns
     return info.Env().Undefined();
   }
 
   Napi::Value SaveDir(const Napi::CallbackInfo& info) {
-    if (state && state->saver) return Napi::String::New(info.Env(), state->saver->save_dir());
-    return info.Env().Null();
+    if (!state || !state->predictor || state->predictor->save_dir().empty()) return info.Env().Null();
+    return Napi::String::New(info.Env(), state->predictor->save_dir());
   }
 
   Napi::Value Warnings(const Napi::CallbackInfo& info) {
-    auto arr = Napi::Array::New(info.Env());
-    if (state && state->pipeline) {
-      auto w = state->pipeline->warnings();
-      for (size_t i = 0; i < w.size(); ++i) arr.Set((uint32_t)i, w[i]);
-    }
-    return arr;
+    return strings_to_js(info.Env(), state && state->predictor ? state->predictor->warnings() : std::vector<std::string>{});
+  }
+
+  Napi::Value Names(const Napi::CallbackInfo& info) {
+    return strings_to_js(info.Env(), state && state->predictor ? state->predictor->names() : std::vector<std::string>{});
   }
 };
 Napi::FunctionReference PredictorWrap::ctor;
 
-// Options every backend shares: thresholds, class filter, saving.
-static void common_options(const Napi::Object& o, y26::PipelineOptions& po) {
-  po.skip_errors = get_bool(o, "skipErrors", false);
-  po.keep_images = true;  // Result.plot() and saving draw on the original
-  auto& post = po.post;
-  post.conf = (float)get_number(o, "conf", 0.25);
-  post.iou = (float)get_number(o, "iou", 0.7);
-  post.max_det = (int)get_number(o, "maxDet", 300);
-  post.agnostic_nms = get_bool(o, "agnosticNms", false);
-  auto classes = o.Get("classes").As<Napi::Array>();
-  for (uint32_t i = 0; i < classes.Length(); ++i) post.classes.push_back(classes.Get(i).As<Napi::Number>().Int64Value());
-}
-
-// openPredictor(model, source, options): model is a NativeModel (libtorch), or null with options.onnx =
-// {path, run} for the ONNX Runtime backend (run: see ort_forward.h).
+// openPredictor(model, source, args, onnx): args are predict()'s options under their official names (see
+// y26::PredictArgs); model is a NativeModel (libtorch), or null with onnx = {path, run} for ONNX Runtime (run: see
+// ort_forward.h). Every rule lives in y26::Predictor; this only converts.
 static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    auto src = info[1].As<Napi::Object>();
-    auto o = info[2].As<Napi::Object>();
+    const y26::PredictArgs args = y26::parse_predict_args(js_to_yaml(info[2]));
     auto st = std::make_shared<PredictorState>();
-    y26::PipelineOptions po;
-    y26::ForwardOutputsFn fwd;
-    std::vector<std::string> names;
-    if (o.Get("onnx").IsObject()) {
-      auto ox = o.Get("onnx").As<Napi::Object>();
-      std::string path = get_string(ox, "path");
-      OnnxPipelineSpec spec = onnx_pipeline_spec(y26::read_onnx_metadata(path), path);
-      po = spec.po;
-      if (spec.dynamic) {
-        po.imgsz_h = (int)get_number(o, "imgszH", 640);
-        po.imgsz_w = (int)get_number(o, "imgszW", 640);
-      }
-      po.batch = spec.model.batch > 0 ? (int)spec.model.batch : (int)get_number(o, "batch", 1);
-      if (o.Get("end2end").IsBoolean() && get_bool(o, "end2end", true) != po.post.end2end)
-        y26::fail(std::string("predict(): end2end=") + (po.post.end2end ? "false" : "true") + " but " + path + " was exported with end2end=" +
-                  (po.post.end2end ? "true" : "false") + ": export it again with the end2end you want");
-      if (po.half != get_bool(o, "half", po.half))
-        std::cerr << "WARNING: predict(): half is fixed by " << path << " (" << (po.half ? "float16" : "float32") << " input); ignoring half\n";
-      names = spec.names;
-      fwd = ort_forward(env, ox.Get("run").As<Napi::Function>(), spec.model);
+    y26::PredictPlan plan;
+    if (info.Length() > 3 && info[3].IsObject()) {
+      auto ox = info[3].As<Napi::Object>();
+      const std::string path = get_string(ox, "path");
+      plan = y26::plan_onnx(y26::read_onnx_metadata(path), path, &args);
+      plan.forward = ort_forward(env, ox.Get("run").As<Napi::Function>(), plan.fixed_batch);
     } else {
-      auto model = unwrap_model(info[0]);
-      st->model = model;
-      po.imgsz_h = (int)get_number(o, "imgszH", 640);
-      po.imgsz_w = (int)get_number(o, "imgszW", 640);
-      po.batch = (int)get_number(o, "batch", 1);
-      po.half = get_bool(o, "half", false);
-      po.device = model->device;
-      const bool classify = model->loaded.task == "classify";
-      bool end2end = !classify && get_bool(o, "end2end", true);  // classify: softmax probabilities, no boxes
-      {
-        std::lock_guard<std::mutex> lk(model->mu);
-        auto& m = *model->loaded.model;
-        po.stride = (int)m.stride().back();
-        if (classify && !m.is_fused()) m.fuse();
-        if (end2end && !m.end2end()) y26::fail("predict(): end2end=true but this model has no end-to-end head");
-        if (end2end && !m.is_fused()) m.fuse();  // what the official predictor runs; drops the one2many head
-        if (!classify && !end2end && m.is_fused()) y26::fail("predict(): end2end=false needs the one-to-many head, which fuse() removed: load the model again");
-        m.max_det = (int)get_number(o, "maxDet", 300);
-      }
-      auto& post = po.post;
-      post.task = y26::parse_task(model->loaded.task);
-      post.end2end = end2end;
-      post.nc = (int)model->loaded.nc;
-      if (model->loaded.kpt_shape.size() == 2) {
-        post.kpt_count = (int)model->loaded.kpt_shape[0];
-        post.kpt_dims = (int)model->loaded.kpt_shape[1];
-      }
-      names = model->loaded.names;
-      auto holder = model;
-      y26::ForwardFn f = [holder, end2end, classify](const torch::Tensor& x) {
-        std::lock_guard<std::mutex> lk(holder->mu);
-        torch::NoGradGuard ng;
-        auto out = holder->loaded.model->forward(x);
-        return classify ? out.cls_probs : end2end ? out.end2end : out.classic;
-      };
-      fwd = [f](const torch::Tensor& x) { return std::vector<torch::Tensor>{f(x)}; };
+      st->model = unwrap_model(info[0]);
+      plan = y26::plan_torch(st->model->loaded, st->model->device, args, std::shared_ptr<std::mutex>(st->model, &st->model->mu));
     }
-    common_options(o, po);
-    if (o.Get("tracker").IsObject()) {
-      if (po.post.task == y26::Task::Classify)
+    if (auto o = info[2].As<Napi::Object>(); o.Get("tracker").IsObject()) {
+      if (plan.po.post.task == y26::Task::Classify)
         y26::fail("track(): classify models have no boxes to track; use a detect, segment, pose or obb model");
-      po.on_result = y26::tracking_step(unwrap_tracker(o.Get("tracker")), get_bool(o, "persist", false));
+      plan.po.on_result = y26::tracking_step(unwrap_tracker(o.Get("tracker")), get_bool(o, "persist", false));
     }
-    auto source = make_source(src, (int)get_number(o, "vidStride", 1));
-    st->pipeline = std::make_unique<y26::Pipeline>(std::move(source), fwd, po);
-    if (get_bool(o, "save", false) || get_bool(o, "saveTxt", false) || get_bool(o, "saveCrop", false)) {
-      y26::SaveOptions so;
-      so.project = get_string(o, "project", "runs");
-      so.name = get_string(o, "name", "predict");
-      so.exist_ok = get_bool(o, "existOk", false);
-      so.save = get_bool(o, "save", false);
-      so.save_txt = get_bool(o, "saveTxt", false);
-      so.save_conf = get_bool(o, "saveConf", false);
-      so.save_crop = get_bool(o, "saveCrop", false);
-      so.task = po.post.task;
-      so.names = names;
-      so.annotate.line_width = (int)get_number(o, "lineWidth", 0);
-      so.annotate.labels = get_bool(o, "showLabels", true);
-      so.annotate.conf = get_bool(o, "showConf", true);
-      st->saver = std::make_unique<y26::ResultSaver>(so);
-    }
+    st->predictor = std::make_unique<y26::Predictor>(make_source(info[1].As<Napi::Object>(), args.vid_stride), std::move(plan), args);
     auto obj = PredictorWrap::ctor.New({});
     PredictorWrap::Unwrap(obj)->state = st;
     return obj;
   });
 }
 
-// onnxInfo(path) -> what predict needs to know of an exported file before opening it: names, task, input size
-// (null when dynamic), batch (0 when dynamic), half, end2end. Fails naming the file without YOLO metadata.
+// onnxInfo(path) -> what an exported file brings to predict: names, task, input size (null when dynamic), batch
+// (0 when dynamic), half, end2end, stride. Fails naming the file without YOLO metadata.
 static Napi::Value OnnxInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto md = y26::read_onnx_metadata(path);
-    auto spec = onnx_pipeline_spec(md, path);
+    const auto plan = y26::plan_onnx(y26::read_onnx_metadata(path), path);
     auto o = Napi::Object::New(env);
-    o.Set("task", md.task);
-    auto names = Napi::Array::New(env, spec.names.size());
-    for (size_t i = 0; i < spec.names.size(); ++i) names.Set((uint32_t)i, spec.names[i]);
-    o.Set("names", names);
-    if (spec.dynamic) {
-      o.Set("imgsz", env.Null());
-    } else {
+    o.Set("task", y26::task_name(plan.po.post.task));
+    o.Set("names", strings_to_js(env, plan.names));
+    if (plan.fixed_size) {
       auto sz = Napi::Array::New(env, 2);
-      sz.Set(0u, spec.po.imgsz_h);
-      sz.Set(1u, spec.po.imgsz_w);
+      sz.Set(0u, plan.po.imgsz_h);
+      sz.Set(1u, plan.po.imgsz_w);
       o.Set("imgsz", sz);
+    } else {
+      o.Set("imgsz", env.Null());
     }
-    o.Set("batch", (double)spec.model.batch);
-    o.Set("half", spec.model.half);
-    o.Set("end2end", spec.po.post.end2end);
-    o.Set("stride", spec.po.stride);
+    o.Set("batch", (double)plan.fixed_batch);
+    o.Set("half", plan.po.half);
+    o.Set("end2end", plan.po.post.end2end);
+    o.Set("stride", plan.po.stride);
     return o;
   });
 }
@@ -333,6 +265,13 @@ static Napi::Value PlotResult(const Napi::CallbackInfo& info) {
     if (r.Get("keypoints").IsTypedArray()) {
       auto ks = r.Get("kptShape").As<Napi::Array>();
       res.keypoints = tensor_of(r.Get("keypoints"), {-1, ks.Get(0u).As<Napi::Number>().Int64Value(), ks.Get(1u).As<Napi::Number>().Int64Value()});
+    }
+    if (r.Get("xywhr").IsTypedArray()) res.obb = tensor_of(r.Get("xywhr"), {-1, 5});
+    if (r.Get("masks").IsTypedArray()) {
+      auto m = r.Get("masks").As<Napi::Uint8Array>();
+      auto t = torch::empty({(int64_t)m.ElementLength()}, torch::kUInt8);
+      if (m.ElementLength()) std::memcpy(t.data_ptr<uint8_t>(), m.Data(), m.ElementLength());
+      res.masks = t.view({res.conf.size(0), img.rows, img.cols});
     }
     std::vector<std::string> names;
     auto na = info[2].As<Napi::Array>();

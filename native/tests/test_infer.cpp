@@ -20,6 +20,7 @@
 #include "infer/postprocess.h"
 #include "infer/preprocess.h"
 #include "infer/save.h"
+#include "infer/segments.h"
 #include "infer/source.h"
 #include "testing.h"
 #include "util/error.h"
@@ -271,6 +272,40 @@ TEST_CASE("obb end2end postprocess: xywhr scaled back, enclosing box clipped") {
   EXPECT_NEAR(r.boxes[0][1].item<float>(), 27, 1e-3);
   EXPECT_NEAR(r.boxes[0][3].item<float>(), 117, 1e-3);
   EXPECT(r.cls[0].item<int64_t>() == 4);
+}
+
+TEST_CASE("mask_polygon: a square's corners; two pieces joined into one closed walk; empty -> (0,2)") {
+  torch::Tensor m = torch::zeros({20, 30}, torch::kUInt8);
+  m.index_put_({Slice(5, 10), Slice(2, 8)}, 1);
+  torch::Tensor p = y26::mask_polygon(m);
+  EXPECT_MSG(p.sizes() == torch::IntArrayRef({4, 2}), p.sizes());
+  if (p.size(0) == 4) {
+    torch::Tensor lo = std::get<0>(p.min(0)), hi = std::get<0>(p.max(0));
+    EXPECT(lo[0].item<float>() == 2 && hi[0].item<float>() == 7 && lo[1].item<float>() == 5 && hi[1].item<float>() == 9);
+  }
+  // A second piece: both squares' corners are on the joined walk, each piece closed on itself.
+  m.index_put_({Slice(12, 16), Slice(20, 26)}, 1);
+  torch::Tensor q = y26::mask_polygon(m);
+  EXPECT_MSG(q.size(0) == 4 + 1 + 4 + 1, q.sizes());
+  auto has = [&](float x, float y) { return ((q.select(1, 0) == x) & (q.select(1, 1) == y)).any().item<bool>(); };
+  EXPECT(has(2, 5) && has(7, 9) && has(20, 12) && has(25, 15));
+  EXPECT(y26::mask_polygon(torch::zeros({8, 8}, torch::kUInt8)).sizes() == torch::IntArrayRef({0, 2}));
+  EXPECT(y26::mask_polygons(torch::stack({m, torch::zeros_like(m)})).size() == 2);
+}
+
+TEST_CASE("obb_corners: the official corner order; save_txt writes them normalised") {
+  torch::Tensor c = y26::obb_corners(torch::tensor({{50.f, 40.f, 20.f, 10.f, 0.f}, {50.f, 40.f, 20.f, 10.f, static_cast<float>(M_PI / 2)}}));
+  EXPECT(c.sizes() == torch::IntArrayRef({2, 4, 2}));
+  EXPECT(torch::allclose(c[0], torch::tensor({{60.f, 45.f}, {60.f, 35.f}, {40.f, 35.f}, {40.f, 45.f}})));
+  EXPECT(torch::allclose(c[1], torch::tensor({{45.f, 50.f}, {55.f, 50.f}, {55.f, 30.f}, {45.f, 30.f}}), 1e-5, 1e-4));
+  y26::Result r;
+  r.orig_h = 80;
+  r.orig_w = 100;
+  r.obb = torch::tensor({{50.f, 40.f, 20.f, 10.f, 0.f}});
+  r.boxes = torch::tensor({{40.f, 35.f, 60.f, 45.f}});
+  r.conf = torch::tensor({0.5f});
+  r.cls = torch::tensor({3}, torch::kInt64);
+  EXPECT_MSG(y26::format_yolo_txt(r, true) == "3 0.6 0.5625 0.6 0.4375 0.4 0.4375 0.4 0.5625 0.5\n", y26::format_yolo_txt(r, true));
 }
 
 TEST_CASE("segment: process_masks crops to the box, scale_masks removes the padding, pipeline drops empty masks") {

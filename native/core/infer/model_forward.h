@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <memory>
+#include <mutex>
 
 #include "infer/pipeline.h"
 #include "model/loader.h"
@@ -15,14 +16,19 @@ namespace y26 {
 // (B,4+nc+extra,A) xywh output for NMS), then the mask prototypes of segment models. Put the model in eval mode
 // (and fuse() it, as the official predictor does) before calling.
 // Classify models return their (B, nc) softmax probabilities (end2end does not apply).
-inline ForwardOutputsFn model_forward(std::shared_ptr<YoloModel> model, bool end2end = true) {
+// `mu`, when given, is held during each forward (a model shared with other threads).
+inline ForwardOutputsFn model_forward(std::shared_ptr<YoloModel> model, bool end2end = true,
+                                      std::shared_ptr<std::mutex> mu = nullptr) {
   if (!model) fail("predict: no model");
-  if (model->task() == "classify")
-    return [model](const torch::Tensor& x) { return std::vector<torch::Tensor>{model->forward(x).cls_probs}; };
-  if (end2end && !model->end2end()) fail("predict: this model has no end2end head; predict with end2end=false");
-  model->compute_classic = !end2end;
-  return [model, end2end](const torch::Tensor& x) {
+  const bool classify = model->task() == "classify";
+  if (!classify && end2end && !model->end2end()) fail("predict: this model has no end2end head; predict with end2end=false");
+  if (!classify) model->compute_classic = !end2end;
+  return [model, end2end, classify, mu](const torch::Tensor& x) {
+    std::unique_lock<std::mutex> lock;
+    if (mu) lock = std::unique_lock<std::mutex>(*mu);
+    torch::NoGradGuard no_grad;
     ModelOutput out = model->forward(x);
+    if (classify) return std::vector<torch::Tensor>{out.cls_probs};
     std::vector<torch::Tensor> v{end2end ? out.end2end : out.classic};
     if (out.proto.defined()) v.push_back(out.proto);
     return v;

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "infer/classify.h"
+#include "infer/segments.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -53,17 +54,25 @@ std::string format_yolo_txt(const Result& r, bool save_conf) {
     std::string line;
     append_g(line, static_cast<double>(r.cls[i].item<int64_t>()));
     if (r.masks.defined()) {
-      // Segment labels are the outline of the mask (largest contour), normalised, instead of the box.
-      torch::Tensor m = r.masks[i].to(torch::kUInt8).contiguous();
-      cv::Mat mask(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_8UC1, m.data_ptr<uint8_t>());
-      std::vector<std::vector<cv::Point>> contours;
-      cv::findContours(mask.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
-      if (contours.empty()) continue;
-      const auto& largest = *std::max_element(contours.begin(), contours.end(),
-                                              [](const auto& a, const auto& b) { return a.size() < b.size(); });
-      for (const auto& pt : largest) {
-        append_g(line, pt.x / w);
-        append_g(line, pt.y / h);
+      // Segment labels are the outline of the mask, normalised, instead of the box; fewer than 3 points is no polygon.
+      torch::Tensor poly = mask_polygon(r.masks[i]);
+      if (poly.size(0) < 3) continue;
+      auto pa = poly.accessor<float, 2>();
+      for (int64_t j = 0; j < poly.size(0); ++j) {
+        append_g(line, pa[j][0] / static_cast<float>(w));
+        append_g(line, pa[j][1] / static_cast<float>(h));
+      }
+      if (save_conf) append_g(line, r.conf[i].item<float>());
+      out += line + "\n";
+      continue;
+    }
+    if (r.obb.defined()) {
+      // OBB labels are the four corners, normalised.
+      torch::Tensor c = obb_corners(r.obb.narrow(0, static_cast<int64_t>(i), 1))[0].contiguous();
+      auto ca = c.accessor<float, 2>();
+      for (int k = 0; k < 4; ++k) {
+        append_g(line, ca[k][0] / static_cast<float>(w));
+        append_g(line, ca[k][1] / static_cast<float>(h));
       }
       if (save_conf) append_g(line, r.conf[i].item<float>());
       if (r.ids.defined()) append_g(line, static_cast<double>(r.ids[i].item<int64_t>()));

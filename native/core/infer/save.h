@@ -18,7 +18,8 @@ namespace y26 {
 std::string increment_path(const std::string& path, bool exist_ok = false, bool mkdir = false);
 
 // YOLO label lines for one result: "cls xc yc w h" normalised by the original size, then pose keypoints
-// (x y [v], normalised), then conf when save_conf, then the track id when tracked; numbers in %g like the official writer.
+// (x y [v], normalised); segment: "cls" and the mask outline's points, OBB: "cls" and the four corners, both
+// normalised; then conf when save_conf, then the track id when tracked. Numbers in %g like the official writer.
 std::string format_yolo_txt(const Result& r, bool save_conf);
 
 // A crop of the box grown by gain and pad (official save_one_box: 1.02x + 10 px), clipped to the image.
