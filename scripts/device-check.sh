@@ -116,7 +116,8 @@ official() {  # official NAME MODEL BATCH WORKERS [CACHE]
   fi
   phase "$1" 150 env PYTHONUNBUFFERED=1 YOLO_CONFIG_DIR="$WORK/ultra_cfg" python3 scripts/device/official_train.py \
     --src .device/official --json-out "$WORK/results/$1.json" --data "$DATA" --model "$2.yaml" --imgsz $IMGSZ \
-    --batch "$3" --epochs $EPOCHS --workers "$4" ${5:+--cache "$5"} --device $DEVICE --project "$WORK/official_runs"
+    --batch "$3" --epochs $EPOCHS --workers "$4" ${5:+--cache "$5"} --device $DEVICE --project "$WORK/official_runs" \
+    --amp-weights "$ROOT/test/fixtures/det/yolo26n-shapes.pt"
 }
 if [ -x "$BUILD/bench_trainer" ]; then
   ours ours_n yolo26n $BATCH_N

@@ -117,7 +117,6 @@ pack_official() {
     echo "device-prep: warning: ULTRALYTICS_SRC is not version 8.4.117" >&2
   (cd "$ULTRALYTICS_SRC" && tar -cf - --exclude='__pycache__' --exclude='*.pyc' ultralytics) |
     tar -xf - -C "$DEV/official"
-  rm -rf "$DEV/official/ultralytics/assets"/*.jpg 2>/dev/null || true
   if [ -n "${THOP_SRC:-}" ] && [ -d "$THOP_SRC/thop" ]; then
     cp -a "$THOP_SRC/thop" "$DEV/official/"
   else
@@ -131,6 +130,7 @@ smoke_prefix() {
   local b=$CACHE/prefix-smoke-build
   rm -rf "$b"
   cmake -S "$ROOT/scripts/device/prefix-smoke" -B "$b" -G Ninja -DCMAKE_PREFIX_PATH="$PREFIX" \
+    -DCMAKE_MAKE_PROGRAM="$(command -v ninja)" -DCMAKE_CXX_COMPILER="$(command -v g++)" \
     -DCMAKE_FIND_USE_SYSTEM_ENVIRONMENT_PATH=OFF -DCMAKE_SYSTEM_PREFIX_PATH=/nonexistent >"$b.log" 2>&1 &&
     cmake --build "$b" >>"$b.log" 2>&1 && "$b/prefix_smoke" ||
     { tail -20 "$b.log" >&2; echo "device-prep: the carried prefix does not link (log: $b.log)" >&2; exit 1; }

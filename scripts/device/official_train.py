@@ -11,6 +11,7 @@ of the epoch's time.
 import argparse
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -64,9 +65,16 @@ def main():
     ap.add_argument("--hz", type=float, default=20)
     ap.add_argument("--json-out", default="")
     ap.add_argument("--project", default="/tmp/official_runs")
+    ap.add_argument("--amp-weights", default="", help="a yolo26n checkpoint for the official AMP check (offline)")
     a = ap.parse_args()
     sys.path.insert(0, os.path.abspath(a.src))
+    a.data = os.path.abspath(a.data)
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no download attempts: the GPU machine has no network
+    # The official AMP check loads "yolo26n.pt" from the working folder before it would download one.
+    os.makedirs(a.project, exist_ok=True)
+    if a.amp_weights:
+        shutil.copyfile(a.amp_weights, os.path.join(a.project, "yolo26n.pt"))
+    os.chdir(a.project)
 
     from ultralytics import YOLO
 
