@@ -67,6 +67,12 @@ void check_prefetch_order(const torch::Device& dev) {
     }
     EXPECT_MSG(k == 3, "epoch " << epoch << " gave " << k << " batches on " << dev);
   }
+  // reset() (a loader rebuilt after an out-of-memory error) drops the batch in flight and starts afresh
+  DeviceBatch d;
+  EXPECT(pf.next(d) && d.host.batch_index == 0);
+  pf.reset();
+  served = 0;
+  EXPECT(pf.next(d) && d.host.batch_index == 0);
 }
 
 std::shared_ptr<YoloModel> fixture_detector() {

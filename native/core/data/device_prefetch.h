@@ -30,7 +30,10 @@ class DevicePrefetcher {
   // The next batch, ready to use on the current stream; false at the end of the epoch.
   bool next(DeviceBatch& out);
   // Drops the batch in flight (before the loader is rebuilt or restarted).
-  void reset() { pending_.reset(); }
+  void reset() {
+    pending_.reset();
+    primed_ = false;
+  }
 
  private:
   std::optional<DeviceBatch> fetch();
