@@ -5,6 +5,8 @@
 #include <fstream>
 #include <set>
 
+#include <torch/cuda.h>
+
 #include "export/onnx_export.h"
 #include "export/onnx_proto.h"
 #include "model/loader.h"
@@ -341,7 +343,13 @@ TEST_CASE("export errors: unknown format, foreign option, bad values, not a mode
   EXPECT(msg([] { parse_export_options("onnx", {{"nms", "true"}}); }).find("no NMS") != std::string::npos);
   auto ok = parse_export_options("ONNX", {{"imgsz", "[640, 384]"}, {"batch", "4"}, {"simplify", "False"}});
   EXPECT(ok.imgsz_h == 640 && ok.imgsz_w == 384 && ok.batch == 4 && !ok.simplify);
-  EXPECT(msg([] { parse_export_options("onnx", {{"device", "0"}}); }) == "<no error>");  // ignored, file is portable
+  // device: the file is portable, but a device that cannot be used fails as in predict
+  EXPECT(msg([] { parse_export_options("onnx", {{"device", "cpu"}}); }) == "<no error>");
+  EXPECT(msg([] { parse_export_options("onnx", {{"device", "0,1"}}); }).find("multi-GPU") != std::string::npos);
+  if (!torch::cuda::is_available())
+    EXPECT(msg([] { parse_export_options("onnx", {{"device", "0"}}); }).find("libtorch") != std::string::npos);
+  else
+    EXPECT(msg([] { parse_export_options("onnx", {{"device", "0"}}); }) == "<no error>");
 
   ExportOptions odd;
   odd.imgsz_h = odd.imgsz_w = 300;  // not a multiple of 32

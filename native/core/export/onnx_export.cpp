@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "export/onnx_proto.h"
+#include "util/system.h"
 #include "model/loader.h"
 #include "model/postprocess.h"
 #include "util/error.h"
@@ -458,7 +459,11 @@ ExportOptions parse_export_options(const std::string& format,
     else if (key == "end2end") o.end2end = to_bool();
     else if (key == "nms") {
       if (to_bool()) bad("is not available: YOLO26 end2end models need no NMS (use end2end=false for the raw output)");
-    }  // device: accepted and ignored, the written file does not depend on where it was exported
+    } else if (key == "device") {
+      // The written file does not depend on where it was exported (the weights are read, not traced), but a
+      // device that cannot be used fails as it would in predict (no CUDA libtorch, missing GPU, several GPUs).
+      resolve_device(val);
+    }
   }
   return o;
 }

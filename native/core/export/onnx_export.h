@@ -33,7 +33,8 @@ constexpr int kMinOnnxOpset = 13, kMaxOnnxOpset = 21;
 const std::vector<std::string>& known_export_formats();
 
 // Builds options from user key/values (strings as typed on a CLI: "640", "640,384", "true").
-// Keys: imgsz, batch, dynamic, half, opset, simplify, end2end, max_det, nms (false only), device (ignored).
+// Keys: imgsz, batch, dynamic, half, opset, simplify, end2end, max_det, nms (false only), device (checked as
+// predict checks it; the file does not depend on it).
 // Unknown formats, unsupported formats and keys the format does not take raise y26::Error naming the fix.
 ExportOptions parse_export_options(const std::string& format,
                                    const std::vector<std::pair<std::string, std::string>>& kv);

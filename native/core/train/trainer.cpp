@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -21,6 +20,7 @@
 
 #include "data/classify_loader.h"
 #include "data/dataset.h"
+#include "data/device_prefetch.h"
 #include "data/index_warnings.h"
 #include "data/loader.h"
 #include "eval/classify_val.h"
@@ -32,11 +32,14 @@
 #include "io/checkpoint_temps.h"
 #include "model/loader.h"
 #include "model/yolo.h"
+#include "train/amp.h"
+#include "train/autocast.h"
 #include "train/criterion.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 #include "util/cpu_alloc_cache.h"
+#include "util/cuda_util.h"
 #include "util/error.h"
 #include "util/system.h"
 #include "util/text.h"
@@ -346,29 +349,6 @@ std::string latest_last_pt(const std::string& root) {
   return best;
 }
 
-// Automatic mixed precision switches that exist under both libtorch 1.13 and 2.x.
-// Mixed precision: fp16 with loss scaling on CUDA (official `amp`); bf16 on CPUs with native bf16 arithmetic when
-// `cpu_amp` is set (ours: the official trainer has no CPU amp; bf16 needs no loss scaling and about doubles
-// oneDNN's conv throughput there).
-void set_autocast(bool on, bool cpu) {
-#if (TORCH_VERSION_MAJOR > 2) || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  if (cpu) {
-    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCPU, on);
-  } else {
-    at::autocast::set_autocast_enabled(at::kCUDA, on);
-  }
-#else
-  if (cpu) {
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(on);
-  } else {
-    at::autocast::set_enabled(on);
-  }
-#endif
-  if (!on) at::autocast::clear_cache();
-}
-
 // Results table: one row per epoch, official column names then ours.
 struct ResultsTable {
   std::vector<std::string> columns;
@@ -408,25 +388,61 @@ struct ResultsTable {
   }
 };
 
-// Largest batch (multiple of 8) whose forward + backward fits the GPU, at 60% of the largest that ran.
-int64_t probe_cuda_batch(YoloModel& model, int imgsz, const torch::Device& dev) {
+// batch=-1 or a fraction in (0, 1) on CUDA: the official AutoBatch (a line fitted through the memory that forward +
+// backward take at a few batch sizes, the batch filling `fraction` of the free memory). Memory is read through NVML
+// (the process's device memory, the caching allocator's cache emptied before each size). Without NVML: the largest
+// power of two that ran, times the fraction.
+int64_t probe_cuda_batch(YoloModel& model, int imgsz, const torch::Device& dev, double fraction,
+                         const std::function<void(const std::string&)>& log) {
+  const int idx = dev.has_index() ? dev.index() : 0;
+  auto step = [&](int64_t b) {
+    auto x = torch::rand({b, 3, imgsz, imgsz}, torch::TensorOptions().device(dev));
+    auto out = model.forward(x);
+    (out.cls_logits.defined() ? out.cls_logits.sum() : out.one2many.scores.sum() + out.one2many.boxes.sum()).backward();
+    model.zero_grad();
+  };
+  cuda_empty_cache();
+  const auto base = gpu_stats(idx);
+  if (base) {
+    const double free_gb = base->mem_total_gb - base->mem_used_gb;
+    log("AutoBatch: computing the batch for imgsz=" + std::to_string(imgsz) + " at " + fmt("%.0f", fraction * 100) +
+        "% of the free GPU memory (" + gpu_name(idx) + ", " + fmt("%.2f", base->mem_total_gb) + "G total, " +
+        fmt("%.2f", free_gb) + "G free)");
+    auto mem = [&](int64_t b) -> std::optional<double> {
+      try {
+        cuda_empty_cache();
+        step(b);
+        torch::cuda::synchronize(idx);
+        auto s = gpu_stats(idx);
+        return s ? std::optional<double>(s->mem_used_gb - base->mem_used_gb) : std::nullopt;
+      } catch (const c10::Error&) {
+        model.zero_grad();
+        return std::nullopt;
+      }
+    };
+    auto fit = fit_autobatch(mem, free_gb, fraction, autobatch_sizes(base->mem_total_gb));
+    cuda_empty_cache();
+    if (fit) {
+      log("AutoBatch: using batch " + std::to_string(fit->batch) + " (" + fmt("%.0f", fit->predicted_fraction * 100) +
+          "% of the free memory expected)");
+      return fit->batch;
+    }
+    log("AutoBatch: the memory measurements could not be fitted; using the largest batch that ran");
+  }
   int64_t fit = 0;
   for (int64_t b : {8, 16, 32, 64, 128, 256}) {
     try {
-      auto x = torch::rand({b, 3, imgsz, imgsz}, torch::TensorOptions().device(dev));
-      auto out = model.forward(x);
-      (out.cls_logits.defined() ? out.cls_logits.sum() : out.one2many.scores.sum() + out.one2many.boxes.sum())
-          .backward();
-      model.zero_grad();
+      step(b);
       fit = b;
     } catch (const c10::Error&) {
       model.zero_grad();
       break;
     }
   }
+  cuda_empty_cache();
   if (fit == 0) fail("batch=-1: not even a batch of 8 fits on the GPU at imgsz " + std::to_string(imgsz) +
                      "; use a smaller imgsz or a fixed batch");
-  return std::max<int64_t>(8, (int64_t)(fit * 0.6) / 8 * 8);
+  return std::max<int64_t>(8, (int64_t)(fit * fraction) / 8 * 8);
 }
 
 class Trainer {
@@ -503,16 +519,25 @@ class Trainer {
   bool next_batch(Batch& b) { return cls_loader_ ? cls_loader_->next(b) : train_loader_->next(b); }
   LoaderStats loader_stats() const { return cls_loader_ ? cls_loader_->stats() : train_loader_->stats(); }
   void reset_loader_stats() { cls_loader_ ? cls_loader_->reset_stats() : train_loader_->reset_stats(); }
-  void set_loader_epoch(int e) { cls_loader_ ? cls_loader_->set_epoch(e) : train_loader_->set_epoch(e); }
-  ValResult validate_epoch(const ValOptions& vopt) { return validate_model(*ema_model_, vopt); }
+  void set_loader_epoch(int e) {
+    if (prefetch_) prefetch_->reset();
+    cls_loader_ ? cls_loader_->set_epoch(e) : train_loader_->set_epoch(e);
+  }
+  // The next train batch on the device, normalised there; its copy overlapped the previous step.
+  bool next_device_batch(DeviceBatch& d) {
+    if (!prefetch_)
+      prefetch_ = std::make_unique<DevicePrefetcher>([this](Batch& b) { return next_batch(b); }, device_);
+    return prefetch_->next(d);
+  }
+  ValResult validate_epoch(const ValOptions& vopt);
   ValResult validate_model(YoloModel& model, const ValOptions& vopt);
   ValResult validate_best(const ValOptions& vopt);
   int64_t accumulate_ = 1, nb_ = 0, nw_ = -1;
   bool accumulate_override_ = false;
   bool amp_ = false;
   bool loss_scaling_ = false;  // fp16 on CUDA needs it; bf16 on the CPU does not
-  double scale_ = 65536.0;
-  int64_t scale_growth_ = 0;
+  LossScaler scaler_;
+  std::unique_ptr<DevicePrefetcher> prefetch_;  // the train batches on the device, one ahead
   std::optional<double> best_fitness_;
   int64_t best_epoch_ = -1;
   ResultsTable results_;
@@ -580,6 +605,9 @@ void Trainer::setup(const YAML::Node& user_args) {
 
   const int hw = std::max(1u, std::thread::hardware_concurrency());
   workers_ = (int)std::clamp<int64_t>(a_.integer("workers"), 1, hw);
+  // On a GPU the loader is what keeps the card busy: without an explicit `workers`, every core but the training
+  // thread's prepares batches (our workers are threads that sleep when the queue is full, not processes).
+  if (device_.is_cuda() && !(user_args && user_args["workers"])) workers_ = std::max(workers_, hw - 1);
   // Compute gets every physical core: the loader needs ~2-5 ms of CPU per image against ~60-100 ms of CPU
   // forward+backward, so its threads mostly wait (measured on 2 cores: 1 thread 9.9 img/s, 2 threads 13.1).
   configure_threads((int)a_.integer("threads"), 0);
@@ -632,11 +660,23 @@ void Trainer::setup(const YAML::Node& user_args) {
   best_ = (fs::path(wdir_) / "best.pt").string();
   if (resuming_) last_good_ = a_.str("resume");
 
+  if (amp_ && device_.is_cuda()) {  // the official AMP check, before training starts
+    std::string why;
+    if (check_amp(*model_, device_, &why)) {
+      log("AMP: checks passed");
+    } else {
+      log("WARNING: AMP: checks failed (" + why + "); training in fp32 (amp=False). Pass amp=false to skip the check");
+      amp_ = loss_scaling_ = false;
+    }
+  }
   // Datasets and loaders.
   auto resolve_batch = [&] {
-    if (a_.integer("batch") < 1) {
-      batch_ = device_.is_cuda() ? probe_cuda_batch(*model_, imgsz_, device_) : 16;
-      log("AutoBatch: using batch " + std::to_string(batch_) + (device_.is_cuda() ? " (GPU memory probe)" : " (CPU)"));
+    const double batch_arg = a_.num("batch");
+    if (batch_arg < 1) {  // -1: AutoBatch at 60% of the free memory; 0 < batch < 1: at that fraction
+      const double fraction = batch_arg > 0 ? batch_arg : 0.6;
+      batch_ = device_.is_cuda() ? probe_cuda_batch(*model_, imgsz_, device_, fraction, [this](const std::string& t) { log(t); })
+                                 : 16;
+      if (!device_.is_cuda()) log("AutoBatch: intended for CUDA devices, using the default batch 16 on the CPU");
     } else {
       batch_ = a_.integer("batch");
     }
@@ -760,7 +800,7 @@ void Trainer::setup(const YAML::Node& user_args) {
     ema_->load(module_state(tmp), resume_ckpt_.updates);
     best_fitness_ = resume_ckpt_.best_fitness;
     if (resume_ckpt_.extra && resume_ckpt_.extra["best_epoch"]) best_epoch_ = resume_ckpt_.extra["best_epoch"].as<int64_t>();
-    if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) scale_ = resume_ckpt_.extra["amp_scale"].as<double>();
+    if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) scaler_.set_scale(resume_ckpt_.extra["amp_scale"].as<double>());
   }
 
   // Official column order: losses, the task's metrics, val losses, learning rates; then ours.
@@ -924,7 +964,7 @@ CheckpointData Trainer::checkpoint_data(int64_t epoch) const {
   d.train_results = results_.to_yaml();
   YAML::Node extra(YAML::NodeType::Map);
   extra["best_epoch"] = best_epoch_;
-  extra["amp_scale"] = scale_;
+  extra["amp_scale"] = scaler_.scale();
   extra["optimizer_kind"] = optimizer_kind_name(choice_.kind);
   d.extra = extra;
   return d;
@@ -978,19 +1018,12 @@ void Trainer::reduce_batch_after_oom(int64_t epoch) {
 void Trainer::optimizer_step() {
   if (loss_scaling_) {
     // GradScaler: unscale, skip the step on inf/NaN gradients and back off the scale, grow it after 2000 good steps.
-    bool finite = true;
-    for (auto& p : params_)
-      if (p.grad().defined()) {
-        p.mutable_grad().div_(scale_);
-        finite = finite && torch::isfinite(p.grad()).all().item<bool>();
-      }
+    const bool finite = scaler_.unscale(params_);
+    scaler_.update(finite);
     if (!finite) {
-      scale_ *= 0.5;
-      scale_growth_ = 0;
       optim_->zero_grad();
       return;
     }
-    if (++scale_growth_ >= 2000) scale_ *= 2.0, scale_growth_ = 0;
   }
   torch::nn::utils::clip_grad_norm_(params_, 10.0);
   optim_->step();
@@ -1019,6 +1052,23 @@ ValResult Trainer::validate_model(YoloModel& model, const ValOptions& vopt) {
   return to_val_result(cr);
 }
 
+// The epoch's validation of the EMA. Under AMP on CUDA in fp16, as the official validator during training, but of a
+// copy: the official casts the EMA itself to half and back, rounding its weights every epoch.
+ValResult Trainer::validate_epoch(const ValOptions& vopt) {
+  if (!(amp_ && device_.is_cuda()) || classify_) return validate_model(*ema_model_, vopt);
+  auto copy = std::make_shared<YoloModel>(ema_model_->config());
+  copy->to(device_);
+  {
+    torch::NoGradGuard ng;
+    auto src = module_state(*ema_model_), dst = module_state(*copy);
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
+  }
+  copy->eval();
+  ValOptions v = vopt;
+  v.half = true;
+  return validate_model(*copy, v);
+}
+
 // As the official final_eval: the run's result is best.pt validated again (it may predate the last epoch).
 ValResult Trainer::validate_best(const ValOptions& vopt) {
   log("\nValidating " + best_ + "...");
@@ -1035,6 +1085,8 @@ ValResult Trainer::validate_best(const ValOptions& vopt) {
 TrainResult Trainer::run() {
   std::optional<CpuAllocCache> alloc_cache;  // CPU training re-allocates the same big buffers every iteration
   if (!device_.is_cuda()) alloc_cache.emplace();
+  // Fixed input sizes: let cuDNN time its algorithms once per shape (after AutoBatch, which needs it off).
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   TrainResult res;
   res.save_dir = save_dir_;
   const auto t_start = Clock::now();
@@ -1052,6 +1104,7 @@ TrainResult Trainer::run() {
   wcfg.batch = batch_;
   ValOptions vopt;
   vopt.device = device_str_;
+  vopt.half = a_.flag("half") && device_.is_cuda();  // the final evaluation: fp16 on request, as upstream
   vopt.max_det = (int)a_.integer("max_det");
   vopt.single_cls = single_cls;
   vopt.end2end = model_->end2end();
@@ -1107,9 +1160,10 @@ TrainResult Trainer::run() {
     torch::Tensor tloss = torch::zeros({(int64_t)loss_names.size()});
     int64_t i = 0, samples = 0, instances = 0;
     bool stopped = false, oom_restart = false;
-    Batch b;
+    DeviceBatch d;
     optim_->zero_grad();
-    while (next_batch(b)) {
+    while (next_device_batch(d)) {
+      const Batch& b = d.host;
       const int64_t ni = i + nb_ * epoch;
       int64_t accumulate = accumulate_;
       if (nw_ >= 0 && in_warmup(ni, nw_)) {
@@ -1117,7 +1171,7 @@ TrainResult Trainer::run() {
         if (accumulate_override_)
           accumulate = std::max<int64_t>(1, std::llround(interp_ramp((double)ni, (double)nw_, 1.0, (double)accumulate_)));
       }
-      auto img = b.img.to(device_, true).to(torch::kFloat32).div_(255.0);
+      auto img = d.img;
       if (channels_last_) img = img.contiguous(torch::MemoryFormat::ChannelsLast);
       torch::Tensor total, items;
       try {
@@ -1126,7 +1180,9 @@ TrainResult Trainer::run() {
         if (amp_) set_autocast(true, !device_.is_cuda());
         ModelOutput out = model_->forward(img);
         if (amp_) set_autocast(false, !device_.is_cuda());
-        auto cr = criterion_->compute(out, b, device_, single_cls);  // float32 losses outside autocast
+        Batch targets = b;  // the labels already copied to the device with the image
+        targets.cls = d.cls, targets.bboxes = d.bboxes, targets.batch_idx = d.batch_idx;
+        auto cr = criterion_->compute(out, targets, device_, single_cls);  // float32 losses outside autocast
         total = cr.total, items = cr.items;
         if (ni == nan_at) total = total * std::numeric_limits<float>::quiet_NaN();
         const double total_v = total.item<double>();
@@ -1137,10 +1193,12 @@ TrainResult Trainer::run() {
                                    : "The last good checkpoint is " + last_good_) +
                ". Lower lr0 (now " + fmt("%g", optim_->groups()[0].initial_lr) +
                "), check the labels, or resume from the last good checkpoint");
-        (loss_scaling_ ? total * scale_ : total).backward();
+        (loss_scaling_ ? total * scaler_.scale() : total).backward();
       } catch (const std::exception& e) {
         if (amp_) set_autocast(false, !device_.is_cuda());
         if (!is_memory_error(e.what())) throw;
+        total = items = d.img = torch::Tensor();
+        cuda_empty_cache();  // the failed step's blocks, before the smaller batch allocates
         const std::string what = first_line(e.what());
         if (epoch > start_epoch_ || oom_retries_ >= 3)
           fail("out of memory at batch=" + std::to_string(batch_) + " (epoch " + std::to_string(epoch + 1) + ", " +

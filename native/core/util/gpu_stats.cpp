@@ -18,12 +18,14 @@ using InitFn = int (*)();
 using HandleFn = int (*)(unsigned int, nvmlDevice_t*);
 using MemFn = int (*)(nvmlDevice_t, NvmlMemory*);
 using UtilFn = int (*)(nvmlDevice_t, NvmlUtilization*);
+using NameFn = int (*)(nvmlDevice_t, char*, unsigned int);
 
 struct Nvml {
   bool ok = false;
   HandleFn handle = nullptr;
   MemFn memory = nullptr;
   UtilFn utilization = nullptr;
+  NameFn name = nullptr;  // optional
 };
 
 const Nvml& nvml() {
@@ -36,6 +38,7 @@ const Nvml& nvml() {
     n.handle = reinterpret_cast<HandleFn>(dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
     n.memory = reinterpret_cast<MemFn>(dlsym(lib, "nvmlDeviceGetMemoryInfo"));
     n.utilization = reinterpret_cast<UtilFn>(dlsym(lib, "nvmlDeviceGetUtilizationRates"));
+    n.name = reinterpret_cast<NameFn>(dlsym(lib, "nvmlDeviceGetName"));
     n.ok = init && n.handle && n.memory && n.utilization && init() == 0;
   });
   return n;
@@ -57,15 +60,28 @@ int physical_index(int cuda_index) {
   return cuda_index >= 0 && cuda_index < (int)ids.size() ? ids[cuda_index] : -1;
 }
 
+nvmlDevice_t device_handle(const Nvml& n, int cuda_index) {
+  if (!n.ok) return nullptr;
+  const int phys = physical_index(cuda_index);
+  nvmlDevice_t dev = nullptr;
+  if (phys < 0 || n.handle((unsigned)phys, &dev) != 0) return nullptr;
+  return dev;
+}
+
 }  // namespace
+
+std::string gpu_name(int cuda_index) {
+  const Nvml& n = nvml();
+  char buf[96] = {0};
+  nvmlDevice_t dev = device_handle(n, cuda_index);
+  if (dev && n.name && n.name(dev, buf, sizeof(buf)) == 0) return buf;
+  return "CUDA device " + std::to_string(cuda_index);
+}
 
 std::optional<GpuStats> gpu_stats(int cuda_index) {
   const Nvml& n = nvml();
-  if (!n.ok) return std::nullopt;
-  const int phys = physical_index(cuda_index);
-  if (phys < 0) return std::nullopt;
-  nvmlDevice_t dev = nullptr;
-  if (n.handle((unsigned)phys, &dev) != 0) return std::nullopt;
+  nvmlDevice_t dev = device_handle(n, cuda_index);
+  if (!dev) return std::nullopt;
   NvmlMemory mem{};
   NvmlUtilization util{};
   if (n.memory(dev, &mem) != 0) return std::nullopt;

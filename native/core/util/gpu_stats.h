@@ -17,4 +17,7 @@ struct GpuStats {
 // or the device is unavailable. Cheap enough to call once per batch (NVML calls take microseconds).
 std::optional<GpuStats> gpu_stats(int cuda_index);
 
+// The device's name ("NVIDIA H200"), or "CUDA device N" when NVML is unavailable.
+std::string gpu_name(int cuda_index);
+
 }  // namespace y26

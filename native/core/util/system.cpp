@@ -6,6 +6,10 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -13,6 +17,8 @@
 #include <thread>
 
 #include "util/error.h"
+#include "util/cuda_util.h"
+#include "util/gpu_stats.h"
 
 #ifndef YOLO26_OPENCV_VERSION
 #define YOLO26_OPENCV_VERSION "unknown"
@@ -131,25 +137,46 @@ int configure_threads(int threads, int loader_workers) {
   return at::get_num_threads();
 }
 
+// Where the loaded libtorch lives (the shared object holding its CPU kernels), for error messages.
+static std::string libtorch_location() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) && info.dli_fname) return info.dli_fname;
+  return "(linked statically)";
+}
+
 std::string resolve_device(const std::string& device_in) {
   std::string d = device_in;
   for (auto& c : d) c = (char)std::tolower(c);
+  d.erase(std::remove_if(d.begin(), d.end(), [](char c) { return std::isspace((unsigned char)c); }), d.end());
   if (d.empty() || d == "cpu") return "cpu";
   if (d == "mps") fail("device 'mps' is not supported by this engine; use 'cpu' or a CUDA index such as '0'");
   std::string idx = d;
   if (idx.rfind("cuda", 0) == 0) idx = idx.size() > 5 ? idx.substr(5) : "0";
-  auto comma = idx.find(',');
-  std::string first = comma == std::string::npos ? idx : idx.substr(0, comma);
-  if (first.empty() || first.find_first_not_of("0123456789") != std::string::npos)
+  if (idx.empty() || idx.find_first_not_of("0123456789,") != std::string::npos || idx.front() == ',' ||
+      idx.back() == ',' || idx.find(",,") != std::string::npos)
     fail("device '" + device_in + "' is not valid: use 'cpu', '0', '0,1' or 'cuda:0'");
-  if (!torch::cuda::is_available())
-    fail("device '" + device_in + "' asks for CUDA, but no CUDA GPU is visible to libtorch " TORCH_VERSION
-         " (CPU build or no driver): use device='cpu' or install a CUDA build of the addon");
-  int i = std::stoi(first);
-  if (i >= (int)torch::cuda::device_count())
-    fail("device '" + device_in + "': CUDA device " + first + " does not exist (" +
-         std::to_string(torch::cuda::device_count()) + " visible)");
-  return "cuda:" + first;
+  if (idx.find(',') != std::string::npos)
+    fail("device '" + device_in + "' asks for several GPUs: multi-GPU training is not supported yet; pass one GPU "
+         "(device='0') or 'cpu'");
+  if (!torch::cuda::is_available()) {
+    const std::string lib = "libtorch " TORCH_VERSION " (" + libtorch_location() + ")";
+    if (!at::hasCUDA() && !built_with_cuda())
+      fail("device '" + device_in + "' asks for CUDA, but the " + lib +
+           " this addon was built against is a CPU-only build. Build against a CUDA libtorch: install a CUDA "
+           "PyTorch for python3 (pip install torch) or point LIBTORCH at an unpacked CUDA libtorch, then rebuild "
+           "(npm rebuild yolo26-native); or use device='cpu'");
+    fail("device '" + device_in + "' asks for CUDA, but " + lib +
+         " sees no CUDA GPU (no NVIDIA driver loaded, or CUDA_VISIBLE_DEVICES hides them): check nvidia-smi, "
+         "or use device='cpu'");
+  }
+  const int count = (int)torch::cuda::device_count();
+  const int i = std::stoi(idx);
+  if (i >= count) {
+    std::string list;
+    for (int k = 0; k < count; ++k) list += (k ? ", " : "") + std::to_string(k) + ": " + gpu_name(k);
+    fail("device '" + device_in + "': CUDA device " + idx + " does not exist; the visible GPUs are " + list);
+  }
+  return "cuda:" + idx;
 }
 
 std::vector<int64_t> debug_matmul_shape(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
