@@ -278,7 +278,8 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
         }
         if (!fs.existsSync(file)) throw new Yolo26Error(`predict(): model file ${file} does not exist`, 'YOLO26_BAD_MODEL');
         const info = (native().onnxInfo as (f: string) => { imgsz: [number, number] | null; stride: number })(file);
-        const size = info.imgsz ?? sized(info.stride);
+        // A fixed-size file runs its own size; the core warns when the imgsz asked for differs.
+        const size = info.imgsz ? asked : sized(info.stride);
         if (info.imgsz) this.imgsz = info.imgsz;
         const session = await ortSession(file, cfg.device, cfg.threads);
         p = open(null, src, args(size), { path: file, run: ortRunner(session) });
