@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "io/zip.h"
 #include "util/error.h"
+#include "util/source_dir.h"
 
 static double best_ms(int reps, const std::function<void()>& fn) {
   double best = 1e30;
@@ -22,7 +23,7 @@ static double best_ms(int reps, const std::function<void()>& fn) {
 }
 
 int main(int argc, char** argv) {
-  std::string path = argc > 1 ? argv[1] : std::string(YOLO26_SOURCE_DIR) + "/test/fixtures/det/yolo26n-shapes.pt";
+  std::string path = argc > 1 ? argv[1] : y26::source_dir() + "/test/fixtures/det/yolo26n-shapes.pt";
   try {
     const int reps = 5;
     double open_ms = best_ms(reps, [&] { y26::ZipReader z(path); });

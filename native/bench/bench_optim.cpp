@@ -10,9 +10,10 @@
 #include "../tests/yolo26n_params.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
+#include "util/source_dir.h"
 
 static std::string keys_json() {
-  std::string root = YOLO26_SOURCE_DIR;
+  std::string root = y26::source_dir();
   for (const std::string& base : {root + "/test/fixtures/", root + "/../shared/fixtures/"}) {
     std::string p = base + "det/yolo26n-coco-random.keys.json";
     if (FILE* f = std::fopen(p.c_str(), "r")) { std::fclose(f); return p; }

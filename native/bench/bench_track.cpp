@@ -22,6 +22,7 @@
 #include "track/scene.h"
 #include "track/track_results.h"
 #include "util/error.h"
+#include "util/source_dir.h"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -60,7 +61,7 @@ struct Arm {
 
 int main(int argc, char** argv) {
   try {
-    std::string model = std::string(YOLO26_SOURCE_DIR) + "/test/fixtures/det/yolo26n-shapes.pt", json_path, write_video;
+    std::string model = y26::source_dir() + "/test/fixtures/det/yolo26n-shapes.pt", json_path, write_video;
     int imgsz = 320, frames = 90, w = 640, h = 480, objects = 10, rounds = 2, threads = 0;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -122,7 +123,7 @@ int main(int argc, char** argv) {
         y26::PipelineOptions po = base;
         double track_ms = 0;
         if (arm.name != "predict") {
-          auto cfg = y26::load_tracker_config(std::string(YOLO26_SOURCE_DIR) + "/cfg/trackers/" + arm.name + ".yaml");
+          auto cfg = y26::load_tracker_config(y26::source_dir() + "/cfg/trackers/" + arm.name + ".yaml");
           auto step = y26::tracking_step(std::make_shared<y26::SharedTracker>(cfg), false);
           po.on_result = [step, &track_ms](y26::Result& r, const cv::Mat& im) {
             const auto t0 = Clock::now();

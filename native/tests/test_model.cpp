@@ -12,6 +12,7 @@
 #include "testing.h"
 #include "util/error.h"
 #include "util/npy.h"
+#include "util/source_dir.h"
 
 using namespace y26;
 
@@ -279,7 +280,7 @@ TEST_CASE("builtin names resolve to family files and scales; YOLO26_MODELS_DIR /
   set_models_dir("/nonexistent");
   std::string err = error_of([] { load_model_config("yolo26n.yaml"); });
   EXPECT_MSG(contains(err, "/nonexistent/yolo26.yaml"), err);
-  set_models_dir(std::string(YOLO26_SOURCE_DIR) + "/models");
+  set_models_dir(y26::source_dir() + "/models");
   EXPECT(load_model_config("yolo26n.yaml").nc == 80);
 }
 

@@ -23,12 +23,13 @@
 #include "track/scene.h"
 #include "track/track_results.h"
 #include "track/tracker.h"
+#include "util/source_dir.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string shipped(const std::string& name) { return std::string(YOLO26_SOURCE_DIR) + "/cfg/trackers/" + name; }
+std::string shipped(const std::string& name) { return y26::source_dir() + "/cfg/trackers/" + name; }
 
 y26::TrackerConfig config(const std::string& type, int buffer = 30, const std::string& gmc = "sparseOptFlow") {
   y26::TrackerConfig c = y26::load_tracker_config(shipped(type + ".yaml"));

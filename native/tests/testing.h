@@ -7,6 +7,7 @@
 #include <string>
 #include <sys/stat.h>
 #include <vector>
+#include "util/source_dir.h"
 
 namespace y26test {
 
@@ -19,7 +20,7 @@ inline bool exists(const std::string& p) { struct stat st; return stat(p.c_str()
 
 // A file under test/fixtures: every file a test reads lives in the repository.
 inline std::string fixture(const std::string& rel) {
-  std::string path = std::string(YOLO26_SOURCE_DIR) + "/test/fixtures/" + rel;
+  std::string path = y26::source_dir() + "/test/fixtures/" + rel;
   if (exists(path)) return path;
   std::cerr << "missing fixture test/fixtures/" << rel << "\n";
   std::exit(1);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "util/error.h"
+#include "util/source_dir.h"
 
 namespace y26 {
 
@@ -50,7 +51,7 @@ std::string where(const std::string& source, const LayerSpec& l) {
 std::string models_dir() {
   if (const char* env = std::getenv("YOLO26_MODELS_DIR"); env && *env) return env;
   if (!g_models_dir.empty()) return g_models_dir;
-  return std::string(YOLO26_SOURCE_DIR) + "/models";
+  return y26::source_dir() + "/models";
 }
 
 void set_models_dir(const std::string& dir) { g_models_dir = dir; }
