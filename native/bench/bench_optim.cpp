@@ -13,12 +13,12 @@
 #include "util/source_dir.h"
 
 static std::string keys_json() {
-  std::string root = y26::source_dir();
-  for (const std::string& base : {root + "/test/fixtures/", root + "/../shared/fixtures/"}) {
-    std::string p = base + "det/yolo26n-coco-random.keys.json";
-    if (FILE* f = std::fopen(p.c_str(), "r")) { std::fclose(f); return p; }
+  std::string p = y26::source_dir() + "/test/fixtures/det/yolo26n-coco-random.keys.json";
+  if (FILE* f = std::fopen(p.c_str(), "r")) {
+    std::fclose(f);
+    return p;
   }
-  std::fprintf(stderr, "bench_optim: det/yolo26n-coco-random.keys.json not found under test/fixtures\n");
+  std::fprintf(stderr, "bench_optim: %s not found\n", p.c_str());
   std::exit(1);
 }
 
