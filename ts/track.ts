@@ -1,7 +1,7 @@
 /**
  * track(): predict() with a ByteTrack or BoT-SORT tracker run by the native pipeline after post-processing, frame by
- * frame in stream order; every box of a tracked result gets a persistent integer id (`r.boxes.id`). Tracker:
- * one for feeding detections from elsewhere.
+ * frame in stream order; every box of a tracked result gets a persistent integer id (`r.boxes.id`; OBB models
+ * `r.obb.id`). Tracker: one for feeding detections from elsewhere.
  */
 import fs from 'node:fs';
 import path from 'node:path';
