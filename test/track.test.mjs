@@ -186,7 +186,7 @@ test('track() persist: true carries the tracker over calls (one frame at a time)
   assert.throws(() => track({ ...opts, tracker: 'nope.yaml' }), (e) => e instanceof OptionError && /tracker 'nope.yaml'/.test(e.message));
   const bad = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'y26-track-')), 'bad.yaml');
   fs.writeFileSync(bad, 'tracker_type: bytetrack\ntrack_bufer: 30\n');
-  assert.throws(() => track({ ...opts, tracker: bad }), /unknown key 'track_bufer'/);
+  assert.throws(() => track({ ...opts, tracker: bad }), /unknown key 'track_bufer' \(did you mean 'track_buffer'\?\)/);
   fs.rmSync(path.dirname(bad), { recursive: true, force: true });
 });
 

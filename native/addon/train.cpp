@@ -150,7 +150,28 @@ static Napi::Value StartDemo(const Napi::CallbackInfo& info) {
   });
 }
 
+// trainDefaults() -> the core's table of train/val defaults (default.yaml values), for the test that keeps the
+// facade's schemas in agreement with it.
+static Napi::Value TrainDefaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto o = Napi::Object::New(env);
+    for (const auto& kv : y26::train_defaults()) {
+      const std::string key = kv.first.as<std::string>();
+      const YAML::Node& v = kv.second;
+      bool b;
+      double d;
+      if (v.IsNull()) o.Set(key, env.Null());
+      else if (YAML::convert<bool>::decode(v, b)) o.Set(key, b);
+      else if (YAML::convert<double>::decode(v, d)) o.Set(key, d);
+      else o.Set(key, v.as<std::string>());
+    }
+    return o;
+  });
+}
+
 static void InitTrain(Napi::Env env, Napi::Object exports) {
+  exports.Set("trainDefaults", Napi::Function::New(env, TrainDefaults));
   exports.Set("startDemo", Napi::Function::New(env, StartDemo));
   exports.Set("startTraining", Napi::Function::New(env, StartTraining));
   exports.Set("startValidation", Napi::Function::New(env, StartValidation));
