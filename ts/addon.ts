@@ -114,6 +114,8 @@ export interface NativeOnnxInfo {
   stride: number;
 }
 
+export type NativeDefault = string | number | boolean | null | number[];
+
 export interface NativeAddon {
   systemInfo(): NativeSystemInfo;
   setThreads(threads: number, loaderWorkers?: number): number;
@@ -130,8 +132,8 @@ export interface NativeAddon {
   countSource(specs: string[], vidStride: number): number;
   createTracker(yamlPath: string): NativeTracker;
   exportOnnx(args: NativeExportArgs): Promise<string>;
-  /** The core's train/val defaults (default.yaml values), which the schemas in options.ts must agree with. */
-  trainDefaults(): Record<string, string | number | boolean | null>;
+  /** The defaults the core applies to options a C++ caller leaves out; the schemas in options.ts must agree. */
+  coreDefaults(): Record<'train' | 'predict' | 'export', Record<string, NativeDefault>>;
   startTraining: NativeRunStarter;
   startValidation: NativeRunStarter;
   startDemo: NativeRunStarter;
