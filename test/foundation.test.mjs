@@ -11,7 +11,7 @@ import * as y26 from '../dist/index.js';
 import { findLibtorch, native, variantTag } from '../dist/native.js';
 import { archList, doctorWarnings } from '../dist/doctor.js';
 import { parseArgs, parseValue } from '../dist/cliargs.js';
-import { parseOptions, trainSchema } from '../dist/options.js';
+import { exportSchema, parseOptions, predictSchema, trainSchema, valSchema } from '../dist/options.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const cli = path.join(root, 'dist', 'cli.js');
@@ -123,6 +123,40 @@ test('a misspelled option names the option and the fix', () => {
     assert.match(e.message, /imgsz/);
     return true;
   });
+});
+
+// The facade's schemas hold the defaults (they fill every option sent to C++); the core keeps its own for its C++
+// callers (default.yaml's table, PredictArgs, ExportOptions). They must agree, except where the facade's form
+// differs on purpose.
+test('schema defaults agree with the defaults of the core', () => {
+  const core = native().coreDefaults();
+  assert.equal(core.train.workers, 8);
+  const differ = {
+    device: "'' (auto) in the facade, null in default.yaml",
+    accumulate: 'null in the facade, 0 in the core: both mean nbs / batch',
+    imgsz: 'val: absent means the checkpoint training size',
+    rect: "val: true, as upstream's model.val() sets it",
+    opset: 'null in the facade: the engine default',
+    end2end: "export: null in the facade: the checkpoint's",
+  };
+  const same = (a, b) => (typeof a === 'number' && typeof b === 'number' ? Math.abs(a - b) < 1e-6 : JSON.stringify(a) === JSON.stringify(b));
+  let compared = 0;
+  const modes = [
+    ['train', trainSchema, core.train, { data: 'd.yaml' }],
+    ['val', valSchema, core.train, {}],
+    ['predict', predictSchema, core.predict, {}],
+    ['export', exportSchema, core.export, {}],
+  ];
+  for (const [mode, schema, table, extra] of modes) {
+    const cfg = parseOptions(mode, schema, { model: 'x.pt', ...extra });
+    const given = mode === 'predict' || mode === 'export' ? { ...cfg, imgsz: [cfg.imgsz, cfg.imgsz] } : cfg;
+    for (const [key, value] of Object.entries(given)) {
+      if (!(key in table) || key in differ || key === 'model' || key === 'data' || value === undefined) continue;
+      assert.ok(same(value, table[key]), `${mode}: ${key} is ${JSON.stringify(value)} in the schema, ${JSON.stringify(table[key])} in the core`);
+      compared++;
+    }
+  }
+  assert.ok(compared > 100, `compared ${compared}`);
 });
 
 test('classify training options: auto_augment (null turns it off), erasing and dropout', () => {

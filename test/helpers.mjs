@@ -1,4 +1,4 @@
-// Test helpers: fixture lookup (test/fixtures) and a .npy reader.
+// Test helpers: fixture lookup (test/fixtures), a .npy reader, and random-weight task models.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -48,4 +48,26 @@ export function closeness(a, b, atol, rtol) {
     worst = Math.max(worst, d - (atol + rtol * Math.abs(b[i])));
   }
   return { worst, maxDiff };
+}
+
+/**
+ * A random-weight checkpoint of one of our task YAMLs (nc 3) saved to `dir`, and with `onnx` its dynamic ONNX export.
+ * A fresh random model outputs its head bias for every input (activations shrink layer by layer), so BatchNorm is
+ * first calibrated on noise images.
+ */
+export async function randomTaskModel(yaml, dir, name, { onnx = false } = {}) {
+  const { Model, exportModel } = await import('../dist/index.js');
+  const { native } = await import('../dist/native.js');
+  const pt = path.join(dir, `${name}.pt`);
+  const m = await Model.load(yaml, { nc: 3 });
+  const shape = [4, 3, 96, 96];
+  const x = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  let seed = 12345;
+  for (let i = 0; i < x.length; i++) x[i] = (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  native().calibrateBatchNorm(m.handle, x, shape);
+  await m.save(pt);
+  if (!onnx) return { pt };
+  const out = path.join(dir, `${name}.onnx`);
+  const { path: file } = await exportModel({ model: pt, format: 'onnx', dynamic: true, imgsz: 320, out });
+  return { pt, onnx: file };
 }

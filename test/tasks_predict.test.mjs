@@ -8,9 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { Model, exportModel, predict, Masks, OBB } from '../dist/index.js';
-import { native } from '../dist/native.js';
-import { fixture } from './helpers.mjs';
+import { predict, Masks, OBB } from '../dist/index.js';
+import { fixture, randomTaskModel } from './helpers.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-tasks-'));
 process.env.YOLO26_CACHE_DIR = path.join(tmp, 'cache');
@@ -20,22 +19,7 @@ const images = [fixture('images/val/s11_val_0000.png'), fixture('images/extra/wi
 // differ between backends: at imgsz 64 every (anchor, class) row fits in max_det 300, and both give the same set.
 const opts = { source: images, imgsz: 64, conf: 1e-6 };
 
-/**
- * A random-weight checkpoint of a task's YAML and its dynamic ONNX export. A fresh random model outputs its head bias
- * for every input (activations shrink layer by layer), so BatchNorm is first calibrated on noise images.
- */
-async function taskModel(yaml, name) {
-  const pt = path.join(tmp, `${name}.pt`);
-  const m = await Model.load(yaml, { nc: 3 });
-  const shape = [4, 3, 96, 96];
-  const x = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  let seed = 12345;
-  for (let i = 0; i < x.length; i++) x[i] = (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-  native().calibrateBatchNorm(m.handle, x, shape);
-  await m.save(pt);
-  const { path: onnx } = await exportModel({ model: pt, format: 'onnx', dynamic: true, imgsz: 320, out: path.join(tmp, `${name}.onnx`) });
-  return { pt, onnx };
-}
+const taskModel = (yaml, name) => randomTaskModel(yaml, tmp, name, { onnx: true });
 
 /** |a - b| within atol + rtol * |b|: random weights give boxes far outside the image, where float32 differs more. */
 const near = (a, b, atol) => Math.abs(a - b) <= atol + 2e-4 * Math.abs(b);

@@ -45,8 +45,7 @@ async function runPredict(options: Record<string, unknown>, run: typeof predict 
   // A bar for directories, globs, lists and videos: the total comes from expanding the source up front.
   let bar: ProgressBar | null = null;
   if (typeof options.source === 'string' && !/^\d+$/.test(options.source)) {
-    const count = native().countSource as (specs: string[], vidStride: number) => number;
-    const total = count([options.source], typeof options.vid_stride === 'number' ? options.vid_stride : 1);
+    const total = native().countSource([options.source], typeof options.vid_stride === 'number' ? options.vid_stride : 1);
     if (total > 1) bar = new ProgressBar(total, 'predict');
   }
   let n = 0;

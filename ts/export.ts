@@ -1,8 +1,9 @@
 /** exportModel(): ONNX written by the engine; TensorRT engines through ONNX Runtime's TensorRT provider. */
 import { execFileSync } from 'node:child_process';
+import type { NativeExportArgs } from './addon.js';
 import { Yolo26Error, OptionError } from './errors.js';
 import { native } from './native.js';
-import { exportSchema, imgszPair, parseOptions, type ExportOptions } from './options.js';
+import { exportSchema, imgszPair, parseOptions, type ExportConfig, type ExportOptions } from './options.js';
 
 /** Whether the TensorRT runtime library is installed (ONNX Runtime's TensorRT provider needs it). */
 function hasTensorRT(): boolean {
@@ -11,6 +12,12 @@ function hasTensorRT(): boolean {
   } catch {
     return false;
   }
+}
+
+/** exportOnnx's arguments: the parsed options under their official names; `out` '' writes beside the checkpoint. */
+export function nativeExportArgs(cfg: ExportConfig, out: string, end2end: boolean | null = cfg.end2end): NativeExportArgs {
+  const { model, batch, dynamic, half, opset, simplify, max_det } = cfg;
+  return { model, out, imgsz: imgszPair(cfg.imgsz), batch, dynamic, half, opset, simplify, end2end, max_det };
 }
 
 export interface ExportResult {
@@ -32,21 +39,7 @@ export async function exportModel(options: ExportOptions & { out?: string }): Pr
     if (cfg.device === '' || cfg.device === 'cpu')
       throw new OptionError("exportModel(): format 'engine' builds for a GPU: pass device=0", 'device');
   }
-  const [h, w] = imgszPair(cfg.imgsz);
-  const write = native().exportOnnx as (o: object) => Promise<string>;
-  const onnx = await write({
-    model: cfg.model,
-    out: cfg.format === 'onnx' ? out ?? '' : '',
-    imgszH: h,
-    imgszW: w,
-    batch: cfg.batch,
-    dynamic: cfg.dynamic,
-    half: cfg.half,
-    opset: cfg.opset ?? 17,
-    simplify: cfg.simplify,
-    end2end: cfg.end2end ?? true,
-    maxDet: cfg.max_det,
-  });
+  const onnx = await native().exportOnnx(nativeExportArgs(cfg, cfg.format === 'onnx' ? out ?? '' : ''));
   if (cfg.format === 'onnx') return { format: 'onnx', path: onnx };
   return buildTensorRTEngine(onnx, cfg.half, out);
 }

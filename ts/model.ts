@@ -1,4 +1,5 @@
 /** The low-level model API: load a checkpoint or model YAML, inspect it, run raw forwards. */
+import type { NativeModel } from './addon.js';
 import { OptionError } from './errors.js';
 import { notAFile } from './files.js';
 import { native } from './native.js';
@@ -39,15 +40,6 @@ export interface ModelSummary {
   text: string;
 }
 
-interface NativeModel {
-  info(imgsz: number): Omit<ModelSummary, 'gflops' | 'text'>;
-  summary(imgsz: number): { gflops: number; text: string };
-  fuse(): void;
-  forward(data: Float32Array, shape: number[], raw: boolean): Promise<ForwardOutput>;
-  save(path: string): Promise<string>;
-  dispose(): void;
-}
-
 export class Model {
   /** @internal */
   readonly handle: NativeModel;
@@ -63,8 +55,7 @@ export class Model {
   static async load(pathOrYaml: string, options: { device?: string; nc?: number } = {}): Promise<Model> {
     const what = notAFile(pathOrYaml);
     if (what) throw new OptionError(`loadModel(): model ${pathOrYaml} is ${what}, not a file: pass a .pt checkpoint or a model YAML`, 'model');
-    const load = native().loadModel as (p: string, device: string, nc?: number) => Promise<NativeModel>;
-    return new Model(await load(pathOrYaml, options.device ?? 'cpu', options.nc));
+    return new Model(await native().loadModel(pathOrYaml, options.device ?? 'cpu', options.nc));
   }
 
   /** Writes the weights as a `.pt` checkpoint (as the official `model.save()`); the model must not be fused. */

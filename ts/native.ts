@@ -10,39 +10,10 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NativeAddon } from './addon.js';
 import { Yolo26Error } from './errors.js';
 
-export interface NativeSystemInfo {
-  torchVersion: string;
-  opencvVersion: string;
-  cudaBuilt: boolean;
-  cudaAvailable: boolean;
-  cudaDeviceCount: number;
-  cudaVersion: string;
-  cudnnVersion: string;
-  cudnnAvailable: boolean;
-  blas: string;
-  parallelBackend: string;
-  intraOpThreads: number;
-  interOpThreads: number;
-  hardwareThreads: number;
-  physicalCores: number;
-  /** Native bf16 arithmetic on the CPU: `cpu_amp: true` training can use it. */
-  cpuBf16: boolean;
-  buildConfig: string;
-  /** The libtorch the addon was compiled against, and the discovery rule that chose it. */
-  builtAgainst: { libDir: string; rule: string; why: string; cuda: string };
-  /** The CUDA version the NVIDIA driver supports (cuDriverGetVersion), "" without a driver. */
-  driverCudaVersion: string;
-}
-
-export interface NativeAddon {
-  systemInfo(): NativeSystemInfo;
-  setThreads(threads: number, loaderWorkers?: number): number;
-  resolveDevice(device: string): string;
-  debugMatmul(a: number[], b: number[], async?: boolean): number[] | Promise<number[]>;
-  [name: string]: unknown;
-}
+export type { NativeAddon, NativeSystemInfo } from './addon.js';
 
 /** A libtorch as scripts/find-libtorch.sh reports it. */
 export interface LibtorchFound {
@@ -265,6 +236,6 @@ export function native(): NativeAddon {
     if (err instanceof Yolo26Error) throw err;
     throw new Yolo26Error(`yolo26-native: the native addon could not be loaded (${(err as Error).message}). ${buildAdvice()}`, 'YOLO26_NO_ADDON');
   }
-  (cached.setModelsDir as (dir: string) => void)(path.join(packageRoot, 'models'));
+  cached.setModelsDir(path.join(packageRoot, 'models'));
   return cached;
 }

@@ -8,8 +8,11 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { NativeOnnxRunner } from './addon.js';
 import { Yolo26Error } from './errors.js';
+import { nativeExportArgs } from './export.js';
 import { native } from './native.js';
+import { exportSchema, parseOptions } from './options.js';
 import { version } from './version.js';
 
 import type { Backend } from './results.js';
@@ -116,11 +119,11 @@ export async function exportForOrt(
   if (fs.existsSync(file)) return { path: file, cached: true, ms: performance.now() - t0 };
   fs.mkdirSync(dir, { recursive: true });
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp.onnx`;
-  const write = native().exportOnnx as (o: object) => Promise<string>;
   try {
     // end2end null: as the checkpoint has it (the key says 'null', so the cache hit needs no model load)
     const end2end = opts.end2end ?? (await checkpointEnd2end());
-    await write({ model: checkpoint, out: tmp, imgszH: 640, imgszW: 640, batch: 1, dynamic: true, half: opts.half, opset: 17, simplify: true, end2end, maxDet: opts.maxDet });
+    const cfg = parseOptions('predict', exportSchema, { model: checkpoint, dynamic: true, half: opts.half, max_det: opts.maxDet });
+    await native().exportOnnx(nativeExportArgs(cfg, tmp, end2end));
     fs.renameSync(tmp, file);
   } finally {
     fs.rmSync(tmp, { force: true });
@@ -258,11 +261,9 @@ export async function ortSession(file: string, device: string, threads: number):
   return s;
 }
 
-type Done = (err: unknown, outputs?: Array<{ name: string; data: unknown; dims: readonly number[]; type: string }>) => void;
-
 /** The function the native pipeline calls for each batch (see native/addon/ort_forward.h). */
-export function ortRunner(session: OrtSession) {
-  return (data: Float32Array | Uint16Array, dims: number[], type: 'float32' | 'float16', done: Done): void => {
+export function ortRunner(session: OrtSession): NativeOnnxRunner['run'] {
+  return (data, dims, type, done) => {
     session.run(type, data, dims).then(
       (outputs) => done(null, outputs),
       (e: unknown) => done(e),

@@ -1,6 +1,7 @@
 /** predict(): a stream of results from any source, pulled from the native pipeline with backpressure. */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import type { NativePredictor, NativeSource, NativeStreamResult } from './addon.js';
 import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
 import { native } from './native.js';
@@ -25,21 +26,6 @@ export interface PixelSource {
 }
 
 export type PredictSource = string | number | string[] | Buffer | Uint8Array | PixelSource | Array<Buffer | Uint8Array>;
-
-/** The source in the form the addon takes. */
-type NativeSource =
-  | { kind: 'paths'; specs: string[] }
-  | { kind: 'encoded'; buffers: Uint8Array[] }
-  | { kind: 'pixels'; images: Array<{ data: Uint8Array; width: number; height: number; channels: number; order: string }> }
-  | { kind: 'camera'; index: number };
-
-interface NativePredictor {
-  next(): Promise<(NativeResult & { image?: unknown }) | null>;
-  close(): void;
-  saveDir(): string | null;
-  warnings(): string[];
-  names(): string[];
-}
 
 function isPixels(s: unknown): s is PixelSource {
   return typeof s === 'object' && s !== null && 'data' in s && 'width' in s && 'height' in s;
@@ -124,16 +110,15 @@ export function toNativeSource(source: unknown): NativeSource {
 }
 
 /** plot() for one result: the addon draws on the original image it kept for that result. */
-function plotter(r: NativeResult & { image?: unknown }, names: string[]) {
+function plotter(r: NativeStreamResult, names: string[]) {
   return (_res: Result, o: PlotOptions): Buffer => {
-    const plot = native().plotResult as (img: unknown, r: NativeResult, names: string[], o: object) => Buffer;
-    return plot(r.image, r, names, { format: o.format ?? 'jpg', lineWidth: o.lineWidth ?? 0, labels: o.labels ?? true, conf: o.conf ?? true });
+    return native().plotResult(r.image, r, names, { format: o.format ?? 'jpg', lineWidth: o.lineWidth ?? 0, labels: o.labels ?? true, conf: o.conf ?? true });
   };
 }
 
 /** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at (null: none recorded). */
 function trainedImgsz(model: string): [number, number] | null {
-  if (/\.pt$/i.test(model) && fs.existsSync(model)) return (native().checkpointImgsz as (f: string) => [number, number] | null)(model);
+  if (/\.pt$/i.test(model) && fs.existsSync(model)) return native().checkpointImgsz(model);
   return null;
 }
 
@@ -222,7 +207,7 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
     this.backend = choice.backend;
     this.backendReason = choice.reason;
     if (cfg.threads > 0) native().setThreads(cfg.threads);
-    const open = native().openPredictor as (m: unknown, s: NativeSource, args: object, onnx?: object) => NativePredictor;
+    const open = native().openPredictor;
     const trained = this.imgszGiven ? null : trainedImgsz(cfg.model);
     const asked = this.imgszGiven ? imgszPair(cfg.imgsz) : (trained ?? [640, 640]);
     // As upstream's predictor: each side rounded up to the model's largest stride, with a warning naming the size used.
@@ -277,7 +262,7 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
           this.onnxFile = file;
         }
         if (!fs.existsSync(file)) throw new Yolo26Error(`predict(): model file ${file} does not exist`, 'YOLO26_BAD_MODEL');
-        const info = (native().onnxInfo as (f: string) => { imgsz: [number, number] | null; stride: number })(file);
+        const info = native().onnxInfo(file);
         // A fixed-size file runs its own size; the core warns when the imgsz asked for differs.
         const size = info.imgsz ? asked : sized(info.stride);
         if (info.imgsz) this.imgsz = info.imgsz;

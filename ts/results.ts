@@ -134,13 +134,20 @@ export class OBB {
   readonly xywhr: number[][];
   readonly conf: number[];
   readonly cls: number[];
+  /** Track id per box (track()); null when the result is not tracked, as upstream's `obb.id`. */
+  readonly id: number[] | null;
   private readonly shape: [number, number];
 
-  constructor(xywhr: Float32Array, conf: Float32Array, cls: Float32Array, origShape: [number, number]) {
+  constructor(xywhr: Float32Array, conf: Float32Array, cls: Float32Array, origShape: [number, number], id?: Float32Array) {
     this.xywhr = rows(xywhr, 5);
     this.conf = Array.from(conf);
     this.cls = Array.from(cls);
+    this.id = id ? Array.from(id) : null;
     this.shape = origShape;
+  }
+  /** Whether the boxes carry track ids. */
+  get isTrack(): boolean {
+    return this.id !== null;
   }
 
   get length(): number {
@@ -230,7 +237,7 @@ export class Result {
     this.origShape = n.origShape;
     this.names = names;
     this.probs = n.probs ? new Probs(n.probs) : null;
-    this.obb = n.xywhr ? new OBB(n.xywhr, n.conf, n.cls, n.origShape) : null;
+    this.obb = n.xywhr ? new OBB(n.xywhr, n.conf, n.cls, n.origShape, n.id) : null;
     this.boxes = n.probs || n.xywhr ? null : new Boxes(n.xyxy, n.conf, n.cls, n.origShape, n.id);
     this.masks = n.masks && n.maskShape ? new Masks(n.masks, n.maskShape, n.segments ?? []) : null;
     this.keypoints = n.keypoints && n.kptShape ? new Keypoints(n.keypoints, n.kptShape, n.origShape) : null;
@@ -266,12 +273,12 @@ export class Result {
       return p.top5.map((c) => ({ name: this.names[c] ?? String(c), class: c, confidence: p.data[c] }));
     }
     const corners = this.obb ? this.obb.xyxyxyxy : this.boxes!.xyxy.map(([x1, y1, x2, y2]) => [[x1, y1], [x2, y2]]);
-    const { cls, conf } = this.obb ?? this.boxes!;
+    const { cls, conf, id } = this.obb ?? this.boxes!;
     return corners.map((pts, i) => {
       const entry: ResultJSON = { name: this.names[cls[i]] ?? String(cls[i]), class: cls[i], confidence: conf[i], box: {} };
       pts.forEach(([x, y], j) => Object.assign(entry.box!, { [`x${j + 1}`]: x, [`y${j + 1}`]: y }));
       if (this.masks) entry.segments = { x: this.masks.xy[i].map((p) => p[0]), y: this.masks.xy[i].map((p) => p[1]) };
-      if (this.boxes?.id) entry.track_id = this.boxes.id[i];
+      if (id) entry.track_id = id[i];
       if (this.keypoints)
         entry.keypoints = {
           x: this.keypoints.xy[i].map((p) => p[0]),

@@ -1,10 +1,11 @@
 /**
  * track(): predict() with a ByteTrack or BoT-SORT tracker run by the native pipeline after post-processing, frame by
- * frame in stream order; every box of a tracked result gets a persistent integer id (`r.boxes.id`). Tracker:
- * one for feeding detections from elsewhere.
+ * frame in stream order; every box of a tracked result gets a persistent integer id (`r.boxes.id`; OBB models
+ * `r.obb.id`). Tracker: one for feeding detections from elsewhere.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { NativeTracker } from './addon.js';
 import { OptionError } from './errors.js';
 import { native, packageRoot } from './native.js';
 import { parseOptions, trackSchema, type TrackOptions } from './options.js';
@@ -12,12 +13,6 @@ import { PredictStream, toNativeSource } from './predict.js';
 
 /** The tracker YAMLs shipped with the package (official keys and defaults). */
 export const trackerConfigDir = path.join(packageRoot, 'cfg', 'trackers');
-
-interface NativeTracker {
-  update(d: Record<string, Float32Array>): Record<string, Float32Array>;
-  reset(): void;
-  config(): Record<string, unknown>;
-}
 
 /** A tracker YAML path: a file that exists, else a name of the shipped configs (bytetrack.yaml, botsort.yaml). */
 export function resolveTrackerConfig(tracker: string, caller = 'track()'): string {
@@ -29,7 +24,7 @@ export function resolveTrackerConfig(tracker: string, caller = 'track()'): strin
 }
 
 function createNativeTracker(file: string): NativeTracker {
-  return (native().createTracker as (f: string) => NativeTracker)(file);
+  return native().createTracker(file);
 }
 
 /** Trackers kept by persist: true, per model and tracker file (upstream keeps them on the model object). */

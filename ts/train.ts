@@ -1,5 +1,6 @@
 /** train() and val(): long native runs with live events, as an EventEmitter that is also a promise. */
 import { EventEmitter } from 'node:events';
+import type { NativeEvent, NativeRunStarter } from './addon.js';
 import { OptionError, Yolo26Error } from './errors.js';
 import { native } from './native.js';
 import { notAFile } from './files.js';
@@ -7,17 +8,6 @@ import { Logger, type LogEvent } from './log.js';
 /** `log`: a line the trainer or validator prints (headers, validation tables, notices) or a warning. */
 export type { LogEvent };
 import { checkImgsz, parseOptions, trainSchema, valSchema, type TrainOptions, type ValOptions } from './options.js';
-
-/** What the addon sends: numbers and strings keyed by the engine's names. */
-interface NativeEvent {
-  type: string;
-  num: Record<string, number>;
-  str: Record<string, string>;
-  error?: string;
-  result?: Record<string, number | string>;
-}
-
-type RunStarter = (args: object, onEvent: (e: NativeEvent) => void) => { stop(): void };
 
 export interface BatchEvent {
   epoch: number;
@@ -163,7 +153,7 @@ export class Run extends EventEmitter implements PromiseLike<RunResult> {
   private readonly log: Logger;
 
   /** `warnings`: what the option checks found, delivered as `log` events before the engine starts. */
-  constructor(start: RunStarter, args: object, warnings: string[] = []) {
+  constructor(start: NativeRunStarter, args: object, warnings: string[] = []) {
     super();
     this.log = new Logger(this, (args as { verbose?: boolean }).verbose !== false);
     this.promise = new Promise<RunResult>((resolve, reject) => {
@@ -253,14 +243,14 @@ export function train(options: TrainOptions): Run {
     throw new OptionError("train(): option 'data' is required (a data.yaml, or a folder for classify models)", 'data');
   checkPaths('train', cfg);
   const { imgsz, warnings } = squareImgsz('train', cfg.imgsz);
-  return new Run(native().startTraining as RunStarter, engineArgs({ ...cfg, imgsz }), warnings);
+  return new Run(native().startTraining, engineArgs({ ...cfg, imgsz }), warnings);
 }
 
 export function val(options: ValOptions): Run {
   const cfg = parseOptions('val', valSchema, options);
   checkPaths('val', cfg);
   const sq = cfg.imgsz === undefined ? null : squareImgsz('val', cfg.imgsz);
-  return new Run(native().startValidation as RunStarter, engineArgs({ ...cfg, imgsz: sq?.imgsz }), sq?.warnings);
+  return new Run(native().startValidation, engineArgs({ ...cfg, imgsz: sq?.imgsz }), sq?.warnings);
 }
 
 /**
@@ -269,5 +259,5 @@ export function val(options: ValOptions): Run {
  * plus images / val_images / predict_images / size for the generated set.
  */
 export function demo(options: Record<string, unknown> = {}): Run {
-  return new Run(native().startDemo as RunStarter, engineArgs(options));
+  return new Run(native().startDemo, engineArgs(options));
 }

@@ -1,4 +1,5 @@
-// exportModel(): writes an ONNX file from a checkpoint off the JS thread.
+// exportModel(): writes an ONNX file from a checkpoint off the JS thread. Options come under their official names
+// (the export schema fills them); an absent or null one keeps y26::ExportOptions' default.
 #include "addon.h"
 #include "export/onnx_export.h"
 
@@ -12,15 +13,19 @@ static Napi::Value ExportOnnx(const Napi::CallbackInfo& info) {
     std::string out = get_string(o, "out");
     y26::ExportOptions opt;
     opt.format = "onnx";
-    opt.imgsz_h = (int64_t)get_number(o, "imgszH", 640);
-    opt.imgsz_w = (int64_t)get_number(o, "imgszW", 640);
-    opt.batch = (int64_t)get_number(o, "batch", 1);
-    opt.dynamic = get_bool(o, "dynamic", false);
-    opt.half = get_bool(o, "half", false);
-    opt.opset = (int)get_number(o, "opset", 17);
-    opt.simplify = get_bool(o, "simplify", true);
-    opt.end2end = get_bool(o, "end2end", true);
-    opt.max_det = (int64_t)get_number(o, "maxDet", 300);
+    if (auto sz = o.Get("imgsz"); sz.IsArray() && sz.As<Napi::Array>().Length() == 2) {
+      opt.imgsz_h = sz.As<Napi::Array>().Get(0u).ToNumber().Int64Value();
+      opt.imgsz_w = sz.As<Napi::Array>().Get(1u).ToNumber().Int64Value();
+    } else {
+      opt.imgsz_h = opt.imgsz_w = (int64_t)get_number(o, "imgsz", (double)opt.imgsz_h);
+    }
+    opt.batch = (int64_t)get_number(o, "batch", (double)opt.batch);
+    opt.dynamic = get_bool(o, "dynamic", opt.dynamic);
+    opt.half = get_bool(o, "half", opt.half);
+    opt.opset = (int)get_number(o, "opset", opt.opset);
+    opt.simplify = get_bool(o, "simplify", opt.simplify);
+    opt.end2end = get_bool(o, "end2end", opt.end2end);
+    opt.max_det = (int64_t)get_number(o, "max_det", (double)opt.max_det);
     return run_async(env, [model, opt, out]() {
       std::string path = y26::export_model(model, opt, out);
       return Finish([path](Napi::Env env) -> Napi::Value { return Napi::String::New(env, path); });

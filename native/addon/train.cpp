@@ -6,6 +6,8 @@
 #include "addon.h"
 #include "addon_yaml.h"
 #include "eval/validator.h"
+#include "export/onnx_export.h"
+#include "infer/predictor.h"
 #include "train/demo.h"
 #include "train/trainer.h"
 
@@ -150,7 +152,67 @@ static Napi::Value StartDemo(const Napi::CallbackInfo& info) {
   });
 }
 
+// coreDefaults() -> {train, predict, export}: the defaults the core applies to options a C++ caller leaves out
+// (train_defaults(), PredictArgs, ExportOptions), for the test that keeps the facade's schemas in agreement.
+static Napi::Value CoreDefaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto train = Napi::Object::New(env);
+    for (const auto& kv : y26::train_defaults()) {
+      const std::string key = kv.first.as<std::string>();
+      const YAML::Node& v = kv.second;
+      bool b;
+      double d;
+      if (v.IsNull()) train.Set(key, env.Null());
+      else if (YAML::convert<bool>::decode(v, b)) train.Set(key, b);
+      else if (YAML::convert<double>::decode(v, d)) train.Set(key, d);
+      else train.Set(key, v.as<std::string>());
+    }
+    auto size = [&](int64_t h, int64_t w) {
+      auto a = Napi::Array::New(env, 2);
+      a.Set(0u, (double)h);
+      a.Set(1u, (double)w);
+      return a;
+    };
+    const y26::PredictArgs pa;
+    auto predict = Napi::Object::New(env);
+    predict.Set("imgsz", size(pa.imgsz_h, pa.imgsz_w));
+    predict.Set("batch", pa.batch);
+    predict.Set("half", pa.half);
+    predict.Set("conf", pa.conf);
+    predict.Set("iou", pa.iou);
+    predict.Set("max_det", pa.max_det);
+    predict.Set("agnostic_nms", pa.agnostic_nms);
+    predict.Set("vid_stride", pa.vid_stride);
+    predict.Set("skip_errors", pa.skip_errors);
+    predict.Set("save", pa.save);
+    predict.Set("save_txt", pa.save_txt);
+    predict.Set("save_conf", pa.save_conf);
+    predict.Set("save_crop", pa.save_crop);
+    predict.Set("exist_ok", pa.exist_ok);
+    predict.Set("show_labels", pa.show_labels);
+    predict.Set("show_conf", pa.show_conf);
+    const y26::ExportOptions eo;
+    auto exp = Napi::Object::New(env);
+    exp.Set("format", eo.format);
+    exp.Set("imgsz", size(eo.imgsz_h, eo.imgsz_w));
+    exp.Set("batch", (double)eo.batch);
+    exp.Set("dynamic", eo.dynamic);
+    exp.Set("half", eo.half);
+    exp.Set("opset", eo.opset);
+    exp.Set("simplify", eo.simplify);
+    exp.Set("end2end", eo.end2end);
+    exp.Set("max_det", (double)eo.max_det);
+    auto o = Napi::Object::New(env);
+    o.Set("train", train);
+    o.Set("predict", predict);
+    o.Set("export", exp);
+    return o;
+  });
+}
+
 static void InitTrain(Napi::Env env, Napi::Object exports) {
+  exports.Set("coreDefaults", Napi::Function::New(env, CoreDefaults));
   exports.Set("startDemo", Napi::Function::New(env, StartDemo));
   exports.Set("startTraining", Napi::Function::New(env, StartTraining));
   exports.Set("startValidation", Napi::Function::New(env, StartValidation));

@@ -29,27 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-y26::SceneSpec random_scene(int w, int h, int frames, int objects) {
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<double> u(0, 1);
-  y26::SceneSpec s;
-  s.width = w, s.height = h, s.frames = frames;
-  for (int i = 0; i < objects; ++i) {
-    y26::SceneObject o;
-    o.id = i + 1;
-    o.cls = i % 3;
-    o.color = cv::Scalar(40 + 200 * u(rng), 40 + 200 * u(rng), 40 + 200 * u(rng));
-    o.w = 0.06 * w + 0.08 * w * u(rng);
-    o.h = 0.06 * h + 0.1 * h * u(rng);
-    o.x = u(rng) * (w - o.w), o.y = u(rng) * (h - o.h);
-    o.vx = (u(rng) - 0.5) * 0.8 * w / frames * 2, o.vy = (u(rng) - 0.5) * 0.8 * h / frames * 2;
-    if (i % 4 == 1) o.hidden = {{frames / 3, frames / 3 + 6}};  // some hide briefly
-    if (i % 5 == 2) o.first = frames / 4;                        // some enter late
-    s.objects.push_back(o);
-  }
-  return s;
-}
-
 struct Arm {
   std::string name;  // predict, bytetrack, botsort
   double wall_s = 0, track_ms = 0;
@@ -87,7 +66,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (threads > 0) torch::set_num_threads(threads);
-    const y26::SceneSpec scene = random_scene(w, h, frames, objects);
+    const y26::SceneSpec scene = y26::random_scene(w, h, frames, objects);
     const std::string video = (fs::temp_directory_path() / "y26_bench_track.avi").string();
     y26::write_scene_video(scene, video, 30);
 

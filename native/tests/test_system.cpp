@@ -4,6 +4,7 @@
 #include "util/npy.h"
 #include "util/system.h"
 #include "util/gpu_stats.h"
+#include "util/text.h"
 
 TEST_CASE("system info reports libtorch and threads") {
   auto s = y26::system_info();
@@ -50,6 +51,15 @@ TEST_CASE("reads a reference fixture") {
   auto a = y26::read_npy(y26test::fixture("loss/batch_cls.npy"));
   EXPECT(a.dtype == "f4");
   EXPECT(a.shape.size() == 2 && a.shape[0] == 11 && a.shape[1] == 1);
+}
+
+TEST_CASE("closest_name suggests the option a typo meant, as the facade's suggest()") {
+  const std::vector<std::string> keys{"conf", "epochs", "save", "save_txt", "track_buffer"};
+  EXPECT(y26::closest_name("epochz", keys) == "epochs");
+  EXPECT(y26::closest_name("confidence", keys) == "conf");  // one abbreviates the other
+  EXPECT(y26::closest_name("sav", keys) == "save");
+  EXPECT(y26::closest_name("Track_Bufer", keys) == "track_buffer");
+  EXPECT(y26::closest_name("lr0", keys).empty());  // nothing close
 }
 
 TEST_MAIN()

@@ -322,7 +322,7 @@ TEST_CASE("tracker YAML: the shipped files have the official defaults; bad files
     }
     return std::string();
   };
-  EXPECT(message("tracker_type: bytetrack\ntrack_bufer: 30\n").find("unknown key 'track_bufer'") != std::string::npos);
+  EXPECT(message("tracker_type: bytetrack\ntrack_bufer: 30\n").find("unknown key 'track_bufer' (did you mean 'track_buffer'?)") != std::string::npos);
   EXPECT(message("tracker_type: ocsort\n").find("not supported") != std::string::npos);
   EXPECT(message("tracker_type: botsort\nwith_reid: True\n").find("with_reid") != std::string::npos);
   EXPECT(message("tracker_type: botsort\ngmc_method: ecc\n").find("gmc_method") != std::string::npos);

@@ -38,8 +38,9 @@ export async function use(): Promise<void> {
     const obb: OBB | null = r.obb;
     const shape: [number, number, number] | undefined = masks?.shape;
     const corners: number[][][] | undefined = obb?.xyxyxyxyn;
+    const trackIds: number[] | null | undefined = obb ? obb.id : r.boxes?.id;
     const json: ResultJSON[] = r.toJSON();
     const first: Result = r;
-    console.log(backend, shape, corners, json[0]?.segments?.x, first.boxes?.xyxy, masks?.data.byteLength);
+    console.log(backend, shape, corners, trackIds, json[0]?.segments?.x, first.boxes?.xyxy, masks?.data.byteLength);
   }
 }

@@ -1,9 +1,11 @@
 #include "eval/validator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <cstdio>
 #include <sstream>
+#include <thread>
 
 #include "data/dataset.h"
 #include "data/index_warnings.h"
@@ -15,6 +17,7 @@
 #include "infer/save.h"
 #include "infer/postprocess.h"
 #include "model/loader.h"
+#include "train/trainer.h"
 #include "util/error.h"
 #include "util/system.h"
 
@@ -328,7 +331,11 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   };
   auto get_i = [&](const char* k, int d) { return args[k] && !args[k].IsNull() ? args[k].as<int>() : d; };
   auto get_d = [&](const char* k, double d) { return args[k] && !args[k].IsNull() ? args[k].as<double>() : d; };
-  auto get_b = [&](const char* k, bool d) { return args[k] && !args[k].IsNull() ? args[k].as<bool>() : d; };
+  // The facade sends every option (its schema holds the defaults); a C++ caller's missing ones take default.yaml's
+  // value from the one C++ table, train_defaults().
+  auto arg = [&](const char* k) { return args[k] && !args[k].IsNull() ? args[k] : train_defaults()[k]; };
+  // As the trainer (and upstream's loader): no more loader threads than the machine has.
+  const int workers = std::clamp(arg("workers").as<int>(), 1, (int)std::max(1u, std::thread::hardware_concurrency()));
   auto emit = [&](const std::string& s) {
     if (log) log(s);
   };
@@ -345,14 +352,14 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
     fail("val(): 'data' is required (a data.yaml path, or the folder of a classification data set); " + model_path +
          " does not record the data it was trained on");
   const int imgsz = get_i("imgsz", lm.imgsz.empty() ? 640 : (int)lm.imgsz[0]);
-  const int batch = std::max(1, get_i("batch", 16));
-  const std::string split = get_s("split", "val");
+  const int batch = std::max(1, arg("batch").as<int>());
+  const std::string split = arg("split").as<std::string>();
   // Plots as the official validator: runs/<task>/val (or project/name), incremented unless exist_ok.
-  const bool plots = get_b("plots", true);
+  const bool plots = arg("plots").as<bool>();
   std::string save_dir;
   if (plots) {
     const std::string project = get_s("project", "runs/" + lm.task), name = get_s("name", "val");
-    save_dir = fs::absolute(increment_path((fs::path(project) / name).string(), get_b("exist_ok", false), true)).string();
+    save_dir = fs::absolute(increment_path((fs::path(project) / name).string(), arg("exist_ok").as<bool>(), true)).string();
   }
   auto with_settings = [&](ValResult r) {
     r.imgsz = imgsz;
@@ -367,8 +374,8 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
     ClassifyValOptions co;
     co.imgsz_h = co.imgsz_w = imgsz;
     co.batch = batch;
-    co.workers = get_i("workers", 2);
-    co.half = get_b("half", false);
+    co.workers = workers;
+    co.half = arg("half").as<bool>();
     co.device = device;
     co.plots_dir = save_dir;
     co.log = emit;
@@ -383,16 +390,16 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
          lm.task + " model; pass its data.yaml");
   ValOptions opt;
   opt.conf = get_d("conf", 0.001);
-  opt.iou = get_d("iou", 0.7);
-  opt.max_det = get_i("max_det", 300);
-  opt.end2end = get_b("end2end", lm.model->end2end());
+  opt.iou = arg("iou").as<double>();
+  opt.max_det = arg("max_det").as<int>();
+  opt.end2end = arg("end2end").IsNull() ? lm.model->end2end() : arg("end2end").as<bool>();
   if (opt.end2end && !lm.model->end2end())
     fail(model_path + ": end2end=true needs a model with the one2one head; use end2end=false");
-  opt.half = get_b("half", false);
-  opt.single_cls = get_b("single_cls", false);
-  opt.verbose = get_b("verbose", true);
-  opt.overlap_mask = get_b("overlap_mask", true);
-  opt.mask_ratio = get_i("mask_ratio", 4);
+  opt.half = arg("half").as<bool>();
+  opt.single_cls = arg("single_cls").as<bool>();
+  opt.verbose = arg("verbose").as<bool>();
+  opt.overlap_mask = arg("overlap_mask").as<bool>();
+  opt.mask_ratio = arg("mask_ratio").as<int>();
   opt.device = device;
   opt.plots_dir = save_dir;
   opt.cm_conf = get_d("conf", 0.25);  // the official confusion_matrix_conf: 0.25 unless conf is given
@@ -414,7 +421,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   auto ds = Dataset::open(dc, split, dso, io);
   for (const auto& w : shown_warnings(ds->index().summary.warnings)) emit("WARNING: " + split + ": " + w);
   const int stride = (int)std::max(32.0, lm.model->stride().back());
-  auto loader = make_val_loader(ds, batch, get_i("workers", 2), stride, device);
+  auto loader = make_val_loader(ds, batch, workers, stride, device);
   if (lm.model->task() == "pose") {
     const auto& ks = lm.model->config().kpt_shape;
     if (dc.kpt_count != ks.at(0) || dc.kpt_dims != ks.at(1))

@@ -110,11 +110,11 @@ std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, i
 ValResult to_val_result(const ClassifyValResult& cr);
 
 // Standalone val(): args with the official names: model (checkpoint path), data (data.yaml; default the one the
-// checkpoint was trained on), imgsz (default the checkpoint's training imgsz, else 640),
-// batch (16), conf (0.001), iou (0.7), max_det (300), split ("val"), half, end2end (model's default),
-// device ("cpu"), workers (2), single_cls, verbose (true), overlap_mask (true), mask_ratio (4), plots (true: the
-// validation plots go to project/name, default runs/<task>/val, incremented unless exist_ok). `log` receives the
-// printed lines.
+// checkpoint was trained on), imgsz (default the checkpoint's training imgsz, else 640), conf (0.001 for the
+// metrics, 0.25 for the confusion matrix, unless given), end2end (model's default), device ("cpu"), plots (the
+// validation plots go to project/name, default runs/<task>/val, incremented unless exist_ok); every other key
+// absent or null takes its default.yaml value from train_defaults() (batch 16, workers 8 but at most one per
+// hardware thread, ...). `log` receives the printed lines.
 ValResult run_validation(const YAML::Node& args, const std::function<void(const std::string&)>& log = {});
 
 }  // namespace y26

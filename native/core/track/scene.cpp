@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "util/error.h"
 
@@ -111,6 +112,27 @@ SceneSpec crossing_scene(int width, int height, int frames, int hide) {
   d.id = 4, d.cls = 2, d.color = cv::Scalar(20, 200, 230);
   d.x = 0.45 * W, d.y = 0.78 * H, d.w = sz, d.h = sz * 0.9, d.first = frames / 3;
   s.objects = {a, b, c, d};
+  return s;
+}
+
+SceneSpec random_scene(int w, int h, int frames, int objects, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  SceneSpec s;
+  s.width = w, s.height = h, s.frames = frames;
+  for (int i = 0; i < objects; ++i) {
+    SceneObject o;
+    o.id = i + 1;
+    o.cls = i % 3;
+    o.color = cv::Scalar(40 + 200 * u(rng), 40 + 200 * u(rng), 40 + 200 * u(rng));
+    o.w = 0.06 * w + 0.08 * w * u(rng);
+    o.h = 0.06 * h + 0.1 * h * u(rng);
+    o.x = u(rng) * (w - o.w), o.y = u(rng) * (h - o.h);
+    o.vx = (u(rng) - 0.5) * 0.8 * w / frames * 2, o.vy = (u(rng) - 0.5) * 0.8 * h / frames * 2;
+    if (i % 4 == 1) o.hidden = {{frames / 3, frames / 3 + 6}};
+    if (i % 5 == 2) o.first = frames / 4;
+    s.objects.push_back(o);
+  }
   return s;
 }
 

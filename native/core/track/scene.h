@@ -44,4 +44,8 @@ void write_scene_video(const SceneSpec& s, const std::string& path, double fps =
 // the clip, one leaving early, over `frames` frames of width x height.
 SceneSpec crossing_scene(int width = 320, int height = 240, int frames = 60, int hide = 8);
 
+// `objects` shapes of random size, place and constant velocity (from `seed`): every fourth hides for 6 frames at a
+// third of the clip, every fifth enters at a quarter of it.
+SceneSpec random_scene(int width, int height, int frames, int objects, unsigned seed = 3);
+
 }  // namespace y26

@@ -10,6 +10,7 @@
 #include "infer/postprocess.h"
 #include "track/lap.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace y26 {
 
@@ -154,9 +155,16 @@ TrackerConfig load_tracker_config(const std::string& path) {
       else if (key == "appearance_thresh") c.appearance_thresh = v.as<double>();
       else if (key == "with_reid") c.with_reid = v.as<bool>();
       else if (key == "model") c.model = v.IsNull() ? "auto" : v.as<std::string>();
-      else
-        fail("tracker: " + path + ": unknown key '" + key + "' (accepted: tracker_type, track_high_thresh, track_low_thresh, " +
-             "new_track_thresh, track_buffer, match_thresh, fuse_score, gmc_method, proximity_thresh, appearance_thresh, with_reid, model)");
+      else {
+        const std::vector<std::string> keys{"tracker_type", "track_high_thresh", "track_low_thresh", "new_track_thresh",
+                                            "track_buffer", "match_thresh", "fuse_score", "gmc_method", "proximity_thresh",
+                                            "appearance_thresh", "with_reid", "model"};
+        const std::string hint = closest_name(key, keys);
+        std::string list;
+        for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+        fail("tracker: " + path + ": unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+             "; accepted: " + list);
+      }
     } catch (const YAML::Exception&) {
       fail("tracker: " + path + ": key '" + key + "' has a value of the wrong type");
     }

@@ -146,22 +146,6 @@ debug_oom_above: 0
   return defaults;
 }
 
-namespace {
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-}  // namespace
-
 YAML::Node resolve_train_args(const YAML::Node& args) {
   YAML::Node out = YAML::Clone(train_defaults());
   if (!args || args.IsNull()) return out;
@@ -169,12 +153,9 @@ YAML::Node resolve_train_args(const YAML::Node& args) {
   for (const auto& kv : args) {
     const std::string key = kv.first.as<std::string>();
     if (!train_defaults()[key]) {
-      std::string best;
-      size_t best_d = 3;
-      for (const auto& d : train_defaults()) {
-        size_t e = edit_distance(key, d.first.as<std::string>());
-        if (e < best_d) best_d = e, best = d.first.as<std::string>();
-      }
+      std::vector<std::string> keys;
+      for (const auto& d : train_defaults()) keys.push_back(d.first.as<std::string>());
+      const std::string best = closest_name(key, keys);
       fail("train(): unknown argument '" + key + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)") +
            "; see the default.yaml keys");
     }
