@@ -20,6 +20,8 @@
 #include "util/error.h"
 #include "util/npy.h"
 
+#include <yaml-cpp/yaml.h>
+
 namespace fs = std::filesystem;
 using namespace y26;
 
@@ -419,6 +421,115 @@ TEST_CASE("mosaic + rotation/shear (canvas path), letterbox + perspective, flips
     checked += check_boxes_match_pixels(s, 1.0f, "flipud");
   }
   EXPECT_MSG(checked >= 10, "only " << checked << " boxes checked");
+}
+
+TEST_CASE("write_planes: HSV jitter and flips in one pass equal apply_hsv + cv::flip + split within 1 level") {
+  cv::Mat img(97, 301, CV_8UC3);  // odd sizes: partial chunks and rows
+  cv::RNG r(5);
+  r.fill(img, cv::RNG::UNIFORM, 0, 256);
+  // Flat areas, greys, saturated primaries and near-black pixels: the hue/saturation edge cases.
+  img(cv::Rect(0, 0, 40, 30)).setTo(cv::Scalar(128, 128, 128));
+  img(cv::Rect(40, 0, 40, 30)).setTo(cv::Scalar(255, 0, 0));
+  img(cv::Rect(80, 0, 40, 30)).setTo(cv::Scalar(0, 0, 255));
+  img(cv::Rect(120, 0, 40, 30)).setTo(cv::Scalar(1, 0, 2));
+  img(cv::Rect(160, 0, 40, 30)).setTo(cv::Scalar(0, 255, 255));
+  AugmentConfig def;
+  int64_t total = 0, differ = 0;
+  int worst = 0;
+  for (int t = 0; t < 24; ++t) {
+    SampleRng rng(100 + t);
+    PendingPixels p;
+    p.hsv = t % 8 == 7 ? HsvShift{} : draw_hsv(def.hsv_h, def.hsv_s, def.hsv_v, rng);
+    if (t % 4 == 1) p.hsv.h = -p.hsv.h;  // negative and positive hue shifts, both wrap-arounds
+    p.flip_lr = t % 2 == 1;
+    p.flip_ud = t % 3 == 2;
+    const bool keep_bgr = t % 5 == 4;
+    cv::Mat ref = img.clone();
+    apply_hsv(ref, p.hsv);
+    if (p.flip_ud) cv::flip(ref, ref, 0);
+    if (p.flip_lr) cv::flip(ref, ref, 1);
+    std::vector<uint8_t> planes(3 * img.total());
+    write_planes(img, p, keep_bgr, planes.data());
+    for (int c = 0; c < 3; ++c) {
+      const int src_c = keep_bgr ? c : 2 - c;
+      for (int y = 0; y < img.rows; ++y)
+        for (int x = 0; x < img.cols; ++x) {
+          int d = std::abs((int)planes[c * img.total() + y * img.cols + x] - (int)ref.at<cv::Vec3b>(y, x)[src_c]);
+          worst = std::max(worst, d);
+          differ += d != 0;
+          ++total;
+        }
+    }
+  }
+  EXPECT_MSG(worst <= 1, "write_planes differs from the reference by up to " << worst << " levels");
+  // OpenCV's HSV->BGR truncates in its vector body but rounds in each row's last few pixels (13 of these 301);
+  // ours truncates throughout. So a few per cent differ by one level; 640-px rows (no remainder) differ in ~0.02 %.
+  EXPECT_MSG(differ * 100 < total * 3, differ << " of " << total << " values differ by 1 (more than 3 %)");
+}
+
+// The fixture holds a small set (image sizes and labels; flat grey pixels) and the label statistics the official
+// training loader produced from it (scripts/fixtures/official_label_stats.py). Ours must match each mean within
+// 4.5 standard errors of the difference (samples treated as the independent unit).
+TEST_CASE("augmented label statistics match the official loader's (mosaic, perspective, flips)") {
+  YAML::Node fx = YAML::LoadFile(y26test::fixture("label_stats/official.json"));
+  const int imgsz = fx["imgsz"].as<int>();
+  std::string d = fresh_dir("label_stats");
+  std::vector<std::string> files;
+  int i = 0;
+  for (const auto& im : fx["images"]) {
+    std::ostringstream lab;
+    for (const auto& row : im["labels"])
+      lab << row[0].as<int>() << " " << row[1].as<double>() << " " << row[2].as<double>() << " " << row[3].as<double>()
+          << " " << row[4].as<double>() << "\n";
+    char name[32];
+    std::snprintf(name, sizeof name, "%03d.jpg", i++);
+    files.push_back(add_image(d, name, cv::Mat(im["height"].as<int>(), im["width"].as<int>(), CV_8UC3, cv::Scalar::all(114)), lab.str()));
+  }
+  DatasetOptions dopt;
+  dopt.imgsz = imgsz;
+  dopt.verbose = false;
+  auto ds = std::make_shared<Dataset>(DatasetIndex::build(files, quiet(3)), dopt);
+  LoaderOptions lo;
+  lo.batch = 16;
+  lo.workers = 2;
+  lo.seed = 3;
+  DataLoader loader(ds, lo);
+  const YAML::Node off = fx["official"];
+  const int64_t want = off["samples"].as<int64_t>();
+  std::vector<double> counts;
+  std::vector<std::array<double, 5>> boxes;  // cx, cy, w, h, area
+  Batch b;
+  for (int epoch = 0; (int64_t)counts.size() < want; ++epoch) {
+    loader.set_epoch(epoch);
+    while ((int64_t)counts.size() < want && loader.next(b)) {
+      std::vector<double> c(b.size(), 0.0);
+      for (int64_t k = 0; k < b.batch_idx.size(0); ++k) {
+        c[(size_t)b.batch_idx[k].item<float>()] += 1;
+        auto x = b.bboxes[k];
+        double w = x[2].item<float>(), h = x[3].item<float>();
+        boxes.push_back({x[0].item<float>(), x[1].item<float>(), w, h, w * h});
+      }
+      counts.insert(counts.end(), c.begin(), c.end());
+    }
+  }
+  auto compare = [&](const std::string& name, const std::vector<double>& v) {
+    double mean = 0, sq = 0;
+    for (double x : v) mean += x;
+    mean /= v.size();
+    for (double x : v) sq += (x - mean) * (x - mean);
+    const double sd = std::sqrt(sq / v.size());
+    const double om = off[name]["mean"].as<double>(), osd = off[name]["std"].as<double>();
+    const double se = std::sqrt(sd * sd / counts.size() + osd * osd / want);
+    EXPECT_MSG(std::fabs(mean - om) <= 4.5 * se, name << ": ours " << mean << " (sd " << sd << "), official " << om
+                                                       << " (sd " << osd << "), allowed difference " << 4.5 * se);
+  };
+  compare("boxes_per_image", counts);
+  const char* names[5] = {"cx", "cy", "w", "h", "area"};
+  for (int k = 0; k < 5; ++k) {
+    std::vector<double> v;
+    for (auto& x : boxes) v.push_back(x[k]);
+    compare(names[k], v);
+  }
 }
 
 TEST_CASE("keypoints and polygons follow the transforms; flip_idx swaps left/right") {

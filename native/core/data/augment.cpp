@@ -6,6 +6,8 @@
 #include <array>
 #include <cmath>
 
+#include "data/hsv_row.h"
+#include "data/image_io.h"
 #include "data/obb_labels.h"
 #include "util/error.h"
 
@@ -338,17 +340,35 @@ void transform_instances(Instances& inst, const cv::Matx33d& M, cv::Size out, do
 }
 
 // ---- colour and flips ------------------------------------------------------------------------------------------
-void random_hsv(cv::Mat& bgr, float hgain, float sgain, float vgain, SampleRng& rng) {
-  if (!hgain && !sgain && !vgain) return;
-  double rh = rng.uniform(-1, 1) * hgain, rs = rng.uniform(-1, 1) * sgain, rv = rng.uniform(-1, 1) * vgain;
-  uint8_t lut[3][256];
+HsvShift draw_hsv(float hgain, float sgain, float vgain, SampleRng& rng) {
+  HsvShift r;
+  if (!hgain && !sgain && !vgain) return r;
+  r.active = true;
+  r.h = rng.uniform(-1, 1) * hgain * 180;
+  r.s = 1 + rng.uniform(-1, 1) * sgain;
+  r.v = 1 + rng.uniform(-1, 1) * vgain;
+  return r;
+}
+
+namespace {
+
+// The per-sample tables of the official HSV jitter (hue shifted, saturation and value scaled, all truncated).
+void hsv_tables(const HsvShift& shift, int* lut_h, int* lut_s, int* lut_v) {
   for (int x = 0; x < 256; ++x) {
-    double h = std::fmod(x + rh * 180, 180.0);
+    double h = std::fmod(x + shift.h, 180.0);
     if (h < 0) h += 180;
-    lut[0][x] = (uint8_t)h;
-    lut[1][x] = (uint8_t)std::min(std::max(x * (1 + rs), 0.0), 255.0);
-    lut[2][x] = (uint8_t)std::min(std::max(x * (1 + rv), 0.0), 255.0);
+    lut_h[x] = (uint8_t)h;
+    lut_s[x] = (uint8_t)std::min(std::max(x * shift.s, 0.0), 255.0);
+    lut_v[x] = (uint8_t)std::min(std::max(x * shift.v, 0.0), 255.0);
   }
+}
+
+}  // namespace
+
+void apply_hsv(cv::Mat& bgr, const HsvShift& shift) {
+  if (!shift.active) return;
+  int lut[3][256];
+  hsv_tables(shift, lut[0], lut[1], lut[2]);
   thread_local cv::Mat hsv;
   cv::cvtColor(bgr, hsv, cv::COLOR_BGR2HSV);
   // A plain loop: cv::LUT with a 3-channel table is several times slower.
@@ -359,10 +379,38 @@ void random_hsv(cv::Mat& bgr, float hgain, float sgain, float vgain, SampleRng& 
   cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
 }
 
-void flip_sample(Sample& s, bool horizontal, int kpt_count, int kpt_dims, const std::vector<int>& flip_idx) {
-  cv::flip(s.img, s.img, horizontal ? 1 : 0);
-  Instances& in = s.inst;
-  const float W = (float)s.img.cols, H = (float)s.img.rows;
+void write_planes(const cv::Mat& bgr, const PendingPixels& p, bool keep_bgr, uint8_t* dst) {
+  if (bgr.type() != CV_8UC3) fail("internal: write_planes needs an 8-bit 3-channel image");
+  const int H = bgr.rows, W = bgr.cols;
+  const size_t plane = (size_t)H * W;
+  // Output channel order: RGB (the network's) unless the bgr augmentation fired.
+  uint8_t* out_b = dst + (keep_bgr ? 0 : 2) * plane;
+  uint8_t* out_g = dst + plane;
+  uint8_t* out_r = dst + (keep_bgr ? 2 : 0) * plane;
+  // The table's hue shift as a whole number: (x + h) truncated after fmod equals x + floor(h) modulo 180.
+  const int hshift = (int)std::floor(p.hsv.h);
+  constexpr int kChunk = 256;  // hsv_row's most
+  for (int y = 0; y < H; ++y) {
+    const uint8_t* src = bgr.ptr<uint8_t>(p.flip_ud ? H - 1 - y : y);
+    const size_t row = (size_t)y * W;
+    for (int x0 = 0; x0 < W; x0 += kChunk) {
+      const int n = std::min(kChunk, W - x0);
+      uint8_t *ob = out_b + row + x0, *og = out_g + row + x0, *orr = out_r + row + x0;
+      // Output pixels x0 .. x0+n-1 come from source pixels x0 .. x0+n-1, or mirrored from W-x0-n .. W-x0-1.
+      const uint8_t* s = src + 3 * (p.flip_lr ? W - x0 - n : x0);
+      if (p.hsv.active) {
+        hsv_row(s, n, p.flip_lr, ob, og, orr, hshift, p.hsv.s, p.hsv.v);
+      } else if (p.flip_lr) {
+        for (int i = 0; i < n; ++i) ob[n - 1 - i] = s[3 * i], og[n - 1 - i] = s[3 * i + 1], orr[n - 1 - i] = s[3 * i + 2];
+      } else {
+        for (int i = 0; i < n; ++i) ob[i] = s[3 * i], og[i] = s[3 * i + 1], orr[i] = s[3 * i + 2];
+      }
+    }
+  }
+}
+
+void flip_labels(Instances& in, cv::Size size, bool horizontal, int kpt_count, int kpt_dims, const std::vector<int>& flip_idx) {
+  const float W = (float)size.width, H = (float)size.height;
   for (size_t i = 0; i < in.size(); ++i) {
     float* b = &in.xyxy[4 * i];
     if (horizontal) { float x0 = W - b[2], x1 = W - b[0]; b[0] = x0; b[2] = x1; }
@@ -387,6 +435,11 @@ void flip_sample(Sample& s, bool horizontal, int kpt_count, int kpt_dims, const 
   }
 }
 
+void flip_sample(Sample& s, bool horizontal, int kpt_count, int kpt_dims, const std::vector<int>& flip_idx) {
+  cv::flip(s.img, s.img, horizontal ? 1 : 0);
+  flip_labels(s.inst, s.img.size(), horizontal, kpt_count, kpt_dims, flip_idx);
+}
+
 // ---- training sample -------------------------------------------------------------------------------------------
 TrainAugmenter::TrainAugmenter(std::shared_ptr<const Dataset> ds, AugmentConfig cfg, size_t buffer_capacity)
     : ds_(std::move(ds)), cfg_(cfg), capacity_(std::max<size_t>(buffer_capacity, 4)) {
@@ -400,8 +453,22 @@ TrainAugmenter::Loaded TrainAugmenter::load(size_t index) {
   if (ds_->ram_cached()) return l;
   ++decodes_;
   buffer_.push_back(l);
-  if (buffer_.size() > capacity_) buffer_.pop_front();
+  if (buffer_.size() > capacity_) {
+    recycle_image(std::move(buffer_.front().img));  // the next decode on this thread writes into it
+    buffer_.pop_front();
+  }
   return l;
+}
+
+cv::Mat TrainAugmenter::blank(int s) {
+  for (cv::Mat& m : pool_)
+    if (m.rows == s && m.cols == s && m.u && m.u->refcount == 1) {
+      m.setTo(kPadColor);
+      return m;
+    }
+  cv::Mat m(s, s, CV_8UC3, kPadColor);
+  if (pool_.size() < 64) pool_.push_back(m);  // a batch's worth and more; beyond that, plain allocations
+  return m;
 }
 
 TrainAugmenter::Loaded TrainAugmenter::partner(SampleRng& rng) {
@@ -432,7 +499,7 @@ Sample TrainAugmenter::letterbox_perspective(size_t index, SampleRng& rng) {
   bool persp = cfg_.perspective > 0;
   if (cfg_.degrees == 0 && cfg_.shear == 0 && !persp) {
     // Scale + shift only: a resize of the image's visible part into the output, 114 elsewhere.
-    out.img = cv::Mat(s, s, CV_8UC3, kPadColor);
+    out.img = blank(s);
     cv::Mat src = l.img;
     if (unpad != l.img.size()) cv::resize(l.img, src, unpad, 0, 0, cv::INTER_LINEAR);
     cv::Point2d b = draw_scaled(src, out.img, M(0, 0), M(0, 2) + M(0, 0) * left, M(1, 2) + M(1, 1) * top);
@@ -469,7 +536,7 @@ Sample TrainAugmenter::mosaic_perspective(size_t index, SampleRng& rng) {
   out.resized_size = tiles[0].img.size();
   out.gain_w = (double)tiles[0].img.cols / L.width;
   out.gain_h = (double)tiles[0].img.rows / L.height;
-  out.img = cv::Mat(s, s, CV_8UC3, kPadColor);
+  out.img = blank(s);
   cv::Mat canvas;
   if (!axis_aligned) canvas = cv::Mat(2 * s, 2 * s, CV_8UC3, kPadColor);
   const int S2 = 2 * s;
@@ -566,17 +633,28 @@ void TrainAugmenter::cutmix(Sample& s, Sample&& other, SampleRng& rng) {
   s.inst.append(other.inst);
 }
 
-Sample TrainAugmenter::make(size_t index, uint64_t seed, bool mosaic_enabled) {
+Sample TrainAugmenter::make(size_t index, uint64_t seed, bool mosaic_enabled, bool defer_pixels) {
   SampleRng rng(seed);
   Sample s = base_sample(index, rng, mosaic_enabled);
   if (mosaic_enabled && cfg_.mixup > 0 && rng.uniform() < cfg_.mixup)
     mixup(s, base_sample(partner(rng).index, rng, true), rng);
   if (mosaic_enabled && cfg_.cutmix > 0 && rng.uniform() < cfg_.cutmix)
     cutmix(s, base_sample(partner(rng).index, rng, true), rng);
-  random_hsv(s.img, cfg_.hsv_h, cfg_.hsv_s, cfg_.hsv_v, rng);
-  if (cfg_.flipud > 0 && rng.uniform() < cfg_.flipud) flip_sample(s, false, ds_->kpt_count(), ds_->kpt_dims(), ds_->flip_idx());
-  if (cfg_.fliplr > 0 && rng.uniform() < cfg_.fliplr) flip_sample(s, true, ds_->kpt_count(), ds_->kpt_dims(), ds_->flip_idx());
+  PendingPixels& px = s.pending;
+  px.hsv = draw_hsv(cfg_.hsv_h, cfg_.hsv_s, cfg_.hsv_v, rng);
+  px.flip_ud = cfg_.flipud > 0 && rng.uniform() < cfg_.flipud;
+  px.flip_lr = cfg_.fliplr > 0 && rng.uniform() < cfg_.fliplr;
   s.keep_bgr = cfg_.bgr > 0 && rng.uniform() < cfg_.bgr;
+  const int K = ds_->kpt_count(), D = ds_->kpt_dims();
+  if (defer_pixels) {
+    if (px.flip_ud) flip_labels(s.inst, s.img.size(), false, K, D, ds_->flip_idx());
+    if (px.flip_lr) flip_labels(s.inst, s.img.size(), true, K, D, ds_->flip_idx());
+    return s;
+  }
+  apply_hsv(s.img, px.hsv);
+  if (px.flip_ud) flip_sample(s, false, K, D, ds_->flip_idx());
+  if (px.flip_lr) flip_sample(s, true, K, D, ds_->flip_idx());
+  px = PendingPixels{};
   return s;
 }
 

@@ -37,6 +37,19 @@ struct Instances {
   void keep(const std::vector<uint8_t>& mask);    // drops the instances whose mask entry is 0
 };
 
+// One drawn HSV jitter in OpenCV's 8-bit HSV units: hue shifted by `h` (of 180), saturation and value scaled.
+struct HsvShift {
+  double h = 0, s = 1, v = 1;
+  bool active = false;  // false when every gain is 0: the official pipeline then leaves the pixels alone
+};
+
+// Pixel work drawn for a sample but not yet applied to its image (the loader applies it while writing the batch).
+struct PendingPixels {
+  HsvShift hsv;
+  bool flip_lr = false, flip_ud = false;
+  bool any() const { return hsv.active || flip_lr || flip_ud; }
+};
+
 struct Sample {
   size_t index = 0;               // dataset index of the main image
   cv::Mat img;                    // BGR uint8 HxWx3
@@ -46,6 +59,7 @@ struct Sample {
   double gain_w = 1, gain_h = 1;  // original -> img scale (load resize x letterbox), for scaling predictions back
   double pad_left = 0, pad_top = 0;
   bool keep_bgr = false;          // the `bgr` augmentation fired: leave channels in BGR order
+  PendingPixels pending;          // HSV and flips still to apply to img (labels already moved); see make()
 };
 
 // Deterministic randomness of one sample: a 64-bit generator seeded from (seed, epoch, position).
@@ -76,10 +90,20 @@ cv::Matx33d random_perspective_matrix(const AugmentConfig& cfg, cv::Size in, cv:
 // `obb`: polygons are rotated boxes, clipped at the border with clip_obb_polygon (angle kept).
 void transform_instances(Instances& inst, const cv::Matx33d& M, cv::Size out, double scale, bool perspective,
                          int kpt_dims, bool obb = false);
-// Official HSV jitter via LUTs (hue shifted, saturation and value scaled).
-void random_hsv(cv::Mat& bgr, float hgain, float sgain, float vgain, SampleRng& rng);
+// The official HSV jitter: draws the shift (three uniforms, none when every gain is 0), then applies it as the
+// official tool does (OpenCV's BGR->HSV, a table per channel, HSV->BGR). The reference for write_planes().
+HsvShift draw_hsv(float hgain, float sgain, float vgain, SampleRng& rng);
+void apply_hsv(cv::Mat& bgr, const HsvShift& shift);
+inline void random_hsv(cv::Mat& bgr, float hgain, float sgain, float vgain, SampleRng& rng) {
+  apply_hsv(bgr, draw_hsv(hgain, sgain, vgain, rng));
+}
+// Writes a BGR HxWx3 image as three H*W planes at `dst` (RGB order unless keep_bgr) and applies the pending HSV
+// jitter and flips in the same single pass over the pixels. Matches apply_hsv + cv::flip + split within 1 level.
+void write_planes(const cv::Mat& bgr, const PendingPixels& p, bool keep_bgr, uint8_t* dst);
 // Flips image and labels; horizontal flips remap keypoints through flip_idx (empty = identity).
 void flip_sample(Sample& s, bool horizontal, int kpt_count, int kpt_dims, const std::vector<int>& flip_idx);
+// The labels' part of flip_sample, for an image of size `size` flipped later.
+void flip_labels(Instances& in, cv::Size size, bool horizontal, int kpt_count, int kpt_dims, const std::vector<int>& flip_idx);
 
 // Builds augmented training samples. One per loader worker: it owns the buffer of recently decoded images that
 // feeds the other mosaic tiles (so each sample costs at most one decode, as in the official loader). Output
@@ -88,7 +112,9 @@ class TrainAugmenter {
  public:
   TrainAugmenter(std::shared_ptr<const Dataset> ds, AugmentConfig cfg, size_t buffer_capacity = 64);
   // One sample of size imgsz x imgsz. mosaic_enabled = false after close_mosaic (mosaic, mixup and cutmix off).
-  Sample make(size_t index, uint64_t seed, bool mosaic_enabled);
+  // defer_pixels: the HSV jitter and flips are drawn (same randomness) and the labels flipped, but the pixel work
+  // is left in Sample::pending for write_planes(), which does it while writing the batch (one pass, not four).
+  Sample make(size_t index, uint64_t seed, bool mosaic_enabled, bool defer_pixels = false);
   void clear_buffer() { buffer_.clear(); }
   const AugmentConfig& config() const { return cfg_; }
   size_t decodes() const { return decodes_; }  // images decoded so far (tests check the one-decode-per-sample rule)
@@ -96,6 +122,9 @@ class TrainAugmenter {
  private:
   struct Loaded { size_t index; cv::Mat img; };
   Loaded load(size_t index);
+  // An s x s image filled with the padding colour, reusing a pooled one that no sample holds any more (fresh pages
+  // cost page faults: kernel time that showed as 12 % of the loader's).
+  cv::Mat blank(int s);
   Loaded partner(SampleRng& rng);
   Sample base_sample(size_t index, SampleRng& rng, bool mosaic_enabled);  // mosaic or letterbox, then perspective
   Sample mosaic_perspective(size_t index, SampleRng& rng);
@@ -107,6 +136,7 @@ class TrainAugmenter {
   AugmentConfig cfg_;
   size_t capacity_;
   std::deque<Loaded> buffer_;
+  std::vector<cv::Mat> pool_;
   size_t decodes_ = 0;
 };
 

@@ -28,6 +28,10 @@ cv::Mat read_image_bgr(const std::string& path, int min_long_side = 0);
 // The same from bytes already in memory; `name` is only used in error messages.
 cv::Mat decode_image_bgr(const uint8_t* data, size_t size, const std::string& name, int min_long_side = 0);
 
+// Hands an image that the caller no longer needs to this thread's next JPEG decode of the same size, which then
+// writes into it instead of faulting in fresh pages (used only when nothing else references it by then).
+void recycle_image(cv::Mat&& img);
+
 // True when the bytes start with the JPEG SOI marker.
 inline bool is_jpeg(const uint8_t* d, size_t n) { return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF; }
 

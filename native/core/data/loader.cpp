@@ -200,7 +200,7 @@ Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
     size_t i = opt_.rect ? rect_order_[p] : opt_.shuffle ? perm[p] : (size_t)p;
     if (opt_.rect) samples.push_back(val_sample(*ds_, i, rect_shapes_[b]));
     else if (!aug) samples.push_back(letterbox_sample(*ds_, i, {s, s}, false));
-    else samples.push_back(aug->make(i, SampleRng::derive(opt_.seed, (uint64_t)epoch, (uint64_t)p), mosaic));
+    else samples.push_back(aug->make(i, SampleRng::derive(opt_.seed, (uint64_t)epoch, (uint64_t)p), mosaic, true));
   }
 
   Batch out;
@@ -209,7 +209,26 @@ Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
   const int B = (int)samples.size(), H = samples[0].img.rows, W = samples[0].img.cols;
   auto u8 = torch::TensorOptions().dtype(torch::kUInt8);
   if (cuda_ && opt_.pin_memory) u8 = u8.pinned_memory(true);
-  out.img = torch::empty({B, 3, H, W}, u8);
+  // On the CPU, this worker's recent batch images: one that the consumer has let go of (nothing else references its
+  // storage) is written again instead of faulting in fresh pages for every batch. Not for pinned batches, whose
+  // non-blocking copy to the GPU may still be reading them after the consumer drops them.
+  thread_local std::vector<torch::Tensor> img_pool;
+  thread_local const DataLoader* img_pool_owner = nullptr;
+  if (img_pool_owner != this) img_pool.clear(), img_pool_owner = this;
+  if (!cuda_)
+    for (auto& t : img_pool)
+      if (t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == torch::IntArrayRef({B, 3, H, W})) {
+        out.img = t;
+        break;
+      }
+  if (!out.img.defined()) {
+    out.img = torch::empty({B, 3, H, W}, u8);
+    if (!cuda_) {
+      // Enough for the batches in flight (ready, being built, held by the consumer) plus one.
+      if (img_pool.size() > (size_t)opt_.prefetch + 2) img_pool.erase(img_pool.begin());
+      img_pool.push_back(out.img);
+    }
+  }
   uint8_t* base = out.img.data_ptr<uint8_t>();
   int64_t N = 0;
   for (auto& sm : samples) N += (int64_t)sm.inst.size();
@@ -225,12 +244,18 @@ Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
     Sample& sm = samples[bi];
     if (sm.img.rows != H || sm.img.cols != W || sm.img.type() != CV_8UC3)
       fail("internal: sample " + ds_->labels(sm.index).im_file + " has a different size than its batch");
-    // HWC BGR -> CHW RGB straight into the batch tensor (one pass per channel, no intermediate image).
-    cv::Mat planes[3];
-    for (int c = 0; c < 3; ++c) planes[c] = cv::Mat(H, W, CV_8U, base + ((int64_t)bi * 3 + c) * H * W);
-    cv::Mat order[3] = {planes[2], planes[1], planes[0]};
-    if (sm.keep_bgr) { order[0] = planes[0]; order[2] = planes[2]; }
-    cv::split(sm.img, order);
+    // HWC BGR -> CHW RGB straight into the batch tensor, with the sample's pending HSV jitter and flips applied in
+    // the same pass.
+    uint8_t* dst = base + (int64_t)bi * 3 * H * W;
+    if (sm.pending.any()) {
+      write_planes(sm.img, sm.pending, sm.keep_bgr, dst);
+    } else {
+      cv::Mat planes[3];
+      for (int c = 0; c < 3; ++c) planes[c] = cv::Mat(H, W, CV_8U, dst + (int64_t)c * H * W);
+      cv::Mat order[3] = {planes[2], planes[1], planes[0]};
+      if (sm.keep_bgr) { order[0] = planes[0]; order[2] = planes[2]; }
+      cv::split(sm.img, order);
+    }
     const float fw = (float)W, fh = (float)H;
     for (size_t k = 0; k < sm.inst.size(); ++k) {
       const float* x = &sm.inst.xyxy[4 * k];
