@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "data/dataset.h"
+#include "data/synthetic.h"
 #include "data/loader.h"
 #include "io/checkpoint.h"
 #include "scratch.h"
@@ -95,7 +96,12 @@ int rank_main(const std::string& mode, const std::string& dir) {
   std::atomic<bool> stop{false};
   try {
     YAML::Node a = plain_args(dir, "run", 2, 1);
+    a["cache"] = "ram";  // shared by the two ranks of this machine; the one-process reference decodes every time
     TrainCallbacks cb;
+    cb.on_event = [&](const TrainEvent& e) {
+      if (e.type == "log" && e.str.at("text").find("shared by its 2 ranks") != std::string::npos)
+        std::ofstream(dir + "/shared_cache");
+    };
     if (mode == "long") {  // long enough to be killed mid-epoch; rank 0 says when batches flow
       a["epochs"] = 50;
       cb.on_event = [&](const TrainEvent& e) {
@@ -161,7 +167,85 @@ std::map<std::string, torch::Tensor> ema_weights(const std::string& path) {
   return m;
 }
 
+// Private (anonymous) resident memory of this process, in bytes: what a copy of the cache would add.
+uint64_t rss_anon() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  uint64_t kb = 0;
+  while (f >> key) {
+    if (key == "RssAnon:") {
+      f >> kb;
+      return kb << 10;
+    }
+    f.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
+DatasetOptions cache_options(const std::string& shared, bool owner) {
+  DatasetOptions o;
+  o.imgsz = 320;
+  o.cache = CacheMode::Ram;
+  o.verbose = false;
+  o.shared_cache = shared;
+  o.shared_cache_owner = owner;
+  return o;
+}
+
+std::shared_ptr<Dataset> open_cache_set(const std::string& yaml, const DatasetOptions& o) {
+  IndexOptions io;
+  io.verbose = false;
+  return Dataset::open(load_data_yaml(yaml), "train", o, io);
+}
+
+// argv: --cache-peer <name> <data.yaml> <out>: maps the shared cache as a second rank of the machine would, reads
+// every image, and writes "<private growth> <private growth of an own cache> <images equal>".
+int cache_peer_main(const std::string& name, const std::string& yaml, const std::string& out) {
+  const uint64_t before = rss_anon();
+  auto shared = open_cache_set(yaml, cache_options(name, false));
+  uint64_t sum = 0;
+  for (size_t i = 0; i < shared->size(); ++i) sum += (uint64_t)cv::sum(shared->load_image(i))[0];
+  const uint64_t grew_shared = rss_anon() - before;
+  const uint64_t before_own = rss_anon();
+  auto own = open_cache_set(yaml, cache_options("", false));
+  const uint64_t grew_own = rss_anon() - before_own;
+  bool equal = sum > 0;
+  for (size_t i = 0; i < shared->size(); ++i) equal = equal && cv::norm(shared->load_image(i), own->load_image(i), cv::NORM_INF) == 0;
+  std::ofstream(out) << grew_shared << " " << grew_own << " " << equal;
+  return 0;
+}
+
 }  // namespace
+
+TEST_CASE("cache='ram' shared by a machine's ranks: a peer maps the images without a private copy") {
+  SyntheticOptions o;
+  o.train_images = 40;
+  o.val_images = 1;
+  o.width = o.height = 320;
+  const std::string yaml = write_synthetic_dataset(temp_dir("cache_set"), o);
+  const std::string name = "/yolo26-test-" + std::to_string(getpid());
+  auto owner = open_cache_set(yaml, cache_options(name, true));
+  const uint64_t need = 40ull * 320 * 320 * 3;
+  const std::string out = temp_dir("cache_peer") + "/result";
+  pid_t pid = fork();
+  if (pid == 0) {
+    const char* argv[] = {"test_distributed", "--cache-peer", name.c_str(), yaml.c_str(), out.c_str(), nullptr};
+    execv("/proc/self/exe", (char* const*)argv);
+    _exit(127);
+  }
+  Rank peer{pid};
+  EXPECT(wait_rank(peer, 120) && exited_ok(peer));
+  owner->unlink_shared_cache();
+  EXPECT(!fs::exists("/dev/shm" + name));
+  uint64_t grew_shared = 0, grew_own = 0;
+  int equal = 0;
+  std::ifstream(out) >> grew_shared >> grew_own >> equal;
+  std::cout << "  peer's private memory: +" << (grew_shared >> 20) << " MiB mapping the shared cache, +" << (grew_own >> 20)
+            << " MiB for its own copy (" << (need >> 20) << " MiB of images)\n";
+  EXPECT(equal == 1);
+  EXPECT_MSG(grew_shared < need / 4, "mapping grew private memory by " << grew_shared);
+  EXPECT_MSG(grew_own > need * 3 / 4, "an own copy grew private memory by only " << grew_own);
+}
 
 TEST_CASE("distributed sampler: same order on every rank, rank r takes its slice, padded so ranks step together") {
   auto cfg = load_data_yaml(tiny_dataset());
@@ -245,6 +329,7 @@ TEST_CASE("two Gloo ranks finish a run: one run folder, written by rank 0; its w
   EXPECT_MSG(exited_ok(r0) && exited_ok(r1), "rank 0: " << read_file(dir + "/rank0.err") << " rank 1: " << read_file(dir + "/rank1.err"));
   const std::string save = read_file(dir + "/rank0.result");
   g_pair_save = save;
+  EXPECT(fs::exists(dir + "/shared_cache"));  // the ranks shared one RAM cache
   EXPECT(read_file(dir + "/rank1.result") == save);  // rank 1 reports rank 0's folder
   int runs = 0;
   for (auto& p : fs::directory_iterator(dir)) runs += p.is_directory();
@@ -333,6 +418,7 @@ TEST_CASE("a port in use, a world-size mismatch and a killed rank are clear erro
 }
 
 int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--cache-peer") return cache_peer_main(argv[2], argv[3], argv[4]);
   if (argc == 5 && std::string(argv[1]) == "--rank") {
     g_data = argv[4];
     return rank_main(argv[2], argv[3]);

@@ -746,8 +746,24 @@ void Trainer::setup(const YAML::Node& user_args) {
     auto train_files = list_image_files(data_.train, "train images");
     const double fraction = a_.num("fraction");
     if (fraction < 1.0) train_files.resize(std::max<size_t>(1, (size_t)(train_files.size() * fraction)));
-    train_ds_ = std::make_shared<Dataset>(DatasetIndex::build(train_files, io), dso, data_.kpt_count, data_.kpt_dims,
-                                          data_.flip_idx, data_.names);
+    auto index = DatasetIndex::build(train_files, io);
+    auto open_train = [&](const DatasetOptions& o) {
+      return std::make_shared<Dataset>(index, o, data_.kpt_count, data_.kpt_dims, data_.flip_idx, data_.names);
+    };
+    if (dist_ && dso.cache == CacheMode::Ram && denv_.local_world > 1) {
+      // One copy of the cached images per machine: local rank 0 fills a shared-memory cache, its peers map it.
+      DatasetOptions shared = dso;
+      shared.shared_cache = "/yolo26-cache-" + std::to_string(denv_.master_port) + "-" + std::to_string(denv_.rank - denv_.local_rank);
+      shared.shared_cache_owner = denv_.local_rank == 0;
+      if (shared.shared_cache_owner) train_ds_ = open_train(shared);
+      dist_->barrier("filling the shared RAM cache (local rank 0 decodes the images)");
+      if (!shared.shared_cache_owner) train_ds_ = open_train(shared);
+      dist_->barrier("mapping the shared RAM cache");
+      train_ds_->unlink_shared_cache();
+      log("cache='ram': one copy of the train images per machine, shared by its " + std::to_string(denv_.local_world) + " ranks");
+    } else {
+      train_ds_ = open_train(dso);
+    }
     if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
     for (const auto& w : shown_warnings(train_ds_->index().summary.warnings)) warn("train: " + w);
     log("train: " + train_ds_->index().summary.line());
