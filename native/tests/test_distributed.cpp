@@ -102,6 +102,13 @@ int rank_main(const std::string& mode, const std::string& dir) {
       if (e.type == "log" && e.str.at("text").find("shared by its 2 ranks") != std::string::npos)
         std::ofstream(dir + "/shared_cache");
     };
+    if (mode == "stop") {  // rank 0 alone is asked to stop: every rank must end at the same batch
+      a["epochs"] = 3;
+      cb.on_event = [&](const TrainEvent& e) {
+        if (e.type == "batch" && e.num.at("iteration") == 2) stop = true;
+      };
+    }
+    if (mode == "resume") a["resume"] = dir + "/run/weights/last.pt";
     if (mode == "long") {  // long enough to be killed mid-epoch; rank 0 says when batches flow
       a["epochs"] = 50;
       cb.on_event = [&](const TrainEvent& e) {
@@ -110,6 +117,7 @@ int rank_main(const std::string& mode, const std::string& dir) {
     }
     auto res = run_training(a, cb, stop);
     std::ofstream(dir + "/rank" + r + ".result") << res.save_dir;
+    std::ofstream(dir + "/rank" + r + "." + mode) << res.stopped << " " << res.epochs_completed;
     return 0;
   } catch (const std::exception& e) {
     std::ofstream(dir + "/rank" + r + ".err") << e.what();
@@ -364,6 +372,22 @@ TEST_CASE("two ranks with the same global batch and data order end with a one-pr
   double apart = 0;
   for (auto& [k, t] : ref) apart = std::max(apart, (two[k] - t).abs().max().item<double>());
   EXPECT_MSG(apart > 1e-3, "batch 2 in one process is as close as " << apart);
+}
+
+TEST_CASE("stop() on rank 0 ends every rank at the same batch; resume with the same world size finishes") {
+  const std::string dir = temp_dir("resume");
+  auto both = [&](const std::string& mode) {
+    const int port = free_port();
+    Rank r0 = start_rank(mode, dir, 0, 2, port), r1 = start_rank(mode, dir, 1, 2, port);
+    EXPECT(wait_rank(r0, 600) && wait_rank(r1, 120));
+    EXPECT_MSG(exited_ok(r0) && exited_ok(r1), mode << ": rank 0: " << read_file(dir + "/rank0.err") << " rank 1: " << read_file(dir + "/rank1.err"));
+  };
+  both("stop");
+  EXPECT(read_file(dir + "/rank0.stop") == "1 1" && read_file(dir + "/rank1.stop") == "1 1");
+  EXPECT(load_checkpoint(dir + "/run/weights/last.pt").epoch == 0);
+  both("resume");
+  EXPECT(read_file(dir + "/rank0.resume") == "0 3" && read_file(dir + "/rank1.resume") == "0 3");
+  EXPECT(load_checkpoint(dir + "/run/weights/last.pt").epoch == 2);
 }
 
 TEST_CASE("a port in use, a world-size mismatch and a killed rank are clear errors within a bounded time") {
