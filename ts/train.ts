@@ -5,6 +5,7 @@ import { OptionError, Yolo26Error } from './errors.js';
 import { native } from './native.js';
 import { notAFile } from './files.js';
 import { Logger, type LogEvent } from './log.js';
+import { gpusToLaunch, launchRanks } from './launch.js';
 /** `log`: a line the trainer or validator prints (headers, validation tables, notices) or a warning. */
 export type { LogEvent };
 import { checkImgsz, parseOptions, trainSchema, valSchema, type TrainOptions, type ValOptions } from './options.js';
@@ -243,7 +244,14 @@ export function train(options: TrainOptions): Run {
     throw new OptionError("train(): option 'data' is required (a data.yaml, or a folder for classify models)", 'data');
   checkPaths('train', cfg);
   const { imgsz, warnings } = squareImgsz('train', cfg.imgsz);
-  return new Run(native().startTraining, engineArgs({ ...cfg, imgsz }), warnings);
+  const args = engineArgs({ ...cfg, imgsz });
+  // Several GPUs: one worker process per GPU (ts/launch.ts). YOLO26_CPU_RANKS=N launches N CPU ranks the same way
+  // (Gloo), which is how the launcher is tested on machines without GPUs.
+  const gpus = gpusToLaunch(cfg.device);
+  const cpuRanks = Number(process.env.YOLO26_CPU_RANKS ?? 0);
+  const ranks = gpus ? gpus.length : cfg.device === 'cpu' && cpuRanks > 1 && !process.env.WORLD_SIZE ? cpuRanks : 0;
+  if (ranks > 1) return new Run(((a: object, onEvent: (e: NativeEvent) => void) => launchRanks(ranks, a, onEvent)), args, warnings);
+  return new Run(native().startTraining, args, warnings);
 }
 
 export function val(options: ValOptions): Run {

@@ -14,6 +14,10 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "data/image_io.h"
@@ -595,11 +599,67 @@ cv::Mat Dataset::load_image(size_t i) const {
   return decode(i);
 }
 
+// The shared cache: one mapping of a POSIX shared-memory object, the images back to back in index order. The owner
+// maps it shared and writes the images; the others map it copy-on-write, so a stray write can never reach the
+// other processes (and costs only that page).
+void Dataset::map_shared_cache(uint64_t bytes) {
+  const std::string& name = opt_.shared_cache;
+  const bool owner = opt_.shared_cache_owner;
+  if (owner) {
+    struct statvfs fs_info;
+    if (statvfs("/dev/shm", &fs_info) == 0 && (uint64_t)fs_info.f_bavail * fs_info.f_frsize < bytes)
+      fail("cache='ram' shared by this machine's ranks needs " + std::to_string(bytes >> 20) + " MiB in /dev/shm but " +
+           std::to_string(((uint64_t)fs_info.f_bavail * fs_info.f_frsize) >> 20) +
+           " MiB are free there: enlarge /dev/shm (docker: --shm-size), or train with cache=false or cache=disk");
+    shm_unlink(name.c_str());  // a leftover of a killed run with the same port
+  }
+  const int fd = owner ? shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600) : shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0)
+    fail("cache='ram': cannot " + std::string(owner ? "create" : "open") + " the shared image cache " + name + ": " +
+         std::strerror(errno) + (owner ? "" : " (local rank 0 makes it; did it fail?)"));
+  struct stat st {};
+  if ((owner && ftruncate(fd, (off_t)std::max<uint64_t>(bytes, 1)) != 0) || fstat(fd, &st) != 0 ||
+      (uint64_t)st.st_size != std::max<uint64_t>(bytes, 1)) {
+    const std::string why = std::strerror(errno);
+    close(fd);
+    fail("cache='ram': the shared image cache " + name + " has the wrong size (" + why +
+         "): every rank of a machine must train on the same data and imgsz");
+  }
+  const size_t len = std::max<uint64_t>(bytes, 1);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, owner ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) fail("cache='ram': cannot map the shared image cache " + name + ": " + std::strerror(errno));
+  shared_ = std::shared_ptr<void>(p, [len](void* q) { munmap(q, len); });
+  ram_.resize(size());
+  uint8_t* base = (uint8_t*)p;
+  for (size_t i = 0; i < size(); ++i) {
+    const cv::Size s = resized_size(i);
+    ram_[i] = cv::Mat(s.height, s.width, CV_8UC3, base);
+    base += (size_t)s.width * s.height * 3;
+  }
+}
+
+void Dataset::unlink_shared_cache() const {
+  if (shared_ && opt_.shared_cache_owner) shm_unlink(opt_.shared_cache.c_str());
+}
+
 void Dataset::fill_ram_cache() {
   uint64_t need = 0;
   for (size_t i = 0; i < size(); ++i) { cv::Size s = resized_size(i); need += (uint64_t)s.width * s.height * 3; }
+  if (!opt_.shared_cache.empty()) {
+    map_shared_cache(need);
+    if (!opt_.shared_cache_owner) {
+      if (opt_.verbose) std::cerr << "yolo26: mapped the shared RAM cache of " << size() << " images (" << (need >> 20) << " MiB)\n";
+      return;
+    }
+  }
   uint64_t avail = available_memory_bytes();
   // Same margin as the official check: the cache plus 50% must fit in the memory available now.
+  if (avail && need * 3 / 2 > avail && shared_) {  // the other ranks wait for these images: fail, do not skip
+    unlink_shared_cache();
+    fail("cache='ram' needs " + std::to_string(need >> 20) + " MiB (+50% margin) but only " + std::to_string(avail >> 20) +
+         " MiB are available; train with cache=false or cache=disk");
+  }
   if (avail && need * 3 / 2 > avail) {
     if (opt_.verbose)
       std::cerr << "yolo26: warning: cache='ram' needs " << (need >> 20) << " MiB (+50% margin) but only " << (avail >> 20)
@@ -607,19 +667,31 @@ void Dataset::fill_ram_cache() {
     opt_.cache = CacheMode::None;
     return;
   }
-  std::vector<cv::Mat> cache(size());
+  std::vector<cv::Mat> cache = shared_ ? ram_ : std::vector<cv::Mat>(size());
+  ram_.clear();  // load_image decodes while the cache fills
   std::atomic<size_t> next{0};
   std::vector<std::string> errors(size());
   auto work = [&] {
     for (size_t i; (i = next++) < size();) {
-      try { cache[i] = decode(i); } catch (const std::exception& e) { errors[i] = e.what(); }
+      try {
+        if (shared_) {  // into the mapping (copyTo keeps the destination when size and type match)
+          cv::Mat img = decode(i);
+          if (img.size() != cache[i].size()) fail("internal: " + labels(i).im_file + " decoded to an unexpected size");
+          img.copyTo(cache[i]);
+        }
+        else cache[i] = decode(i);
+      } catch (const std::exception& e) { errors[i] = e.what(); }
     }
   };
   std::vector<std::thread> pool;
   for (int t = 1; t < std::max(1, opt_.cache_threads); ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
-  for (auto& e : errors) if (!e.empty()) fail(e);
+  for (auto& e : errors)
+    if (!e.empty()) {
+      unlink_shared_cache();
+      fail(e);
+    }
   ram_ = std::move(cache);
   if (opt_.verbose) std::cerr << "yolo26: cached " << size() << " images in RAM (" << (need >> 20) << " MiB)\n";
 }

@@ -95,6 +95,11 @@ struct DatasetOptions {
   // An OBB dataset (task obb): augmentation clips polygons as rotated boxes (clip_obb_polygon, the official
   // preserve_obb path) instead of point by point, so a box crossing the border keeps its angle.
   bool obb = false;
+  // cache Ram shared by the processes of one machine (the ranks of a node): the POSIX shared-memory object of this
+  // name holds every image once. The owner creates and fills it; the others map it once the owner is done (the
+  // caller orders that, and removes the name with unlink_shared_cache once everyone has mapped it).
+  std::string shared_cache;
+  bool shared_cache_owner = false;
 };
 
 class Dataset {
@@ -122,10 +127,13 @@ class Dataset {
   // Size load_image(i) returns, (height, width), without loading.
   cv::Size resized_size(size_t i) const;
   bool ram_cached() const { return !ram_.empty(); }
+  // Removes the shared cache's name (the mappings stay valid); only the owner does it.
+  void unlink_shared_cache() const;
 
  private:
   cv::Mat decode(size_t i) const;
   void fill_ram_cache();
+  void map_shared_cache(uint64_t bytes);
   DatasetIndex index_;
   DatasetOptions opt_;
   int kpt_count_, kpt_dims_;
@@ -133,6 +141,7 @@ class Dataset {
   std::vector<std::string> names_;
   bool has_segments_ = false;
   std::vector<cv::Mat> ram_;
+  std::shared_ptr<void> shared_;  // the shared cache's mapping (ram_ points into it)
 };
 
 }  // namespace y26

@@ -94,9 +94,13 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt) : d
   opt_.prefetch = std::max(1, opt_.prefetch);
   if (opt_.rect) { opt_.shuffle = false; opt_.augment = false; }
   const int64_t n = (int64_t)ds_->size();
-  if (opt_.drop_last && n < opt_.batch)
-    fail("drop_last with batch " + std::to_string(opt_.batch) + " leaves no batch from " + std::to_string(n) + " images");
-  nb_ = opt_.drop_last ? n / opt_.batch : (n + opt_.batch - 1) / opt_.batch;
+  if (opt_.world < 1 || opt_.rank < 0 || opt_.rank >= opt_.world)
+    fail("DataLoader: rank " + std::to_string(opt_.rank) + " is outside world size " + std::to_string(opt_.world));
+  if (opt_.world > 1 && opt_.rect) fail("DataLoader: rect batches are not sharded across ranks");
+  const int64_t m = shard_size();
+  if (opt_.drop_last && m < opt_.batch)
+    fail("drop_last with batch " + std::to_string(opt_.batch) + " leaves no batch from " + std::to_string(m) + " images");
+  nb_ = opt_.drop_last ? m / opt_.batch : (m + opt_.batch - 1) / opt_.batch;
   if (opt_.rect) {
     std::vector<cv::Size> sizes(n);
     for (int64_t i = 0; i < n; ++i) sizes[i] = {ds_->labels(i).width, ds_->labels(i).height};
@@ -121,8 +125,12 @@ DataLoader::~DataLoader() {
   for (auto& t : threads_) t.join();
 }
 
+int64_t DataLoader::shard_size() const {
+  return ((int64_t)ds_->size() + opt_.world - 1) / opt_.world;
+}
+
 int64_t DataLoader::samples_per_epoch() const {
-  return opt_.drop_last ? nb_ * opt_.batch : (int64_t)ds_->size();
+  return opt_.drop_last ? nb_ * opt_.batch : shard_size();
 }
 
 bool DataLoader::mosaic_enabled(int epoch) const {
@@ -180,7 +188,7 @@ void DataLoader::worker_main(int w) {
 Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
   auto t0 = std::chrono::steady_clock::now();
   const int64_t epoch = job / nb_, b = job % nb_, n = (int64_t)ds_->size();
-  const int64_t p0 = b * opt_.batch, p1 = std::min<int64_t>(p0 + opt_.batch, n);
+  const int64_t p0 = b * opt_.batch, p1 = std::min<int64_t>(p0 + opt_.batch, shard_size());
   // Epoch order: a permutation from (seed, epoch) when shuffling, the aspect-ratio order for rect, else file order.
   thread_local std::vector<size_t> perm;
   thread_local int64_t perm_epoch = -1;
@@ -197,10 +205,13 @@ Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
   std::vector<Sample> samples;
   samples.reserve(p1 - p0);
   for (int64_t p = p0; p < p1; ++p) {
-    size_t i = opt_.rect ? rect_order_[p] : opt_.shuffle ? perm[p] : (size_t)p;
+    // This rank's p-th sample is the epoch order's position g (wrapped past n: the padding); the augmentation
+    // stream follows g, so a sample is augmented the same whichever rank draws it.
+    const int64_t g = p * opt_.world + opt_.rank, q = g % n;
+    size_t i = opt_.rect ? rect_order_[q] : opt_.shuffle ? perm[q] : (size_t)q;
     if (opt_.rect) samples.push_back(val_sample(*ds_, i, rect_shapes_[b]));
     else if (!aug) samples.push_back(letterbox_sample(*ds_, i, {s, s}, false));
-    else samples.push_back(aug->make(i, SampleRng::derive(opt_.seed, (uint64_t)epoch, (uint64_t)p), mosaic, true));
+    else samples.push_back(aug->make(i, SampleRng::derive(opt_.seed, (uint64_t)epoch, (uint64_t)g), mosaic, true));
   }
 
   Batch out;

@@ -33,6 +33,9 @@ struct LoaderOptions {
   int prefetch = 2;             // batches each worker may have ready ahead of the consumer
   std::string device = "cpu";   // "cpu" or "cuda[:n]": batches are copied there with non_blocking
   bool pin_memory = true;       // pinned host batches when device is CUDA (ignored on CPU)
+  // Distributed training (DistributedSampler semantics): every rank draws the same (seed, epoch) order, pads it by
+  // wrapping to a multiple of `world` so the ranks step together, and takes positions rank, rank + world, ...
+  int rank = 0, world = 1;
 };
 
 struct Batch {
@@ -81,6 +84,8 @@ class DataLoader {
 
   int64_t batches_per_epoch() const { return nb_; }
   int64_t samples_per_epoch() const;
+  // Samples this rank sees per epoch: ceil(n / world) (n without distributed training).
+  int64_t shard_size() const;
   int epoch() const { return current_epoch_; }
   // Next batch of the current epoch; false once at the end of each epoch, after which next() continues with the
   // following epoch (set_epoch is then optional). Throws y26::Error when a worker failed (bad image, ...).

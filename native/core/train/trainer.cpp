@@ -35,6 +35,7 @@
 #include "train/amp.h"
 #include "train/autocast.h"
 #include "train/criterion.h"
+#include "train/distributed.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -447,6 +448,8 @@ class Trainer {
   void emit(const std::string& type, std::map<std::string, double> num = {},
             std::map<std::string, std::string> str = {}) {
     if (!cb_.on_event) return;
+    // Distributed: rank 0 reports the run; the other ranks only their warnings.
+    if (!main_ && !(type == "log" && str.count("level") && str["level"] == "warning")) return;
     TrainEvent e{type, std::move(num), std::move(str)};
     cb_.on_event(e);
   }
@@ -461,6 +464,7 @@ class Trainer {
   void save(const std::string& path, const CheckpointData& d, const std::string& kind);
   void optimizer_step();
   void reduce_batch_after_oom(int64_t epoch);
+  void setup_distributed();
 
   const TrainCallbacks& cb_;
   const std::atomic<bool>& stop_;
@@ -526,11 +530,17 @@ class Trainer {
   Checkpoint resume_ckpt_;
   bool resuming_ = false;
   std::string last_good_;  // last checkpoint written successfully
+  // Distributed data parallel (train/distributed.h): rank 0 (main_) validates and writes the run folder.
+  DistEnv denv_;
+  std::unique_ptr<Distributed> dist_;
+  bool main_ = true;
 };
 
 void Trainer::setup(const YAML::Node& user_args) {
   YAML::Node args = resolve_train_args(user_args);
   a_.n = args;
+  denv_ = dist_env_from_environment();
+  main_ = denv_.rank == 0;
 
   // Resume: the run's own arguments come back from the checkpoint; only machine-specific keys may change.
   bool resume_flag = false;
@@ -549,7 +559,7 @@ void Trainer::setup(const YAML::Node& user_args) {
   }
   if (!resume_path.empty()) {
     if (!fs::exists(resume_path)) fail("resume: " + resume_path + " does not exist; pass the run's weights/last.pt");
-    if (int n = remove_stale_checkpoint_temps(resume_path))  // left by a run killed while it saved
+    if (int n = main_ ? remove_stale_checkpoint_temps(resume_path) : 0)  // left by a run killed while it saved
       log("Removed " + std::to_string(n) + " partial checkpoint file(s) " + resume_path + ".tmp-* of an interrupted save");
     resume_ckpt_ = load_checkpoint(resume_path);
     if (resume_ckpt_.format != kCheckpointFormat || resume_ckpt_.ema.empty() || resume_ckpt_.optimizer.empty())
@@ -575,9 +585,10 @@ void Trainer::setup(const YAML::Node& user_args) {
   if (imgsz_ < 32) fail("train(): imgsz must be at least 32");
   imgsz_ = (imgsz_ + 31) / 32 * 32;  // the official check_imgsz rounds up to the max stride
 
-  device_str_ = a_.has("device") ? resolve_device(a_.str("device"))
-                                 : (torch::cuda::is_available() ? std::string("cuda:0") : std::string("cpu"));
+  device_str_ = a_.has("device") ? resolve_device(denv_.active() ? rank_device(a_.str("device"), denv_) : a_.str("device"))
+                                 : (torch::cuda::is_available() ? std::string(denv_.active() ? "cuda:" + std::to_string(denv_.local_rank) : "cuda:0") : std::string("cpu"));
   device_ = torch::Device(device_str_);
+  if (denv_.active()) setup_distributed();  // the rendezvous first: a missing rank fails before any work
   // CPU bf16 is opt-in: on the demo set it trained to mAP50-95 0.348 against fp32's 0.414 in 25 epochs.
   amp_ = device_.is_cuda() ? a_.flag("amp") : a_.flag("cpu_amp") && cpu_has_native_bf16();
   if (a_.flag("cpu_amp") && !device_.is_cuda() && !amp_)
@@ -601,6 +612,8 @@ void Trainer::setup(const YAML::Node& user_args) {
   const bool single_cls = a_.flag("single_cls");
   ClassifySplit cls_train;
   classify_ = is_classify_data(a_.str("data"));
+  if (classify_ && dist_)
+    fail("train(): distributed training of classify models is not supported yet; train them in one process");
   if (classify_) {
     auto logger = [this](const std::string& t) { log(t); };
     cls_train = open_classify_split(a_.str("data"), "train", logger);
@@ -627,15 +640,18 @@ void Trainer::setup(const YAML::Node& user_args) {
   if (resuming_) criterion_->set_updates(start_epoch_);
   class_weights_for({}, a_.num("cls_pw"));  // range check before any run folder is made
 
-  if (save_dir_.empty()) {
-    std::string project = a_.has("project") ? a_.str("project") : "runs/" + model_->task();
-    std::string name = a_.has("name") ? a_.str("name") : "train";
-    save_dir_ = increment_path((fs::path(project) / name).string(), a_.flag("exist_ok"), true);
+  if (main_) {
+    if (save_dir_.empty()) {
+      std::string project = a_.has("project") ? a_.str("project") : "runs/" + model_->task();
+      std::string name = a_.has("name") ? a_.str("name") : "train";
+      save_dir_ = increment_path((fs::path(project) / name).string(), a_.flag("exist_ok"), true);
+    }
+    save_dir_ = fs::absolute(save_dir_).string();
   }
-  save_dir_ = fs::absolute(save_dir_).string();
+  if (dist_) save_dir_ = dist_->share_from_main("save_dir", save_dir_);  // one run folder, rank 0's
   wdir_ = (fs::path(save_dir_) / "weights").string();
   std::error_code ec;
-  fs::create_directories(wdir_, ec);
+  if (main_) fs::create_directories(wdir_, ec);
   if (ec) fail("cannot create " + wdir_ + ": " + ec.message() + "; choose a writable project folder");
   last_ = (fs::path(wdir_) / "last.pt").string();
   best_ = (fs::path(wdir_) / "best.pt").string();
@@ -653,6 +669,9 @@ void Trainer::setup(const YAML::Node& user_args) {
   // Datasets and loaders.
   auto resolve_batch = [&] {
     const double batch_arg = a_.num("batch");
+    if (batch_arg < 1 && dist_)
+      fail("train(): AutoBatch (batch=" + a_.str("batch") + ") is not supported with several ranks; pass the global batch "
+           "as a multiple of the " + std::to_string(dist_->world()) + " ranks");
     if (batch_arg < 1) {  // -1: AutoBatch at 60% of the free memory; 0 < batch < 1: at that fraction
       const double fraction = batch_arg > 0 ? batch_arg : 0.6;
       batch_ = device_.is_cuda() ? probe_cuda_batch(*model_, imgsz_, device_, fraction, [this](const std::string& t) { log(t); })
@@ -661,6 +680,9 @@ void Trainer::setup(const YAML::Node& user_args) {
     } else {
       batch_ = a_.integer("batch");
     }
+    if (dist_ && (batch_ < dist_->world() || batch_ % dist_->world() != 0))
+      fail("train(): batch=" + std::to_string(batch_) + " is the global batch and must be a multiple of the " +
+           std::to_string(dist_->world()) + " ranks (each rank trains on batch / world images)");
   };
   if (classify_) {
     const double fraction = a_.num("fraction");  // official: the first round(n * fraction) samples
@@ -705,8 +727,24 @@ void Trainer::setup(const YAML::Node& user_args) {
     auto train_files = list_image_files(data_.train, "train images");
     const double fraction = a_.num("fraction");
     if (fraction < 1.0) train_files.resize(std::max<size_t>(1, (size_t)(train_files.size() * fraction)));
-    train_ds_ = std::make_shared<Dataset>(DatasetIndex::build(train_files, io), dso, data_.kpt_count, data_.kpt_dims,
-                                          data_.flip_idx, data_.names);
+    auto index = DatasetIndex::build(train_files, io);
+    auto open_train = [&](const DatasetOptions& o) {
+      return std::make_shared<Dataset>(index, o, data_.kpt_count, data_.kpt_dims, data_.flip_idx, data_.names);
+    };
+    if (dist_ && dso.cache == CacheMode::Ram && denv_.local_world > 1) {
+      // One copy of the cached images per machine: local rank 0 fills a shared-memory cache, its peers map it.
+      DatasetOptions shared = dso;
+      shared.shared_cache = "/yolo26-cache-" + std::to_string(denv_.master_port) + "-" + std::to_string(denv_.rank - denv_.local_rank);
+      shared.shared_cache_owner = denv_.local_rank == 0;
+      if (shared.shared_cache_owner) train_ds_ = open_train(shared);
+      dist_->barrier("filling the shared RAM cache (local rank 0 decodes the images)");
+      if (!shared.shared_cache_owner) train_ds_ = open_train(shared);
+      dist_->barrier("mapping the shared RAM cache");
+      train_ds_->unlink_shared_cache();
+      log("cache='ram': one copy of the train images per machine, shared by its " + std::to_string(denv_.local_world) + " ranks");
+    } else {
+      train_ds_ = open_train(dso);
+    }
     if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
     for (const auto& w : shown_warnings(train_ds_->index().summary.warnings)) warn("train: " + w);
     log("train: " + train_ds_->index().summary.line());
@@ -730,7 +768,8 @@ void Trainer::setup(const YAML::Node& user_args) {
 
     const int stride = (int)std::max(32.0, model_->stride().back());
     LoaderOptions lo;
-    lo.batch = (int)batch_;
+    lo.batch = (int)(batch_ / (dist_ ? dist_->world() : 1));  // `batch` is global: each rank takes its share
+    if (dist_) lo.rank = dist_->rank(), lo.world = dist_->world();
     lo.workers = workers_;
     lo.shuffle = true;
     lo.seed = (uint64_t)seed;
@@ -751,14 +790,16 @@ void Trainer::setup(const YAML::Node& user_args) {
     train_loader_ = std::make_unique<DataLoader>(train_ds_, lo);
     nb_ = train_loader_->batches_per_epoch();
 
-    {  // built even with val=false: the final epoch is always validated, as the official trainer does
-      const std::string split = a_.str("split", "val") == "test" ? "test" : "val";
-      if (data_.split(split).empty()) fail(a_.str("data") + ": no '" + split + "' split; add one for validation");
+    // Built even with val=false (the final epoch is always validated, as the official trainer does); by rank 0
+    // alone, which alone validates.
+    const std::string split = a_.str("split", "val") == "test" ? "test" : "val";
+    if (data_.split(split).empty()) fail(a_.str("data") + ": no '" + split + "' split; add one for validation");
+    if (main_) {
       DatasetOptions vso = dso;
       vso.fast_decode = false;
       val_ds_ = Dataset::open(data_, split, vso, io);
       for (const auto& w : shown_warnings(val_ds_->index().summary.warnings)) warn("val: " + w);
-      val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, stride, device_str_);
+      val_loader_ = make_val_loader(val_ds_, lo.batch * 2, workers_, stride, device_str_);
     }
     train_size_ = (int64_t)train_ds_->size();
   }
@@ -772,6 +813,12 @@ void Trainer::setup(const YAML::Node& user_args) {
   ema_model_->to(device_);
   if (channels_last_) to_channels_last(*ema_model_);
   ema_model_->eval();
+  if (dist_) {  // every rank starts from rank 0's weights (the initialisation, a checkpoint or a resume)
+    std::vector<torch::Tensor> ts;
+    for (auto& [k, t] : module_state(*model_)) ts.push_back(t);
+    for (auto& [k, t] : module_state(*ema_model_)) ts.push_back(t);
+    dist_->broadcast(ts, "broadcasting rank 0's initial weights");
+  }
   ema_ = std::make_unique<ModelEMA>(module_state(*ema_model_));
   if (resuming_) {
     YoloModel tmp(model_->config());
@@ -796,6 +843,7 @@ void Trainer::setup(const YAML::Node& user_args) {
   if (!results_.rows.empty()) prior_time_ = results_.rows.back()[1];
   resume_ckpt_ = Checkpoint();  // free the loaded tensors
 
+  if (!main_) return;
   // args.yaml: the effective arguments.
   a_.n["batch"] = batch_;
   a_.n["imgsz"] = imgsz_;
@@ -806,6 +854,14 @@ void Trainer::setup(const YAML::Node& user_args) {
   std::ofstream f(fs::path(save_dir_) / "args.yaml", std::ios::trunc);
   if (!f || !(f << em.c_str() << "\n"))
     fail("cannot write " + (fs::path(save_dir_) / "args.yaml").string() + ": check the folder is writable");
+}
+
+// The rendezvous and process group of this rank (the torchrun variables are set).
+void Trainer::setup_distributed() {
+  dist_ = std::make_unique<Distributed>(denv_, device_, dist_timeout());
+  log("DDP: rank " + std::to_string(denv_.rank) + " of " + std::to_string(denv_.world) + " (local rank " +
+      std::to_string(denv_.local_rank) + "), " + dist_->backend() + " process group via " + denv_.master_addr + ":" +
+      std::to_string(denv_.master_port) + ", device " + device_str_);
 }
 
 void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretrained) {
@@ -997,6 +1053,14 @@ void Trainer::reduce_batch_after_oom(int64_t epoch) {
 }
 
 void Trainer::optimizer_step() {
+  if (dist_) {  // the sum of every rank's gradients, before unscaling and clipping, so every rank steps the same
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params_) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    dist_->allreduce_sum(grads, "the gradient all-reduce");
+  }
   if (loss_scaling_) {
     // GradScaler: unscale, skip the step on inf/NaN gradients and back off the scale, grow it after 2000 good steps.
     const bool finite = scaler_.unscale(params_);
@@ -1104,6 +1168,7 @@ TrainResult Trainer::run() {
     return ni < 3 || (k >= 0 && k < 3);
   };
   const std::string task = model_->task();
+  const int64_t world = dist_ ? dist_->world() : 1;
 
   log("Image sizes " + std::to_string(imgsz_) + " train, " + std::to_string(imgsz_) + " val");
   log("Using " + std::to_string(workers_) + " dataloader workers");
@@ -1181,7 +1246,7 @@ TrainResult Trainer::run() {
         total = items = d.img = torch::Tensor();
         cuda_empty_cache();  // the failed step's blocks, before the smaller batch allocates
         const std::string what = first_line(e.what());
-        if (epoch > start_epoch_ || oom_retries_ >= 3)
+        if (epoch > start_epoch_ || oom_retries_ >= 3 || dist_)  // ranks cannot halve their batches apart
           fail("out of memory at batch=" + std::to_string(batch_) + " (epoch " + std::to_string(epoch + 1) + ", " +
                (epoch > start_epoch_ ? "after the first epoch" : "after 3 halvings") + "): " + what +
                ". Lower batch or imgsz" + (last_good_.empty() ? std::string() : "; the last good checkpoint is " + last_good_));
@@ -1198,7 +1263,7 @@ TrainResult Trainer::run() {
       tloss = (tloss * (double)i + items.to(torch::kCPU)) / (double)(i + 1);
       samples += b.size();
       instances = b.cls.size(0);
-      if (plots && plot_batch(ni))
+      if (plots && main_ && plot_batch(ni))
         plot_safely(vopt.log, "train_batch", [&] {
           save_image_atomic((fs::path(save_dir_) / ("train_batch" + std::to_string(ni) + ".jpg")).string(),
                             image_grid(batch_images(b), batch_labels(b, task), names_));
@@ -1212,7 +1277,7 @@ TrainResult Trainer::run() {
           {"iteration", (double)i},
           {"batches", (double)nb_},
           {"lr", optim_->groups()[0].lr},
-          {"images_per_second", samples / std::max(elapsed, 1e-9)},
+          {"images_per_second", samples * world / std::max(elapsed, 1e-9)},
           {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(elapsed, 1e-9)},
           {"instances", (double)instances},
           {"size", (double)img.size(3)},
@@ -1223,11 +1288,18 @@ TrainResult Trainer::run() {
         num["gpu_util"] = g->util_percent;
       }
       emit("batch", std::move(num));
-      if (stop_.load()) {
+      bool stop_now = stop_.load();
+      bool over_time = time_limit_h > 0 && seconds_since(t_start) > time_limit_h * 3600;
+      if (dist_) {  // every rank ends at the same batch: rank 0's clock decides the time limit, any rank's stop()
+        const auto v = dist_->allreduce_small({stop_now ? 1.0 : 0.0, over_time && main_ ? 1.0 : 0.0},
+                                              "the stop check after batch " + std::to_string(i) + " of epoch " + std::to_string(epoch + 1));
+        stop_now = v[0] > 0, over_time = v[1] > 0;
+      }
+      if (stop_now) {
         stopped = true;
         break;
       }
-      if (time_limit_h > 0 && seconds_since(t_start) > time_limit_h * 3600) {
+      if (over_time) {
         stopped = true;
         log("Training time limit of " + fmt("%g", time_limit_h) + " hours reached");
         break;
@@ -1253,7 +1325,7 @@ TrainResult Trainer::run() {
 
     if (stopped) {
       // Keep what was learned: last.pt with this epoch counted, so resume continues with the next one.
-      save(last_, checkpoint_data(epoch), "last");
+      if (main_) save(last_, checkpoint_data(epoch), "last");
       res.stopped = true;
       res.epochs_completed = epoch + 1;
       break;
@@ -1269,48 +1341,58 @@ TrainResult Trainer::run() {
     criterion_->update();
 
     const bool final_epoch = epoch + 1 == epochs_;
-    double fitness;
-    if (a_.flag("val") || final_epoch) {
-      last_val = validate_epoch(vopt);
-      have_val = true;
-      log(last_val.table);
-      for (const auto& [k, v] : last_val.metrics) num[k] = v;
-      fitness = last_val.metrics.at("fitness");
-    } else {
-      fitness = -(tloss.sum().item<double>());
+    bool early = false;
+    if (main_) {  // rank 0 alone validates and writes results.csv and the checkpoints
+      double fitness;
+      if (a_.flag("val") || final_epoch) {
+        last_val = validate_epoch(vopt);
+        have_val = true;
+        log(last_val.table);
+        for (const auto& [k, v] : last_val.metrics) num[k] = v;
+        fitness = last_val.metrics.at("fitness");
+      } else {
+        fitness = -(tloss.sum().item<double>());
+        num["fitness"] = fitness;
+      }
+      const bool is_best = !best_fitness_ || *best_fitness_ == 0.0 || fitness > *best_fitness_;
+      if (is_best) best_fitness_ = fitness, best_epoch_ = epoch;
+
+      std::vector<double> row;
+      for (const auto& c : results_.columns) {
+        if (c == "epoch") row.push_back((double)epoch + 1);
+        else if (c == "time") row.push_back(prior_time_ + seconds_since(t_start));
+        else row.push_back(num.count(c) ? num[c] : 0.0);
+      }
+      results_.rows.push_back(row);
+      results_.write_csv((fs::path(save_dir_) / "results.csv").string());
+      if (plots) plot_safely(vopt.log, "results", [&] { plot_results((fs::path(save_dir_) / "results.csv").string()); });
+
+      auto ck = checkpoint_data(epoch);
+      save(last_, ck, "last");
+      if (is_best) save(best_, ck, "best");
+      if (save_period > 0 && (epoch + 1) % save_period == 0)
+        save((fs::path(wdir_) / ("epoch" + std::to_string(epoch + 1) + ".pt")).string(), ck, "period");
       num["fitness"] = fitness;
+      num["best_fitness"] = *best_fitness_;
+      emit("epoch_end", num);
+      res.final_metrics = num;
+      early = epoch - best_epoch_ >= patience && !final_epoch;
     }
-    const bool is_best = !best_fitness_ || *best_fitness_ == 0.0 || fitness > *best_fitness_;
-    if (is_best) best_fitness_ = fitness, best_epoch_ = epoch;
-
-    std::vector<double> row;
-    for (const auto& c : results_.columns) {
-      if (c == "epoch") row.push_back((double)epoch + 1);
-      else if (c == "time") row.push_back(prior_time_ + seconds_since(t_start));
-      else row.push_back(num.count(c) ? num[c] : 0.0);
-    }
-    results_.rows.push_back(row);
-    results_.write_csv((fs::path(save_dir_) / "results.csv").string());
-    if (plots) plot_safely(vopt.log, "results", [&] { plot_results((fs::path(save_dir_) / "results.csv").string()); });
-
-    auto ck = checkpoint_data(epoch);
-    save(last_, ck, "last");
-    if (is_best) save(best_, ck, "best");
-    if (save_period > 0 && (epoch + 1) % save_period == 0)
-      save((fs::path(wdir_) / ("epoch" + std::to_string(epoch + 1) + ".pt")).string(), ck, "period");
-    num["fitness"] = fitness;
-    num["best_fitness"] = *best_fitness_;
-    emit("epoch_end", num);
-    res.final_metrics = num;
     res.epochs_completed = epoch + 1;
-
-    if (epoch - best_epoch_ >= patience && !final_epoch) {
-      log("Stopping training early as no improvement observed in last " + std::to_string(patience) +
-          " epochs. Best results observed at epoch " + std::to_string(best_epoch_ + 1) + ", best model saved as best.pt.");
+    bool stop_now = stop_.load();
+    if (dist_) {  // the other ranks wait here while rank 0 validates and saves; then all go on or end together
+      const auto v = dist_->allreduce_small({early ? 1.0 : 0.0, stop_now ? 1.0 : 0.0},
+                                            "the end of epoch " + std::to_string(epoch + 1) + " (rank 0 validates and saves)");
+      early = v[0] > 0, stop_now = v[1] > 0;
+    }
+    if (early) {
+      if (main_)
+        log("Stopping training early as no improvement observed in last " + std::to_string(patience) +
+            " epochs. Best results observed at epoch " + std::to_string(best_epoch_ + 1) + ", best model saved as best.pt.");
       res.early_stopped = true;
       break;
     }
-    if (stop_.load()) {
+    if (stop_now) {
       res.stopped = true;
       break;
     }
@@ -1327,6 +1409,7 @@ TrainResult Trainer::run() {
                   : format_val_table(last_val, single_cls ? std::vector<std::string>{"item"} : names_, true));
     log(last_val.speed_line);
   }
+  if (dist_) dist_->barrier("the end of training (rank 0 validates best.pt)");
   log("Results saved to " + save_dir_);
   res.last = fs::exists(last_) ? last_ : "";
   res.best = fs::exists(best_) ? best_ : "";

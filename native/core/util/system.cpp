@@ -156,8 +156,9 @@ std::string resolve_device(const std::string& device_in) {
       idx.back() == ',' || idx.find(",,") != std::string::npos)
     fail("device '" + device_in + "' is not valid: use 'cpu', '0', '0,1' or 'cuda:0'");
   if (idx.find(',') != std::string::npos)
-    fail("device '" + device_in + "' asks for several GPUs: multi-GPU training is not supported yet; pass one GPU "
-         "(device='0') or 'cpu'");
+    fail("device '" + device_in + "' asks for several GPUs, but multi-GPU training runs one process per GPU: the Node "
+         "package's train() starts one process per GPU; elsewhere start one rank per GPU with the torchrun variables "
+         "(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), or pass one GPU (device='0') or 'cpu'");
   if (!torch::cuda::is_available()) {
     const std::string lib = "libtorch " TORCH_VERSION " (" + libtorch_location() + ")";
     if (!at::hasCUDA() && !built_with_cuda())
