@@ -66,8 +66,9 @@ status=0
 for f in "${flavours[@]}"; do
   extra="-DCMAKE_EXE_LINKER_FLAGS=-Wl,--unresolved-symbols=ignore-in-shared-libs"
   [ "$f" = cuda ] && extra="$extra -DCMAKE_PROJECT_INCLUDE=$repo/scripts/cmake/cuda-runtime-only.cmake"
+  # -a: reopening stderr must not truncate it when it is a file (a log)
   if log=$(LIBTORCH=$cache/$f CUDA_HOME=$cuda_home BUILD_DIR=build-check-$f JOBS=$jobs YOLO26_CMAKE_ARGS=$extra \
-      bash scripts/prebuild.sh --tests 2>&1 | tee /dev/stderr); then
+      bash scripts/prebuild.sh --tests 2>&1 | tee -a /dev/stderr); then
     say "$f: built $(ls build-check-$f/test_* build-check-$f/bench_* 2>/dev/null | wc -l) programs and the addon"
     addon=$(printf '%s\n' "$log" | sed -n 's/^prebuild: wrote \(.*\) (.*/\1/p')
     # A CUDA libtorch must give a CUDA build: the addon has to need libtorch_cuda.
