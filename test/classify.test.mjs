@@ -14,7 +14,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-cls-'));
 process.env.YOLO26_CACHE_DIR = path.join(tmp, 'cache');
 const images = [fixture('images/val/s11_val_0000.png'), fixture('images/extra/wide_480x300.png')];
 const NAMES = ['0', '1', '2', '3', '4'];
-const IMGSZ = 48;
+const IMGSZ = 64; // a multiple of 32: predict (.pt), val and ORT all run this size, unrounded
 
 /**
  * A random yolo26n-cls with 5 classes, saved as a checkpoint (the same weights for every backend). A fresh random
@@ -154,14 +154,21 @@ test('val on a folder data set: top-1/top-5 accuracy equal predict() on the same
   // The same images through predict(): the accuracy the validator must report.
   const preds = await predict({ model: pt, source: items.map((v) => v.file), imgsz: IMGSZ, backend: 'torch' });
   const byPath = new Map(preds.map((p) => [p.path, p.probs]));
+  // A random model's probabilities are close: where the top two differ by under 1e-5, batch-size rounding in the
+  // forward (val batch 4, predict batch 1) may pick either, so such an image counts as a hit or a miss.
   let ok1 = 0;
+  let ties = 0;
   let ok5 = 0;
   for (const { file, label } of items) {
     const p = byPath.get(file);
-    ok1 += p.top1 === label ? 1 : 0;
+    const sorted = [...p.data].sort((a, b) => b - a);
+    if (sorted[0] - sorted[1] < 1e-5 && (p.top1 === label || p.data[label] === sorted[1])) ties += 1;
+    else ok1 += p.top1 === label ? 1 : 0;
     ok5 += p.top5.includes(label) ? 1 : 0;
   }
-  assert.ok(Math.abs(top1 - ok1 / items.length) < 1e-9, `top1 ${top1} vs ${ok1}/${items.length}`);
+  const n1 = Math.round(top1 * items.length);
+  console.log(`classify val: top1 ${n1}/${items.length}, predict ${ok1} (+${ties} near ties)`);
+  assert.ok(Math.abs(top1 - n1 / items.length) < 1e-9 && n1 >= ok1 && n1 <= ok1 + ties, `top1 ${top1} vs ${ok1}(+${ties} ties)/${items.length}`);
   assert.ok(Math.abs(top5 - ok5 / items.length) < 1e-9, `top5 ${top5} vs ${ok5}/${items.length}`);
   assert.equal(top5, 1); // five classes: every label is in the top 5
   assert.ok(Math.abs(r.metrics.fitness - (top1 + top5) / 2) < 1e-12);

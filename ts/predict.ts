@@ -270,7 +270,8 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
         p = open(null, src, args(size), { path: file, run: ortRunner(session) });
       } else {
         model = await Model.load(cfg.model, { device: cfg.device || 'cpu' });
-        const size = sized(Math.max(1, ...model.info(asked[0]).stride));
+        // upstream's PyTorch backend takes max(model stride, 32): a classify model (stride 1) rounds to 32 too
+        const size = sized(Math.max(32, ...model.info(asked[0]).stride));
         p = open(model.handle, src, args(size));
       }
     } catch (e) {
