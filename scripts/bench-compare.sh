@@ -60,6 +60,8 @@ prepare_official() {
   [ -f "$OFFICIAL/.ready" ] && return
   local tmp=$OFFICIAL.tmp
   rm -rf "$tmp" && mkdir -p "$tmp"
+  # a failed or interrupted unpack leaves nothing half-made in the cache
+  trap 'rm -rf "$OFFICIAL.tmp"' EXIT
   local src=${ULTRALYTICS_SRC:-}
   if [ -n "$src" ] && [ -f "$src/ultralytics/__init__.py" ]; then
     (cd "$src" && tar -cf - --exclude=__pycache__ ultralytics) | tar -xf - -C "$tmp"
@@ -88,6 +90,7 @@ prepare_official() {
   cp scripts/device/filelock_stub.py "$tmp/stubs/filelock/filelock.py"
   rm -rf "$OFFICIAL" && mv "$tmp" "$OFFICIAL"
   touch "$OFFICIAL/.ready"
+  trap - EXIT
 }
 mkdir -p "$CACHE/official"
 prepare_official
