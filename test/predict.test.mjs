@@ -118,6 +118,12 @@ test('save, save_txt and plot() write real files', async () => {
     assert.equal(jpg[1], 0xd8);
     const png = results[0].plot({ format: 'png' });
     assert.equal(png.subarray(1, 4).toString(), 'PNG');
+    // line_width, the official name, changes the drawing; the older camelCase spelling means the same
+    assert.ok(results[0].boxes.length > 0);
+    const thin = results[0].plot({ format: 'png', line_width: 1 });
+    const thick = results[0].plot({ format: 'png', line_width: 6 });
+    assert.notDeepEqual(thin, thick);
+    assert.deepEqual(results[0].plot({ format: 'png', lineWidth: 6 }), thick);
   } finally {
     fs.rmSync(project, { recursive: true, force: true });
   }

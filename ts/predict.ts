@@ -112,7 +112,7 @@ export function toNativeSource(source: unknown): NativeSource {
 /** plot() for one result: the addon draws on the original image it kept for that result. */
 function plotter(r: NativeStreamResult, names: string[]) {
   return (_res: Result, o: PlotOptions): Buffer => {
-    return native().plotResult(r.image, r, names, { format: o.format ?? 'jpg', lineWidth: o.lineWidth ?? 0, labels: o.labels ?? true, conf: o.conf ?? true });
+    return native().plotResult(r.image, r, names, { format: o.format ?? 'jpg', lineWidth: o.line_width ?? o.lineWidth ?? 0, labels: o.labels ?? true, conf: o.conf ?? true });
   };
 }
 

@@ -206,8 +206,12 @@ export class Probs {
   }
 }
 
+/** Options of `Result.plot()`, under the official `Results.plot()` names. */
 export interface PlotOptions {
   format?: 'jpg' | 'png';
+  /** Box line width in pixels; null or 0 scales it with the image, as upstream. */
+  line_width?: number | null;
+  /** @deprecated the official name is `line_width`. */
   lineWidth?: number | null;
   labels?: boolean;
   conf?: boolean;
