@@ -43,17 +43,20 @@ std::string lower(std::string s) {
   return s;
 }
 
-constexpr int64_t kBucketBytes = 25 << 20;  // c10d's default DDP bucket size
+// c10d's DDP bucket sizes: 25 MB, and 1 MB for the first gradient bucket so that its all-reduce starts early in backward
+constexpr int64_t kBucketBytes = 25 << 20;
+constexpr int64_t kFirstGradBucketBytes = 1 << 20;
 
-// Consecutive runs of tensors of one dtype and device, each at most kBucketBytes (a larger tensor is a bucket alone).
-std::vector<std::vector<size_t>> buckets_of(const std::vector<torch::Tensor>& ts) {
+// Consecutive runs of tensors of one dtype and device, each at most kBucketBytes (`first` for the first bucket); a
+// larger tensor is a bucket alone.
+std::vector<std::vector<size_t>> buckets_of(const std::vector<torch::Tensor>& ts, int64_t first = kBucketBytes) {
   std::vector<std::vector<size_t>> out;
   int64_t bytes = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
     const int64_t b = ts[i].numel() * (int64_t)ts[i].element_size();
     const bool same = !out.empty() && ts[out.back().front()].scalar_type() == ts[i].scalar_type() &&
                       ts[out.back().front()].device() == ts[i].device();
-    if (out.empty() || !same || bytes + b > kBucketBytes) {
+    if (out.empty() || !same || bytes + b > (out.size() == 1 ? first : kBucketBytes)) {
       out.emplace_back();
       bytes = 0;
     }
@@ -378,6 +381,148 @@ void Distributed::barrier(const std::string& what) {
   allreduce_small({0.0}, what);
 }
 
+struct GradientSync::State {
+  struct Bucket {
+    std::vector<size_t> params;  // indices into State::params
+    torch::Tensor flat;
+    std::vector<torch::Tensor> slots;  // views of flat, one per parameter
+    int pending = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  Distributed::Impl* impl = nullptr;
+  std::vector<torch::Tensor> params;
+  std::vector<std::pair<size_t, size_t>> where;  // parameter -> (bucket, slot)
+  std::vector<Bucket> buckets;
+  std::vector<std::pair<size_t, unsigned>> hooks;  // (parameter, hook handle) for the trainable ones
+  std::vector<bool> hooked;
+  std::mutex mu;
+  bool armed = false;
+  size_t next = 0;  // the next bucket to start: buckets start in order on every rank
+  int started_early = 0;
+  std::string error;
+
+  void start_ready() {  // with mu held
+    while (next < buckets.size() && buckets[next].pending == 0) start(next++);
+  }
+  void start(size_t b) {
+    if (!error.empty()) return;
+    try {
+      std::vector<torch::Tensor> t{buckets[b].flat};
+      c10d::AllreduceOptions o;
+      o.reduceOp = c10d::ReduceOp::SUM;
+      buckets[b].work = impl->run([&](auto& pg) { return pg.allreduce(t, o); });
+    } catch (const std::exception& e) {
+      error = e.what();  // reported by finish(), which names the rank that stopped
+    }
+  }
+  void on_grad(size_t i, const torch::Tensor& g) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (!armed) return;
+    auto [b, k] = where[i];
+    torch::NoGradGuard ng;
+    const auto& acc = params[i].grad();
+    if (acc.defined()) torch::add_out(buckets[b].slots[k], acc, g);
+    else buckets[b].slots[k].copy_(g);
+    if (--buckets[b].pending == 0) {
+      const size_t before = next;
+      start_ready();
+      started_early += (int)(next - before);
+    }
+  }
+};
+
+GradientSync::GradientSync(Distributed& dist, const std::vector<torch::Tensor>& params)
+    : dist_(dist), s_(std::make_shared<State>()) {
+  s_->impl = dist.impl_.get();
+  s_->params = params;
+  std::vector<torch::Tensor> reversed(params.rbegin(), params.rend());
+  s_->where.resize(params.size());
+  for (const auto& idx : buckets_of(reversed, kFirstGradBucketBytes)) {
+    State::Bucket bk;
+    int64_t n = 0;
+    for (size_t r : idx) {
+      bk.params.push_back(params.size() - 1 - r);
+      n += reversed[r].numel();
+    }
+    bk.flat = torch::zeros({n}, reversed[idx.front()].options().requires_grad(false));
+    int64_t off = 0;
+    for (size_t k = 0; k < bk.params.size(); ++k) {
+      const auto& p = params[bk.params[k]];
+      bk.slots.push_back(bk.flat.narrow(0, off, p.numel()).view(p.sizes()));
+      s_->where[bk.params[k]] = {s_->buckets.size(), k};
+      off += p.numel();
+    }
+    s_->buckets.push_back(std::move(bk));
+  }
+  s_->hooked.assign(params.size(), false);
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].requires_grad()) continue;
+    s_->hooked[i] = true;
+    std::weak_ptr<State> w = s_;
+    s_->hooks.emplace_back(i, params[i].register_hook([w, i](const torch::Tensor& g) {
+      if (auto s = w.lock()) s->on_grad(i, g);
+    }));
+  }
+}
+
+GradientSync::~GradientSync() {
+  for (auto [i, h] : s_->hooks) s_->params[i].remove_hook(h);
+}
+
+void GradientSync::arm() {
+  std::lock_guard<std::mutex> lk(s_->mu);
+  torch::NoGradGuard ng;
+  for (auto& bk : s_->buckets) {
+    bk.pending = 0;
+    bk.work.reset();
+    for (size_t k = 0; k < bk.params.size(); ++k) {
+      const auto& p = s_->params[bk.params[k]];
+      // what the slot holds if no gradient arrives this backward: the accumulated one, else zeros
+      if (p.grad().defined()) bk.slots[k].copy_(p.grad());
+      else bk.slots[k].zero_();
+      if (s_->hooked[bk.params[k]]) ++bk.pending;
+    }
+  }
+  s_->next = 0;
+  s_->started_early = 0;
+  s_->error.clear();
+  s_->armed = true;
+  s_->start_ready();  // buckets with no trainable parameter
+}
+
+void GradientSync::finish() {
+  bool armed;
+  {
+    std::lock_guard<std::mutex> lk(s_->mu);
+    armed = s_->armed;
+  }
+  if (!armed) arm();  // no backward armed: reduce the gradients as they are
+  {
+    std::lock_guard<std::mutex> lk(s_->mu);
+    s_->armed = false;
+    while (s_->next < s_->buckets.size()) s_->start(s_->next++);
+  }
+  const std::string what = "the gradient all-reduce";
+  if (!s_->error.empty()) dist_.fail_collective(what, s_->error);
+  try {
+    for (auto& bk : s_->buckets) bk.work->wait();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    dist_.fail_collective(what, e.what());
+  }
+  torch::NoGradGuard ng;
+  for (auto& bk : s_->buckets)
+    for (size_t k = 0; k < bk.params.size(); ++k) {
+      auto& p = s_->params[bk.params[k]];
+      if (p.grad().defined()) p.mutable_grad().copy_(bk.slots[k]);
+      else p.mutable_grad() = bk.slots[k].clone();
+    }
+}
+
+int GradientSync::started_in_backward() const { return s_->started_early; }
+int GradientSync::buckets() const { return (int)s_->buckets.size(); }
+
 #else  // no c10d in this libtorch
 
 struct Distributed::Impl {};
@@ -396,6 +541,14 @@ void Distributed::allreduce_sum(const std::vector<torch::Tensor>&, const std::st
 std::vector<double> Distributed::allreduce_small(const std::vector<double>& v, const std::string&) { return v; }
 std::string Distributed::share_from_main(const std::string&, const std::string& value) { return value; }
 void Distributed::barrier(const std::string&) {}
+
+struct GradientSync::State {};
+GradientSync::GradientSync(Distributed& dist, const std::vector<torch::Tensor>&) : dist_(dist) {}
+GradientSync::~GradientSync() = default;
+void GradientSync::arm() {}
+void GradientSync::finish() {}
+int GradientSync::started_in_backward() const { return 0; }
+int GradientSync::buckets() const { return 0; }
 
 #endif
 

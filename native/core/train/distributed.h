@@ -60,12 +60,38 @@ class Distributed {
   void barrier(const std::string& what);
 
  private:
+  friend class GradientSync;
   struct Impl;
   [[noreturn]] void fail_collective(const std::string& what, const std::string& error);
   DistEnv env_;
   std::string backend_;
   std::chrono::seconds timeout_;
   std::unique_ptr<Impl> impl_;
+};
+
+// The gradient all-reduce overlapped with the backward pass, as c10d's DDP reducer does it: a hook on every trainable
+// parameter copies its gradient (plus what .grad has accumulated so far) into a flat bucket, and a full bucket's
+// all-reduce starts at once, while backward goes on. Buckets follow the parameters in reverse (the order backward
+// produces their gradients) and start in bucket order, which is the same on every rank.
+class GradientSync {
+ public:
+  GradientSync(Distributed& dist, const std::vector<torch::Tensor>& params);
+  ~GradientSync();
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+  // The next backward is the last before an optimizer step: its hooks start the all-reduces.
+  void arm();
+  // After that backward (or with none armed, on .grad as it is): starts the buckets still waiting (a parameter without a gradient this step), waits for all,
+  // and leaves the sum over the ranks in every .grad. Undefined gradients count as zeros.
+  void finish();
+  // Buckets whose all-reduce started during backward in the last step (the overlap actually achieved).
+  int started_in_backward() const;
+  int buckets() const;
+
+ private:
+  struct State;
+  Distributed& dist_;
+  std::shared_ptr<State> s_;  // shared with the hooks
 };
 
 }  // namespace y26

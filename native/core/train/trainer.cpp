@@ -533,6 +533,7 @@ class Trainer {
   // Distributed data parallel (train/distributed.h): rank 0 (main_) validates and writes the run folder.
   DistEnv denv_;
   std::unique_ptr<Distributed> dist_;
+  std::unique_ptr<GradientSync> grad_sync_;  // over params_; made at the first step
   bool main_ = true;
 };
 
@@ -1048,19 +1049,14 @@ void Trainer::reduce_batch_after_oom(int64_t epoch) {
   }
   set_loader_epoch((int)epoch);
   optim_.reset();
+  grad_sync_.reset();
   params_.clear();
   build_optimizer();
 }
 
 void Trainer::optimizer_step() {
-  if (dist_) {  // the sum of every rank's gradients, before unscaling and clipping, so every rank steps the same
-    std::vector<torch::Tensor> grads;
-    for (auto& p : params_) {
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      grads.push_back(p.grad());
-    }
-    dist_->allreduce_sum(grads, "the gradient all-reduce");
-  }
+  // the sum of every rank's gradients (started during backward), before unscaling and clipping: every rank steps the same
+  if (grad_sync_) grad_sync_->finish();
   if (loss_scaling_) {
     // GradScaler: unscale, skip the step on inf/NaN gradients and back off the scale, grow it after 2000 good steps.
     const bool finite = scaler_.unscale(params_);
@@ -1239,6 +1235,10 @@ TrainResult Trainer::run() {
                                    : "The last good checkpoint is " + last_good_) +
                ". Lower lr0 (now " + fmt("%g", optim_->groups()[0].initial_lr) +
                "), check the labels, or resume from the last good checkpoint");
+        if (dist_ && ni - last_opt_step >= accumulate) {  // this backward ends with a step: overlap its all-reduce
+          if (!grad_sync_) grad_sync_ = std::make_unique<GradientSync>(*dist_, params_);
+          grad_sync_->arm();
+        }
         (loss_scaling_ ? total * scaler_.scale() : total).backward();
       } catch (const std::exception& e) {
         if (amp_) set_autocast(false, !device_.is_cuda());
