@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -27,6 +28,7 @@
 #include "train/distributed.h"
 #include "train/trainer.h"
 #include "util/error.h"
+#include "util/system.h"
 
 using namespace y26;
 namespace fs = std::filesystem;
@@ -140,6 +142,15 @@ int rank_main(const std::string& mode, const std::string& dir) {
       };
     }
     if (mode == "resume") a["resume"] = dir + "/run/weights/last.pt";
+    if (mode == "cache") {  // a larger set at 320, cached; stopped at the first batch: the cache log line is the point
+      a["data"] = read_file(dir + "/data_path");
+      a["imgsz"] = 320;
+      cb.on_event = [&](const TrainEvent& e) {
+        if (e.type == "log" && e.str.at("text").find("shared by its") != std::string::npos)
+          std::ofstream(dir + "/rank" + r + ".cachelog") << e.str.at("text");
+        if (e.type == "batch") stop = true;
+      };
+    }
     if (mode == "long") {  // long enough to be killed mid-epoch; rank 0 says when batches flow
       a["epochs"] = 50;
       cb.on_event = [&](const TrainEvent& e) {
@@ -206,21 +217,6 @@ std::map<std::string, torch::Tensor> ema_weights(const std::string& path) {
   return m;
 }
 
-// Private (anonymous) resident memory of this process, in bytes: what a copy of the cache would add.
-uint64_t rss_anon() {
-  std::ifstream f("/proc/self/status");
-  std::string key;
-  uint64_t kb = 0;
-  while (f >> key) {
-    if (key == "RssAnon:") {
-      f >> kb;
-      return kb << 10;
-    }
-    f.ignore(1 << 12, '\n');
-  }
-  return 0;
-}
-
 DatasetOptions cache_options(const std::string& shared, bool owner) {
   DatasetOptions o;
   o.imgsz = 320;
@@ -240,14 +236,14 @@ std::shared_ptr<Dataset> open_cache_set(const std::string& yaml, const DatasetOp
 // argv: --cache-peer <name> <data.yaml> <out>: maps the shared cache as a second rank of the machine would, reads
 // every image, and writes "<private growth> <private growth of an own cache> <images equal>".
 int cache_peer_main(const std::string& name, const std::string& yaml, const std::string& out) {
-  const uint64_t before = rss_anon();
+  const uint64_t before = private_memory_bytes();
   auto shared = open_cache_set(yaml, cache_options(name, false));
   uint64_t sum = 0;
   for (size_t i = 0; i < shared->size(); ++i) sum += (uint64_t)cv::sum(shared->load_image(i))[0];
-  const uint64_t grew_shared = rss_anon() - before;
-  const uint64_t before_own = rss_anon();
+  const uint64_t grew_shared = private_memory_bytes() - before;
+  const uint64_t before_own = private_memory_bytes();
   auto own = open_cache_set(yaml, cache_options("", false));
-  const uint64_t grew_own = rss_anon() - before_own;
+  const uint64_t grew_own = private_memory_bytes() - before_own;
   bool equal = sum > 0;
   for (size_t i = 0; i < shared->size(); ++i) equal = equal && cv::norm(shared->load_image(i), own->load_image(i), cv::NORM_INF) == 0;
   std::ofstream(out) << grew_shared << " " << grew_own << " " << equal;
@@ -284,6 +280,27 @@ TEST_CASE("cache='ram' shared by a machine's ranks: a peer maps the images witho
   EXPECT(equal == 1);
   EXPECT_MSG(grew_shared < need / 4, "mapping grew private memory by " << grew_shared);
   EXPECT_MSG(grew_own > need * 3 / 4, "an own copy grew private memory by only " << grew_own);
+}
+
+TEST_CASE("cache='ram' in a live two-rank run: the second rank's private memory does not grow by the cache") {
+  SyntheticOptions o;
+  o.train_images = 40;
+  o.val_images = 1;
+  o.width = o.height = 320;
+  const std::string dir = temp_dir("live_cache");
+  std::ofstream(dir + "/data_path") << write_synthetic_dataset(dir + "/set", o);
+  const int port = free_port();
+  Rank r0 = start_rank("cache", dir, 0, 2, port), r1 = start_rank("cache", dir, 1, 2, port);
+  EXPECT(wait_rank(r0, 300) && wait_rank(r1, 300));
+  EXPECT_MSG(exited_ok(r0) && exited_ok(r1), read_file(dir + "/rank0.err") << read_file(dir + "/rank1.err"));
+  const std::string line = read_file(dir + "/rank0.cachelog");  // rank 0 reports every rank's growth
+  std::cout << "  " << line << "\n";
+  int shared = -1, grew = -1;
+  std::smatch m;
+  if (std::regex_search(line, m, std::regex(R"((\d+) MiB in shared memory)"))) shared = std::stoi(m[1]);
+  if (std::regex_search(line, m, std::regex(R"(by rank: \d+ MiB, (\d+) MiB)"))) grew = std::stoi(m[1]);
+  EXPECT_MSG(shared >= 10, line);  // 40 images of 320x320x3
+  EXPECT_MSG(grew >= 0 && grew < shared / 4, line);
 }
 
 TEST_CASE("distributed sampler: same order on every rank, rank r takes its slice, padded so ranks step together") {

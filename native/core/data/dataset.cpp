@@ -639,6 +639,12 @@ void Dataset::map_shared_cache(uint64_t bytes) {
   }
 }
 
+uint64_t Dataset::ram_cache_bytes() const {
+  uint64_t n = 0;
+  for (const auto& m : ram_) n += (uint64_t)m.total() * m.elemSize();
+  return n;
+}
+
 void Dataset::unlink_shared_cache() const {
   if (shared_ && opt_.shared_cache_owner) shm_unlink(opt_.shared_cache.c_str());
 }

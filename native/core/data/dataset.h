@@ -127,6 +127,8 @@ class Dataset {
   // Size load_image(i) returns, (height, width), without loading.
   cv::Size resized_size(size_t i) const;
   bool ram_cached() const { return !ram_.empty(); }
+  // Bytes of images the RAM cache holds (0 without one).
+  uint64_t ram_cache_bytes() const;
   // Removes the shared cache's name (the mappings stay valid); only the owner does it.
   void unlink_shared_cache() const;
 

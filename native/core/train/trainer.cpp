@@ -734,6 +734,7 @@ void Trainer::setup(const YAML::Node& user_args) {
     };
     if (dist_ && dso.cache == CacheMode::Ram && denv_.local_world > 1) {
       // One copy of the cached images per machine: local rank 0 fills a shared-memory cache, its peers map it.
+      const uint64_t private_before = private_memory_bytes();
       DatasetOptions shared = dso;
       shared.shared_cache = "/yolo26-cache-" + std::to_string(denv_.master_port) + "-" + std::to_string(denv_.rank - denv_.local_rank);
       shared.shared_cache_owner = denv_.local_rank == 0;
@@ -742,7 +743,17 @@ void Trainer::setup(const YAML::Node& user_args) {
       if (!shared.shared_cache_owner) train_ds_ = open_train(shared);
       dist_->barrier("mapping the shared RAM cache");
       train_ds_->unlink_shared_cache();
-      log("cache='ram': one copy of the train images per machine, shared by its " + std::to_string(denv_.local_world) + " ranks");
+      const uint64_t private_after = private_memory_bytes();
+      // every rank's private growth, so that rank 0's log shows that no peer made a copy
+      std::vector<double> grew((size_t)dist_->world(), 0.0);
+      grew[(size_t)dist_->rank()] = (double)(private_after > private_before ? private_after - private_before : 0);
+      grew = dist_->allreduce_small(grew, "comparing the ranks' memory after mapping the shared RAM cache");
+      const auto mib = [](double b) { return std::to_string(((uint64_t)b + (1 << 19)) >> 20) + " MiB"; };
+      std::string per_rank;
+      for (size_t r = 0; r < grew.size(); ++r) per_rank += (r ? ", " : "") + mib(grew[r]);
+      log("cache='ram': one copy of the train images per machine (" + mib((double)train_ds_->ram_cache_bytes()) +
+          " in shared memory), shared by its " + std::to_string(denv_.local_world) + " ranks; private memory growth "
+          "opening it, by rank: " + per_rank);
     } else {
       train_ds_ = open_train(dso);
     }

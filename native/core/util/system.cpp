@@ -94,6 +94,20 @@ int physical_core_count() {
   return (int)cores.size();
 }
 
+uint64_t private_memory_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  while (f >> key) {
+    if (key == "RssAnon:") {
+      uint64_t kb = 0;
+      f >> kb;
+      return kb << 10;
+    }
+    f.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
 SystemInfo system_info() {
   SystemInfo s;
   s.torch_version = TORCH_VERSION;

@@ -34,6 +34,10 @@ bool cpu_has_native_bf16();
 // Physical cores as the kernel reports them (falls back to logical CPUs).
 int physical_core_count();
 
+// This process's private resident memory (RssAnon: heap and anonymous pages, not shared or file mappings), in
+// bytes; 0 where /proc/self/status has no such line.
+uint64_t private_memory_bytes();
+
 // Sets libtorch's intra-op threads. threads <= 0 picks the default: OMP_NUM_THREADS when set,
 // else the physical cores minus the data-loading workers (at least 1).
 int configure_threads(int threads, int loader_workers = 0);
