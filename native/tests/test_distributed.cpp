@@ -173,7 +173,7 @@ struct Rank {
 };
 
 // Starts this program as one rank with the torchrun variables.
-Rank start_rank(const std::string& mode, const std::string& dir, int rank, int world, int port) {
+Rank start_rank(const std::string& mode, const std::string& dir, int rank, int world, int port, int timeout_s = 30) {
   tiny_dataset();
   Rank k;
   k.pid = fork();
@@ -184,7 +184,7 @@ Rank start_rank(const std::string& mode, const std::string& dir, int rank, int w
     setenv("LOCAL_WORLD_SIZE", std::to_string(world).c_str(), 1);
     setenv("MASTER_ADDR", "127.0.0.1", 1);
     setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-    setenv("YOLO26_DIST_TIMEOUT", "30", 1);
+    setenv("YOLO26_DIST_TIMEOUT", std::to_string(timeout_s).c_str(), 1);
     const char* argv[] = {"test_distributed", "--rank", mode.c_str(), dir.c_str(), g_data.c_str(), nullptr};
     execv("/proc/self/exe", (char* const*)argv);
     _exit(127);
@@ -512,6 +512,25 @@ TEST_CASE("a port in use, a world-size mismatch and a killed rank are clear erro
     const std::string err = read_file(dir + "/rank0.err");
     EXPECT_MSG(err.find("rank 1 stopped") != std::string::npos, err);
     std::cout << "  rank 0 failed " << took << " s after rank 1 was killed: " << err << "\n";
+  }
+  {  // rank 1 frozen (SIGSTOP) with a 600 s collective timeout: its silent heartbeat fails rank 0 long before that
+    const std::string dir = temp_dir("frozen");
+    const int port = free_port();
+    Rank r0 = start_rank("long", dir, 0, 2, port, 600), r1 = start_rank("long", dir, 1, 2, port, 600);
+    const auto t0 = Clock::now();
+    while (!fs::exists(dir + "/batches_started") && std::chrono::duration<double>(Clock::now() - t0).count() < 300)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT(fs::exists(dir + "/batches_started"));
+    kill(r1.pid, SIGSTOP);
+    const auto t1 = Clock::now();
+    const bool ended = wait_rank(r0, 90);
+    const double took = std::chrono::duration<double>(Clock::now() - t1).count();
+    kill(r1.pid, SIGKILL);
+    waitpid(r1.pid, &r1.status, 0);
+    EXPECT(ended && !exited_ok(r0));
+    const std::string err = read_file(dir + "/rank0.err");
+    EXPECT_MSG(err.find("rank 1 stopped") != std::string::npos && err.find("no heartbeat") != std::string::npos, err);
+    std::cout << "  rank 0 failed " << took << " s after rank 1 was frozen: " << err << "\n";
   }
 }
 

@@ -147,10 +147,13 @@ struct Distributed::Impl {
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
   bool cuda = false;
+  bool failed = false;  // a collective failed: its worker may be stuck in a receive until the op timeout
   std::thread heartbeat;
   std::mutex mu;
   std::condition_variable cv;
   bool stop = false;
+
+  void wait_watching(Distributed& d, const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
 
   template <class F>
   c10::intrusive_ptr<c10d::Work> run(F&& f) {
@@ -162,6 +165,7 @@ struct Distributed::Impl {
 };
 
 namespace {
+using Clock = std::chrono::steady_clock;
 std::string hb_key(int r) { return "y26/heartbeat/" + std::to_string(r); }
 }  // namespace
 
@@ -280,9 +284,18 @@ Distributed::~Distributed() {
   }
   impl_->cv.notify_all();
   if (impl_->heartbeat.joinable()) impl_->heartbeat.join();
+  if (impl_->failed) {
+    // Destroying the group joins its workers, which wait out the collective timeout (30 min by default) on a peer
+    // that froze: leave them to the process's exit instead, so the error reaches the caller now.
+    (void)impl_->gloo.release();
+#ifdef Y26_NCCL
+    (void)impl_->nccl.release();
+#endif
+  }
 }
 
 void Distributed::fail_collective(const std::string& what, const std::string& error) {
+  impl_->failed = true;
   const std::string me = "rank " + std::to_string(env_.rank) + "/" + std::to_string(env_.world);
   // Which ranks stopped beating: two readings of every counter ~2 s apart (beats come every 0.5 s).
   std::vector<int> dead;
@@ -314,13 +327,44 @@ void Distributed::fail_collective(const std::string& what, const std::string& er
   fail(me + ": " + what + " with the other ranks failed: " + who + ". Underlying error: " + error.substr(0, error.find('\n')));
 }
 
+// Waits for a collective; a peer whose heartbeat stops meanwhile fails it within ~20 s, named, instead of after the
+// collective timeout. NCCL's wait only orders streams (its own watchdog catches hangs); Gloo's blocks this thread.
+void Distributed::Impl::wait_watching(Distributed& d, const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+  const DistEnv& env_ = d.env_;
+  if (cuda) {
+    work->wait();
+    return;
+  }
+  constexpr auto kSlice = std::chrono::seconds(2);
+  constexpr double kSilentSeconds = 15;  // beats come every 0.5 s
+  std::vector<int64_t> seen(env_.world, -1);
+  std::vector<Clock::time_point> changed(env_.world, Clock::now());
+  while (true) {
+    try {
+      work->wait(std::chrono::duration_cast<std::chrono::milliseconds>(kSlice));
+      return;
+    } catch (const std::exception&) {
+      if (work->isCompleted()) throw;  // the collective failed (the caller names who); else this slice timed out
+    }
+    for (int r = 0; r < env_.world; ++r) {
+      if (r == env_.rank) continue;
+      const int64_t beats = store->add(hb_key(r), 0);
+      if (beats != seen[r]) seen[r] = beats, changed[r] = Clock::now();
+      const double silent = std::chrono::duration<double>(Clock::now() - changed[r]).count();
+      if (silent > kSilentSeconds)
+        d.fail_collective(what, "rank " + std::to_string(r) + " sent no heartbeat for " +
+                                  std::to_string((int)silent) + " s (frozen, stopped or swapped out?)");
+    }
+  }
+}
+
 void Distributed::broadcast(const std::vector<torch::Tensor>& tensors, const std::string& what) {
   try {
     for (const auto& idx : buckets_of(tensors)) {
       std::vector<torch::Tensor> flat{flatten(tensors, idx)};
       c10d::BroadcastOptions o;
       o.rootRank = 0;
-      impl_->run([&](auto& pg) { return pg.broadcast(flat, o); })->wait();
+      impl_->wait_watching(*this, impl_->run([&](auto& pg) { return pg.broadcast(flat, o); }), what);
       if (env_.rank != 0) unflatten(flat[0], tensors, idx);
     }
   } catch (const Error&) {
@@ -343,7 +387,7 @@ void Distributed::allreduce_sum(const std::vector<torch::Tensor>& tensors, const
       works.push_back(impl_->run([&](auto& pg) { return pg.allreduce(flats.back(), o); }));
     }
     for (size_t k = 0; k < works.size(); ++k) {
-      works[k]->wait();
+      impl_->wait_watching(*this, works[k], what);
       unflatten(flats[k][0], tensors, buckets[k]);
     }
   } catch (const Error&) {
@@ -505,7 +549,7 @@ void GradientSync::finish() {
   const std::string what = "the gradient all-reduce";
   if (!s_->error.empty()) dist_.fail_collective(what, s_->error);
   try {
-    for (auto& bk : s_->buckets) bk.work->wait();
+    for (auto& bk : s_->buckets) s_->impl->wait_watching(dist_, bk.work, what);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
