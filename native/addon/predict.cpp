@@ -186,8 +186,8 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
 Napi::FunctionReference PredictorWrap::ctor;
 
 // openPredictor(model, source, args, onnx): args are predict()'s options under their official names (see
-// y26::PredictArgs); model is a NativeModel (libtorch), or null with onnx = {path, run} for ONNX Runtime (run: see
-// ort_forward.h). Every rule lives in y26::Predictor; this only converts.
+// y26::PredictArgs); model is a NativeModel (libtorch), or null with onnx = {path, session} for ONNX Runtime
+// (session: a NativeOrtSession from ortOpen) or {path, run} (run: see ort_forward.h). Every rule lives in y26::Predictor; this only converts.
 static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -198,7 +198,8 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
       auto ox = info[3].As<Napi::Object>();
       const std::string path = get_string(ox, "path");
       plan = y26::plan_onnx(y26::read_onnx_metadata(path), path, &args);
-      plan.forward = ort_forward(env, ox.Get("run").As<Napi::Function>(), plan.fixed_batch);
+      if (ox.Get("session").IsObject()) y26::use_ort_model(plan, unwrap_ort_session(ox.Get("session")));
+      else plan.forward = ort_forward(env, ox.Get("run").As<Napi::Function>(), plan.fixed_batch);
     } else {
       st->model = unwrap_model(info[0]);
       plan = y26::plan_torch(st->model->loaded, st->model->device, args, std::shared_ptr<std::mutex>(st->model, &st->model->mu));
