@@ -38,6 +38,7 @@ Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardOutputsFn forward, Pip
   if (opt_.workers < 1) fail("predict: workers must be >= 1 (got " + std::to_string(opt_.workers) + ")");
   if (device_.is_cuda() && !torch::cuda::is_available())
     fail("predict: device " + opt_.device + " was asked for but CUDA is not available; use device 'cpu'");
+  if (!device_.is_cuda()) alloc_cache_.emplace();
   // Enough decoded items ahead to fill the next batch while every decoder stays busy.
   window_ = opt_.batch + opt_.workers;
   live_decoders_ = opt_.workers;

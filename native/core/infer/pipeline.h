@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "infer/letterbox.h"
 #include "infer/postprocess.h"
 #include "infer/source.h"
+#include "util/cpu_alloc_cache.h"
 
 namespace y26 {
 
@@ -85,6 +87,9 @@ class Pipeline {
   void forward_loop();
   bool take_prepared(Prepared& p);  // the next prepared batch; false once the batcher is done and the queue empty
 
+  // On the CPU: every batch allocates the same big input (and letterbox) buffers; keeping freed blocks spares the
+  // page faults of fresh ones (util/cpu_alloc_cache.h).
+  std::optional<CpuAllocCache> alloc_cache_;
   std::unique_ptr<Source> source_;
   ForwardOutputsFn forward_;
   PipelineOptions opt_;
