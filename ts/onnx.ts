@@ -15,7 +15,7 @@ import { native } from './native.js';
 import { exportSchema, parseOptions } from './options.js';
 import { version } from './version.js';
 
-import type { Backend } from './results.js';
+import type { Backend, OrtRunnerKind } from './results.js';
 type Ort = typeof import('onnxruntime-node');
 
 const INSTALL_HINT =
@@ -206,7 +206,6 @@ export function ortLibrary(): string | null {
  * in a worker thread (CUDA devices, and the fallback when the library cannot be loaded natively).
  * YOLO26_ORT_RUNNER=worker|native forces one (native then fails instead of falling back).
  */
-export type OrtRunnerKind = 'native' | 'worker';
 function wantedRunner(device: string): { kind: OrtRunnerKind; forced: boolean } {
   const env = process.env.YOLO26_ORT_RUNNER;
   if (env === 'worker' || env === 'native') return { kind: env, forced: true };

@@ -5,11 +5,11 @@ import type { NativePredictor, NativeSource, NativeStreamResult } from './addon.
 import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
 import { native } from './native.js';
-import { chooseBackend, exportForOrt, loadOrt, nativeOrtPlanned, ortRunner, ortSession, type OrtRunnerKind } from './onnx.js';
+import { chooseBackend, exportForOrt, loadOrt, nativeOrtPlanned, ortRunner, ortSession } from './onnx.js';
 import { notAFile } from './files.js';
 import { Logger } from './log.js';
 import { checkImgsz, parseOptions, predictSchema, imgszPair, type PredictConfig, type PredictOptions } from './options.js';
-import { Result, type Backend, type NativeResult, type PlotOptions } from './results.js';
+import { Result, type Backend, type NativeResult, type OrtRunnerKind, type PlotOptions } from './results.js';
 
 /**
  * Raw pixels as a source: interleaved rows, RGB(A) unless `order: 'bgr'`, exactly width x height x channels values.
@@ -141,7 +141,7 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
   backendReason = '';
   /**
    * How ONNX Runtime runs, once started: 'native' (its C API inside the native pipeline) or 'worker'
-   * (onnxruntime-node in a worker thread: CUDA, or when its library cannot be loaded natively); null on libtorch.
+   * (ONNX Runtime's Node package in a worker thread: CUDA, or when its library cannot be loaded natively); null on libtorch.
    */
   ortRunner: OrtRunnerKind | null = null;
   /** The cached ONNX export ONNX Runtime runs when the model is a checkpoint. */
