@@ -173,7 +173,7 @@ export function workerExecArgv(argv: readonly string[] = process.execArgv): stri
 
 /**
  * The ONNX Runtime shared library the native runner loads: $YOLO26_ORT_LIB, else the one onnxruntime-node ships
- * (bin/napi-v*<platform>/<arch>/libonnxruntime.so.*); null when there is none.
+ * (bin/napi-v<N>/<platform>/<arch>/libonnxruntime.so.*); null when there is none.
  */
 export function ortLibrary(): string | null {
   if (process.env.YOLO26_ORT_LIB) return process.env.YOLO26_ORT_LIB;
