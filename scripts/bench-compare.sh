@@ -3,7 +3,8 @@
 # in the same run on this machine, and the ratios:
 #   loader   imgsz 640, mosaic, batch 16, 2 workers, 1000 generated 640x640 JPEGs, one epoch (first 2 batches untimed)
 #   predict  yolo26n (.pt), imgsz 640, batch 1, a folder of 20 generated JPEGs, after a 2-image warm-up; also our
-#            pipeline against ONNX Runtime's bare forward of the same model in the same process
+#            pipeline against ONNX Runtime's bare forward of the same model in the same process, from Node
+#            (scripts/compare/ours_predict.mjs) and from C++ (bench_ort_predict: the pipeline with no Node)
 #   train    one epoch, yolo26n.yaml, imgsz 320, batch 16, 256 generated images, CPU
 # Usage: bash scripts/bench-compare.sh [loader] [predict] [train]   (none = all three)
 # Environment:
@@ -165,11 +166,16 @@ for phase in "${PHASES[@]}"; do
         --imgsz 640) >"$WORK/official_predict.log" 2>&1 ||
         { tail "$WORK/official_predict.log" >&2; die "the official predict run failed (log: $WORK/official_predict.log)"; }
       off=$(last_json "$WORK/official_predict.log")
+      "$BUILD/bench_ort_predict" --model "$MODEL" --source "$src" --imgsz 640 --json >"$WORK/ours_ort_predict.log" 2>&1 ||
+        { tail "$WORK/ours_ort_predict.log" >&2; die "our C++ predict benchmark failed"; }
+      cpp=$(last_json "$WORK/ours_ort_predict.log")
       a=$(field "$ours" ms_per_image); b=$(field "$off" ms_per_image); f=$(field "$ours" bare_forward_ms)
       r=$(ratio "$b" "$a"); rb=$(ratio "$a" "$f")
       printf 'predict  ours %.1f ms/img, official %.1f ms/img: %sx faster; ours / bare ONNX Runtime forward (%.1f ms): %sx\n' \
         "$a" "$b" "$r" "$f" "$rb"
-      SUMMARY+=", \"predict\": {\"ours\": $ours, \"official\": $off, \"ratio\": $r, \"ours_over_bare_forward\": $rb}"
+      printf 'predict  C++ pipeline %.1f ms/img / bare forward %.1f ms (same process): %sx\n' \
+        "$(field "$cpp" pipeline_ms_per_image)" "$(field "$cpp" bare_forward_ms)" "$(field "$cpp" ratio)"
+      SUMMARY+=", \"predict\": {\"ours\": $ours, \"official\": $off, \"ratio\": $r, \"ours_over_bare_forward\": $rb, \"cpp_pipeline\": $cpp}"
       ;;
     train)
       dataset train-256 256

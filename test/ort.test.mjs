@@ -118,6 +118,56 @@ test("backend 'onnxruntime' on a .pt exports once to the cache and matches the t
   await assert.rejects(predict({ model: path.join(tmp, 'dyn.onnx'), source: images[0], backend: 'torch' }).toArray(), /backend 'torch' cannot run/);
 });
 
+/** Runs `fn` with environment variables set (undefined: unset), restoring them afterwards. */
+async function withEnv(vars, fn) {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  const set = (kv) => {
+    for (const [k, v] of Object.entries(kv)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  set(vars);
+  try {
+    return await fn();
+  } finally {
+    set(before);
+  }
+}
+
+test('the native runner (ONNX Runtime C API in the pipeline) gives the worker runner\'s results exactly; a library that does not load is named and the worker takes over', async () => {
+  const { path: onnx } = await exportModel({ model: pt, format: 'onnx', dynamic: true, imgsz: 320, out: path.join(tmp, 'runners.onnx') });
+  const opts = { model: onnx, source: images, imgsz: 320, conf: 0.05 };
+  const run = async (vars) =>
+    withEnv({ YOLO26_ORT_RUNNER: undefined, YOLO26_ORT_LIB: undefined, ...vars }, async () => {
+      const s = predict(opts);
+      return { s, res: await s };
+    });
+  const nat = await run({});
+  assert.equal(nat.s.ortRunner, 'native');
+  const wrk = await run({ YOLO26_ORT_RUNNER: 'worker' });
+  assert.equal(wrk.s.ortRunner, 'worker');
+  let n = 0;
+  for (let i = 0; i < images.length; i++) {
+    const [a, b] = [nat.res[i].boxes, wrk.res[i].boxes];
+    assert.deepEqual(Array.from(a.conf), Array.from(b.conf), `conf ${i}`);
+    assert.deepEqual(Array.from(a.cls), Array.from(b.cls), `cls ${i}`);
+    assert.deepEqual(a.xyxy, b.xyxy, `boxes ${i}`);
+    n += a.length;
+  }
+  assert.ok(n >= 3, 'too few detections to compare');
+
+  const lib = path.join(tmp, 'no-such-dir', 'libonnxruntime.so.1');
+  const fallback = await run({ YOLO26_ORT_LIB: lib });
+  assert.equal(fallback.s.ortRunner, 'worker');
+  assert.ok(fallback.s.warnings.some((w) => w.includes(`cannot load the ONNX Runtime library ${lib}`) && /YOLO26_ORT_LIB/.test(w)), fallback.s.warnings.join('\n'));
+  for (let i = 0; i < images.length; i++) assert.deepEqual(fallback.res[i].boxes.xyxy, nat.res[i].boxes.xyxy, `fallback ${i}`);
+  // forced native: the same message as an error instead of the fallback
+  await assert.rejects(run({ YOLO26_ORT_LIB: lib, YOLO26_ORT_RUNNER: 'native' }), (e) => e.message.includes(`cannot load the ONNX Runtime library ${lib}`));
+  // a file that is not an ONNX Runtime library
+  await assert.rejects(run({ YOLO26_ORT_LIB: onnx, YOLO26_ORT_RUNNER: 'native' }), (e) => e.message.includes(onnx) && /ONNX Runtime library/.test(e.message));
+});
+
 /** A minimal valid ONNX file (one Identity node) without any metadata, encoded by hand. */
 function bareOnnx() {
   const varint = (n) => {

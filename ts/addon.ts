@@ -58,10 +58,21 @@ export interface NativePredictor {
   names(): string[];
 }
 
-/** ONNX Runtime for openPredictor: the file and the function that runs one batch (ort_forward.h). */
-export interface NativeOnnxRunner {
-  path: string;
-  run: (data: Float32Array | Uint16Array, dims: number[], type: 'float32' | 'float16', done: NativeOrtDone) => void;
+/**
+ * ONNX Runtime for openPredictor: the file, and either a session of ONNX Runtime's C API that the pipeline runs on
+ * its own threads (ortOpen), or the function that runs one batch in JavaScript (ort_forward.h).
+ */
+export type NativeOnnxRunner =
+  | { path: string; session: NativeOrtSession }
+  | { path: string; run: (data: Float32Array | Uint16Array, dims: number[], type: 'float32' | 'float16', done: NativeOrtDone) => void };
+
+/** A session opened by ortOpen; release() drops this handle (running predictors keep theirs). */
+export interface NativeOrtSession {
+  release(): void;
+  inputNames(): string[];
+  outputNames(): string[];
+  /** The ONNX Runtime library's version, null once released. */
+  version(): string | null;
 }
 
 /** How the runner answers one batch: an error, or the outputs by name. */
@@ -128,6 +139,8 @@ export interface NativeAddon {
   checkpointImgsz(file: string): [number, number] | null;
   openPredictor(model: NativeModel | null, source: NativeSource, args: object, onnx?: NativeOnnxRunner): NativePredictor;
   onnxInfo(file: string): NativeOnnxInfo;
+  /** Opens an .onnx file with the ONNX Runtime shared library at `library` (loaded once per process). */
+  ortOpen(library: string, file: string, threads: number): Promise<NativeOrtSession>;
   plotResult(image: unknown, result: NativeResult, names: string[], options: { format: string; lineWidth: number; labels: boolean; conf: boolean }): Buffer;
   countSource(specs: string[], vidStride: number): number;
   createTracker(yamlPath: string): NativeTracker;

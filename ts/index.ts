@@ -13,7 +13,7 @@ export type { PredictSource, PixelSource } from './predict.js';
 export { track, Tracker } from './track.js';
 export type { TrackerDetections, TrackerFrame } from './track.js';
 export { Result, Boxes, Keypoints, Probs, Masks, OBB } from './results.js';
-export type { Backend, PlotOptions, ResultJSON } from './results.js';
+export type { Backend, OrtRunnerKind, PlotOptions, ResultJSON } from './results.js';
 export { Model, loadModel, modelInfo } from './model.js';
 export type { ForwardOutput, BranchOutput, TensorData, ModelSummary } from './model.js';
 

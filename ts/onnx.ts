@@ -8,14 +8,14 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { NativeOnnxRunner } from './addon.js';
+import type { NativeOnnxRunner, NativeOrtSession } from './addon.js';
 import { Yolo26Error } from './errors.js';
 import { nativeExportArgs } from './export.js';
 import { native } from './native.js';
 import { exportSchema, parseOptions } from './options.js';
 import { version } from './version.js';
 
-import type { Backend } from './results.js';
+import type { Backend, OrtRunnerKind } from './results.js';
 type Ort = typeof import('onnxruntime-node');
 
 const INSTALL_HINT =
@@ -171,8 +171,70 @@ export function workerExecArgv(argv: readonly string[] = process.execArgv): stri
   return out;
 }
 
+/**
+ * The ONNX Runtime shared library the native runner loads: $YOLO26_ORT_LIB, else the one onnxruntime-node ships
+ * (bin/napi-v<N>/<platform>/<arch>/libonnxruntime.so.*); null when there is none.
+ */
+export function ortLibrary(): string | null {
+  if (process.env.YOLO26_ORT_LIB) return process.env.YOLO26_ORT_LIB;
+  if (process.platform === 'win32') return null;  // the native runner loads it with dlopen
+  let main: string;
+  try {
+    main = createRequire(import.meta.url).resolve('onnxruntime-node');
+  } catch {
+    return null;
+  }
+  const pkg = path.resolve(path.dirname(main), '..');  // <pkg>/dist/index.js
+  const name = process.platform === 'darwin' ? /^libonnxruntime(\.\d+)*\.dylib$/ : /^libonnxruntime\.so(\.\d+)*$/;
+  try {
+    const napi = fs.readdirSync(path.join(pkg, 'bin')).filter((d) => /^napi-v\d+$/.test(d));
+    napi.sort((a, b) => Number(b.slice(6)) - Number(a.slice(6)));
+    for (const v of napi) {
+      const dir = path.join(pkg, 'bin', v, process.platform, process.arch);
+      const lib = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => name.test(f)) : undefined;
+      if (lib) return path.join(dir, lib);
+    }
+  } catch {
+    // a package without bin/: no library to load
+  }
+  return null;
+}
+
+/**
+ * Which runner predict() uses for ONNX Runtime on the CPU: 'native' runs the C API inside the native pipeline (the
+ * forward overlaps decoding and letterboxing on native threads, no copy per image); 'worker' runs onnxruntime-node
+ * in a worker thread (CUDA devices, and the fallback when the library cannot be loaded natively).
+ * YOLO26_ORT_RUNNER=worker|native forces one (native then fails instead of falling back).
+ */
+function wantedRunner(device: string): { kind: OrtRunnerKind; forced: boolean } {
+  const env = process.env.YOLO26_ORT_RUNNER;
+  if (env === 'worker' || env === 'native') return { kind: env, forced: true };
+  if (env) throw new Yolo26Error(`YOLO26_ORT_RUNNER='${env}' is not a runner: use 'native' or 'worker', or unset it`, 'YOLO26_BAD_OPTION');
+  return { kind: device === '' || device === 'cpu' ? 'native' : 'worker', forced: false };
+}
+
+/** Whether predict() can skip loading onnxruntime-node's JavaScript (the native runner needs only its library). */
+export function nativeOrtPlanned(device: string): boolean {
+  const w = wantedRunner(device);
+  return w.kind === 'native' && ortLibrary() !== null;
+}
+
+/** An ONNX Runtime session for predict(): native (ortOpen) or in a worker thread. */
+export type OrtSession = NativeSession | WorkerSession;
+
+/** A session of ONNX Runtime's C API, run by the native pipeline itself. */
+export interface NativeSession {
+  readonly kind: 'native';
+  readonly handle: NativeOrtSession;
+  readonly library: string;
+  release(): void;
+}
+
 /** An ONNX Runtime session living in a worker thread (ort_worker.ts): run() leaves the event loop free. */
-export interface OrtSession {
+export interface WorkerSession {
+  readonly kind: 'worker';
+  /** Why the native runner was not used, when it was wanted (a warning for the stream). */
+  readonly fallback?: string;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(type: 'float32' | 'float16', data: Float32Array | Uint16Array, dims: number[]): Promise<OrtOutput[]>;
@@ -180,7 +242,7 @@ export interface OrtSession {
 }
 type OrtOutput = { name: string; data: unknown; dims: readonly number[]; type: string };
 
-function openWorkerSession(file: string, options: import('onnxruntime-node').InferenceSession.SessionOptions): Promise<OrtSession> {
+function openWorkerSession(file: string, options: import('onnxruntime-node').InferenceSession.SessionOptions): Promise<WorkerSession> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./ort_worker.js', import.meta.url), { workerData: { file, options }, execArgv: workerExecArgv() });
     const pending = new Map<number, { ok: (o: OrtOutput[]) => void; fail: (e: Error) => void }>();
@@ -197,6 +259,7 @@ function openWorkerSession(file: string, options: import('onnxruntime-node').Inf
         // worker is online, which kept every process whose predict ended before its first inference from exiting.
         worker.unref();
         resolve({
+          kind: 'worker',
           inputNames: m.inputNames!,
           outputNames: m.outputNames!,
           run(type, data, dims) {
@@ -228,28 +291,19 @@ function openWorkerSession(file: string, options: import('onnxruntime-node').Inf
 const sessions = new Map<string, Promise<OrtSession>>();
 const MAX_SESSIONS = 4;
 
-/** An InferenceSession for a file, reused across predict() calls while the file is unchanged. */
+/**
+ * An ONNX Runtime session for a file, reused across predict() calls while the file is unchanged: the native runner
+ * when it is wanted and its library loads, else a worker session (carrying why the native one was not used).
+ */
 export async function ortSession(file: string, device: string, threads: number): Promise<OrtSession> {
-  await loadOrt();  // a clear error here when the package is missing
+  const want = wantedRunner(device);
   const st = fs.statSync(file);
-  const key = JSON.stringify([path.resolve(file), st.size, st.mtimeMs, device, threads]);
+  const key = JSON.stringify([path.resolve(file), st.size, st.mtimeMs, device, threads, want, process.env.YOLO26_ORT_LIB ?? '']);
   let s = sessions.get(key);
   if (!s) {
-    const options: import('onnxruntime-node').InferenceSession.SessionOptions = {
-      executionProviders: providers(device) as never,
-      graphOptimizationLevel: 'all',
-      // No busy-waiting between parallel sections: on a loaded machine the spinning threads doubled the CPU time
-      // per image (docs/benchmarks.md).
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-    };
-    if (threads > 0) options.intraOpNumThreads = threads;
-    s = openWorkerSession(file, options).catch((e: unknown) => {
+    s = (want.kind === 'native' ? openNative(file, threads, want.forced) : openWorker(file, device, threads)).catch((e: unknown) => {
       sessions.delete(key);
-      const msg = e instanceof Error ? e.message : String(e);
-      const gpu = device !== '' && device !== 'cpu'
-        ? ' For CUDA, install the GPU providers: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (needs CUDA 12 and cuDNN 9).'
-        : '';
-      throw new Yolo26Error(`predict(): ONNX Runtime could not open ${file}: ${msg}.${gpu}`, 'YOLO26_BAD_MODEL');
+      throw e;
     });
     sessions.set(key, s);
     while (sessions.size > MAX_SESSIONS) {
@@ -261,8 +315,48 @@ export async function ortSession(file: string, device: string, threads: number):
   return s;
 }
 
+async function openNative(file: string, threads: number, forced: boolean): Promise<OrtSession> {
+  const library = ortLibrary();
+  let why: string;
+  if (library === null) {
+    why = `no ONNX Runtime library to load natively (onnxruntime-node not found and YOLO26_ORT_LIB unset): ${INSTALL_HINT}`;
+  } else {
+    try {
+      const handle = await native().ortOpen(library, file, threads);
+      return { kind: 'native', handle, library, release: () => handle.release() };
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      // Only a library that does not load is a reason for the worker; a file it rejects would fail there too.
+      if (!/ONNX Runtime library/.test(msg)) throw new Yolo26Error(`predict(): ONNX Runtime could not open ${file}: ${msg}`, 'YOLO26_BAD_MODEL');
+      why = msg;
+    }
+  }
+  if (forced) throw new Yolo26Error(`predict(): YOLO26_ORT_RUNNER=native, but ${why}`, 'YOLO26_NO_ONNXRUNTIME');
+  const w = await openWorker(file, '', threads);
+  return { ...w, fallback: `predict(): running ONNX Runtime in a worker thread (slower): ${why}` };
+}
+
+async function openWorker(file: string, device: string, threads: number): Promise<WorkerSession> {
+  await loadOrt();  // a clear error here when the package is missing
+  const options: import('onnxruntime-node').InferenceSession.SessionOptions = {
+    executionProviders: providers(device) as never,
+    graphOptimizationLevel: 'all',
+    // No busy-waiting between parallel sections: on a loaded machine the spinning threads doubled the CPU time
+    // per image (docs/benchmarks.md).
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  };
+  if (threads > 0) options.intraOpNumThreads = threads;
+  return openWorkerSession(file, options).catch((e: unknown) => {
+    const msg = e instanceof Error ? e.message : String(e);
+    const gpu = device !== '' && device !== 'cpu'
+      ? ' For CUDA, install the GPU providers: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (needs CUDA 12 and cuDNN 9).'
+      : '';
+    throw new Yolo26Error(`predict(): ONNX Runtime could not open ${file}: ${msg}.${gpu}`, 'YOLO26_BAD_MODEL');
+  });
+}
+
 /** The function the native pipeline calls for each batch (see native/addon/ort_forward.h). */
-export function ortRunner(session: OrtSession): NativeOnnxRunner['run'] {
+export function ortRunner(session: WorkerSession): Extract<NativeOnnxRunner, { run: unknown }>['run'] {
   return (data, dims, type, done) => {
     session.run(type, data, dims).then(
       (outputs) => done(null, outputs),

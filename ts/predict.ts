@@ -5,11 +5,11 @@ import type { NativePredictor, NativeSource, NativeStreamResult } from './addon.
 import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
 import { native } from './native.js';
-import { chooseBackend, exportForOrt, loadOrt, ortRunner, ortSession } from './onnx.js';
+import { chooseBackend, exportForOrt, loadOrt, nativeOrtPlanned, ortRunner, ortSession } from './onnx.js';
 import { notAFile } from './files.js';
 import { Logger } from './log.js';
 import { checkImgsz, parseOptions, predictSchema, imgszPair, type PredictConfig, type PredictOptions } from './options.js';
-import { Result, type Backend, type NativeResult, type PlotOptions } from './results.js';
+import { Result, type Backend, type NativeResult, type OrtRunnerKind, type PlotOptions } from './results.js';
 
 /**
  * Raw pixels as a source: interleaved rows, RGB(A) unless `order: 'bgr'`, exactly width x height x channels values.
@@ -139,6 +139,11 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
   backend: Backend | null = null;
   /** Why that backend was chosen (the auto rule, or the option). */
   backendReason = '';
+  /**
+   * How ONNX Runtime runs, once started: 'native' (its C API inside the native pipeline) or 'worker'
+   * (ONNX Runtime's Node package in a worker thread: CUDA, or when its library cannot be loaded natively); null on libtorch.
+   */
+  ortRunner: OrtRunnerKind | null = null;
   /** The cached ONNX export ONNX Runtime runs when the model is a checkpoint. */
   onnxFile: string | null = null;
   /** The inference size [h, w] once started: the option, else the checkpoint's training imgsz, else 640 (rounded up to the stride). */
@@ -246,7 +251,7 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
     let model: Model | null = null;
     try {
       if (choice.backend === 'onnxruntime') {
-        await loadOrt(); // a missing package is an error before any export
+        if (!nativeOrtPlanned(cfg.device)) await loadOrt(); // a missing package is an error before any export
         let file = cfg.model;
         if (!/\.onnx$/i.test(file)) {
           const end2end = async () => {
@@ -267,7 +272,9 @@ export class PredictStream extends EventEmitter implements AsyncIterable<Result>
         const size = info.imgsz ? asked : sized(info.stride);
         if (info.imgsz) this.imgsz = info.imgsz;
         const session = await ortSession(file, cfg.device, cfg.threads);
-        p = open(null, src, args(size), { path: file, run: ortRunner(session) });
+        this.ortRunner = session.kind;
+        if (session.kind === 'worker' && session.fallback) this.warn(session.fallback);
+        p = open(null, src, args(size), session.kind === 'native' ? { path: file, session: session.handle } : { path: file, run: ortRunner(session) });
       } else {
         model = await Model.load(cfg.model, { device: cfg.device || 'cpu' });
         // upstream's PyTorch backend takes max(model stride, 32): a classify model (stride 1) rounds to 32 too

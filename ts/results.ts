@@ -2,6 +2,8 @@
 
 /** The engine that ran a forward: libtorch, or ONNX Runtime (an optional dependency). */
 export type Backend = 'torch' | 'onnxruntime';
+/** How ONNX Runtime runs a stream: its C API inside the native pipeline, or ONNX Runtime's Node package in a worker thread. */
+export type OrtRunnerKind = 'native' | 'worker';
 
 /** What the addon hands over for one image: flat typed arrays, row-major. */
 export interface NativeResult {

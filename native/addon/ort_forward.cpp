@@ -127,13 +127,8 @@ y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, int64_t sta
     for (auto& c : left) c->finish({}, "onnxruntime: Node.js is shutting down");
   });
   shared->tsfn.Unref(env);  // an idle predictor must not keep Node alive; a pending next() does
-  return [shared, static_batch](const torch::Tensor& x_in) {
-    const int64_t n = x_in.size(0);
+  return y26::pad_to_static_batch([shared](const torch::Tensor& x_in) {
     torch::Tensor x = x_in.contiguous();
-    if (static_batch > 0 && n < static_batch)  // the last, partial batch of a fixed-batch file: pad, then slice
-      x = torch::cat({x, torch::zeros({static_batch - n, x.size(1), x.size(2), x.size(3)}, x.options())});
-    if (static_batch > 0 && x.size(0) != static_batch)
-      y26::fail("onnxruntime: batch of " + std::to_string(x.size(0)) + " for a file made for batch " + std::to_string(static_batch));
     auto call = std::make_shared<OrtCall>();
     call->input = x;
     {
@@ -161,10 +156,78 @@ y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, int64_t sta
     if (!call->error.empty()) y26::fail(call->error);
     std::vector<torch::Tensor> out = std::move(call->outputs);
     if (out.empty()) y26::fail("onnxruntime: the session returned no outputs");
-    if (static_batch > 0 && n < static_batch)
-      for (auto& t : out) t = t.narrow(0, 0, n).contiguous();
     return out;
-  };
+  }, static_batch);
 }
+
+namespace {
+
+// NativeOrtSession: one open session; predictors share it (each holds its own reference while it runs).
+class OrtSessionWrap : public Napi::ObjectWrap<OrtSessionWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  std::shared_ptr<y26::OrtModel> model;
+
+  static void Init(Napi::Env env) {
+    auto cls = DefineClass(env, "NativeOrtSession",
+                           {InstanceMethod("release", &OrtSessionWrap::Release),
+                            InstanceMethod("inputNames", &OrtSessionWrap::InputNames),
+                            InstanceMethod("outputNames", &OrtSessionWrap::OutputNames),
+                            InstanceMethod("version", &OrtSessionWrap::Version)});
+    ctor = Napi::Persistent(cls);
+  }
+  explicit OrtSessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OrtSessionWrap>(info) {}
+
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    model.reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value InputNames(const Napi::CallbackInfo& info) {
+    return strings_to_js(info.Env(), model ? model->input_names() : std::vector<std::string>{});
+  }
+  Napi::Value OutputNames(const Napi::CallbackInfo& info) {
+    return strings_to_js(info.Env(), model ? model->output_names() : std::vector<std::string>{});
+  }
+  Napi::Value Version(const Napi::CallbackInfo& info) {
+    return model ? Napi::String::New(info.Env(), model->version()) : info.Env().Null();
+  }
+};
+Napi::FunctionReference OrtSessionWrap::ctor;
+
+// ortOpen(library, file, threads) -> Promise<NativeOrtSession>: loads the library (once) and opens the file off the
+// JS thread. Rejects naming the library or the file and the fix.
+Napi::Value OrtOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const std::string lib = info[0].ToString().Utf8Value();
+    const std::string file = info[1].ToString().Utf8Value();
+    const int threads = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
+    return run_async(env, [lib, file, threads]() -> Finish {
+      auto model = std::make_shared<y26::OrtModel>(lib, file, threads);
+      return [model](Napi::Env env) -> Napi::Value {
+        auto obj = OrtSessionWrap::ctor.New({});
+        OrtSessionWrap::Unwrap(obj)->model = model;
+        return obj;
+      };
+    });
+  });
+}
+
+void InitOrt(Napi::Env env, Napi::Object exports) {
+  OrtSessionWrap::Init(env);
+  exports.Set("ortOpen", Napi::Function::New(env, OrtOpen));
+}
+
+}  // namespace
+
+std::shared_ptr<y26::OrtModel> unwrap_ort_session(Napi::Value v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(OrtSessionWrap::ctor.Value()))
+    y26::fail("openPredictor: onnx.session is not a NativeOrtSession");
+  auto m = OrtSessionWrap::Unwrap(v.As<Napi::Object>())->model;
+  if (!m) y26::fail("predict(): this ONNX Runtime session was released; open it again");
+  return m;
+}
+
+Y26_ADDON_REGISTER(InitOrt);
 
 }  // namespace y26addon

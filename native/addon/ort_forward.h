@@ -1,13 +1,16 @@
-// The ONNX Runtime backend of predict: the model forward as a call into JavaScript. The pipeline's C++ thread
-// hands the letterboxed batch to a JS function (onnxruntime-node's session.run) through a thread-safe function
-// and blocks until JS hands the output tensors back. Everything else (sources, letterbox, postprocess, saving)
-// is the same pipeline as the libtorch path, so both backends give results of the same shape and rules.
+// The ONNX Runtime backends of predict. Native (ortOpen): a session of ONNX Runtime's C API (infer/ort_runtime.h)
+// that the pipeline runs on its own threads. The fallback (a worker thread of onnxruntime-node): the model forward
+// as a call into JavaScript; the pipeline's C++ thread hands the letterboxed batch to a JS function through a
+// thread-safe function and blocks until JS hands the output tensors back. Everything else (sources, letterbox,
+// postprocess, saving) is the same pipeline as the libtorch path, so all backends give results of the same shape
+// and rules.
 #pragma once
 #include <torch/types.h>
 
 #include <memory>
 
 #include "addon.h"
+#include "infer/ort_runtime.h"
 #include "infer/pipeline.h"
 
 namespace y26addon {
@@ -17,5 +20,8 @@ namespace y26addon {
 // with the session's outputs in order. The returned forward blocks the calling thread until done() runs.
 // static_batch > 0: the file's fixed batch; a partial last batch is padded to it and the outputs cut back.
 y26::ForwardOutputsFn ort_forward(Napi::Env env, Napi::Function run, int64_t static_batch);
+
+// The session behind a NativeOrtSession object (ortOpen); fails when it is not one or was released.
+std::shared_ptr<y26::OrtModel> unwrap_ort_session(Napi::Value v);
 
 }  // namespace y26addon

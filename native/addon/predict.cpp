@@ -3,7 +3,11 @@
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
 
+#include <sys/stat.h>
+
 #include <cmath>
+#include <list>
+#include <mutex>
 
 #include "addon.h"
 #include "addon_model.h"
@@ -87,6 +91,30 @@ void finalize_mat(Napi::Env env, cv::Mat* m) {
   int64_t bytes = (int64_t)(m->total() * m->elemSize());
   delete m;
   Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+}
+
+// An ONNX file's metadata, read once per version of the file: reading it parses the whole model (about 100 ms for
+// yolo26n on a loaded machine), and onnxInfo() and openPredictor() both need it on every predict() call.
+y26::OnnxMetadata onnx_metadata(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return y26::read_onnx_metadata(path);  // its error names the file
+  const std::string key = path + "\n" + std::to_string(st.st_size) + "\n" + std::to_string(st.st_mtim.tv_sec) + "." +
+                          std::to_string(st.st_mtim.tv_nsec) + "\n" + std::to_string(st.st_ino);
+  static std::mutex mu;
+  static std::list<std::pair<std::string, y26::OnnxMetadata>> cache;  // most recent first
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = cache.begin(); it != cache.end(); ++it)
+      if (it->first == key) {
+        cache.splice(cache.begin(), cache, it);
+        return it->second;
+      }
+  }
+  y26::OnnxMetadata md = y26::read_onnx_metadata(path);
+  std::lock_guard<std::mutex> lock(mu);
+  cache.emplace_front(key, md);
+  if (cache.size() > 8) cache.pop_back();
+  return md;
 }
 
 struct PredictorState {
@@ -186,8 +214,8 @@ class PredictorWrap : public Napi::ObjectWrap<PredictorWrap> {
 Napi::FunctionReference PredictorWrap::ctor;
 
 // openPredictor(model, source, args, onnx): args are predict()'s options under their official names (see
-// y26::PredictArgs); model is a NativeModel (libtorch), or null with onnx = {path, run} for ONNX Runtime (run: see
-// ort_forward.h). Every rule lives in y26::Predictor; this only converts.
+// y26::PredictArgs); model is a NativeModel (libtorch), or null with onnx = {path, session} for ONNX Runtime
+// (session: a NativeOrtSession from ortOpen) or {path, run} (run: see ort_forward.h). Every rule lives in y26::Predictor; this only converts.
 static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -197,8 +225,9 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
     if (info.Length() > 3 && info[3].IsObject()) {
       auto ox = info[3].As<Napi::Object>();
       const std::string path = get_string(ox, "path");
-      plan = y26::plan_onnx(y26::read_onnx_metadata(path), path, &args);
-      plan.forward = ort_forward(env, ox.Get("run").As<Napi::Function>(), plan.fixed_batch);
+      plan = y26::plan_onnx(onnx_metadata(path), path, &args);
+      if (ox.Get("session").IsObject()) y26::use_ort_model(plan, unwrap_ort_session(ox.Get("session")));
+      else plan.forward = ort_forward(env, ox.Get("run").As<Napi::Function>(), plan.fixed_batch);
     } else {
       st->model = unwrap_model(info[0]);
       plan = y26::plan_torch(st->model->loaded, st->model->device, args, std::shared_ptr<std::mutex>(st->model, &st->model->mu));
@@ -221,7 +250,7 @@ static Napi::Value OnnxInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     std::string path = info[0].As<Napi::String>().Utf8Value();
-    const auto plan = y26::plan_onnx(y26::read_onnx_metadata(path), path);
+    const auto plan = y26::plan_onnx(onnx_metadata(path), path);
     auto o = Napi::Object::New(env);
     o.Set("task", y26::task_name(plan.po.post.task));
     o.Set("names", strings_to_js(env, plan.names));

@@ -102,6 +102,17 @@ TEST_CASE("letterbox + preprocess reproduce input_u8 bit-exactly") {
   }
 }
 
+TEST_CASE("images_to_float_batch is normalize_batch of the uint8 batch, bit for bit (float32 and float16)") {
+  cv::Mat a(16, 48, CV_8UC3), b(16, 48, CV_8UC3);
+  for (int i = 0; i < 16 * 48 * 3; ++i) a.data[i] = static_cast<uint8_t>(i % 256);  // every value in every channel
+  cv::randu(b, 0, 256);
+  for (bool half : {false, true}) {
+    torch::Tensor want = y26::normalize_batch(y26::images_to_uint8_batch({a, b}), torch::kCPU, half);
+    torch::Tensor got = y26::images_to_float_batch({a, b}, half);
+    EXPECT(got.scalar_type() == want.scalar_type() && got.sizes() == want.sizes() && torch::equal(got, want));
+  }
+}
+
 TEST_CASE("letterbox at 640 matches the stored checksum of s11_val_0000 and the ratio/pad in meta.json") {
   for (const auto& [name, size] : std::vector<std::pair<std::string, int>>{{"s11_val_0000", 640}, {"wide_480x300", 320}, {"wide_480x300", 640}}) {
     YAML::Node meta = YAML::LoadFile(y26test::fixture(std::string(kOutputs) + name + "/imgsz" + std::to_string(size) + "/meta.json"));
@@ -851,6 +862,52 @@ TEST_CASE("pipeline: cancel stops an endless stream and a forward error names th
   std::string m = message_of([&] { q.next(r); });
   EXPECT_MSG(m.find("gen:0") != std::string::npos && m.find("forward") != std::string::npos, m);
   EXPECT_THROWS(y26::Pipeline(std::make_unique<CountingSource>(1), fake_forward, [] { y26::PipelineOptions o; o.imgsz_h = 100; return o; }()));
+}
+
+TEST_CASE("pipeline: forward_thread gives the same results in order; a forward error comes after the earlier results") {
+  fs::path d = scratch("pipe_forward_thread");
+  write_images(d, 11, 64, 48);
+  std::ofstream(d / "img_03x.png") << "corrupt";
+  y26::PipelineOptions po;
+  po.imgsz_h = po.imgsz_w = 64;
+  po.batch = 2;
+  auto collect = [&](bool thread) {
+    po.forward_thread = thread;
+    y26::Pipeline p(y26::open_path_source(d.string()), fake_forward, po);
+    std::vector<y26::Result> out;
+    y26::Result r;
+    while (p.next(r)) out.push_back(r);
+    return out;
+  };
+  const auto inline_results = collect(false);
+  const auto ahead = collect(true);
+  EXPECT(inline_results.size() == 12 && ahead.size() == 12);
+  for (size_t i = 0; i < std::min(inline_results.size(), ahead.size()); ++i) {
+    const auto &x = inline_results[i], &y = ahead[i];
+    EXPECT(x.path == y.path && x.index == y.index && x.error == y.error);
+    if (x.size() && y.size()) EXPECT(torch::equal(x.conf, y.conf) && torch::equal(x.boxes, y.boxes));
+  }
+  if (ahead.size() == 12) EXPECT(!ahead[11].error.empty());  // the corrupt file's error item still comes last
+
+  po.batch = 1;
+  po.forward_thread = true;
+  int calls = 0;  // only the forward thread calls it
+  auto flaky = [&](const torch::Tensor& x) -> torch::Tensor {
+    if (++calls == 3) throw std::runtime_error("boom");
+    return fake_forward(x);
+  };
+  y26::Pipeline q(std::make_unique<CountingSource>(6), flaky, po);
+  y26::Result r;
+  int good = 0;
+  const std::string m = message_of([&] { while (q.next(r)) ++good; });
+  EXPECT_MSG(good == 2 && m.find("boom") != std::string::npos && m.find("gen:2") != std::string::npos, good << " " << m);
+
+  // An endless source with an idle caller: the forward thread waits on its bound and stops on cancel.
+  auto e = std::make_unique<y26::Pipeline>(std::make_unique<CountingSource>(-1), fake_forward, po);
+  EXPECT(e->next(r) && e->next(r));
+  const auto t0 = std::chrono::steady_clock::now();
+  e.reset();
+  EXPECT(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
 }
 
 // ---- annotate and save -----------------------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 // (fuse and end2end policy, segment prototypes fed to the masks), the ONNX metadata rules, and saving.
 #include <opencv2/core.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "export/onnx_export.h"
+#include "infer/ort_runtime.h"
 #include "infer/predictor.h"
 #include "infer/segments.h"
 #include "model/loader.h"
@@ -12,6 +15,7 @@
 #include "scratch.h"
 #include "testing.h"
 #include "util/error.h"
+#include "util/source_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -43,6 +47,18 @@ cv::Mat noise_image(int h, int w) {
   cv::Mat im(h, w, CV_8UC3);
   cv::randu(im, 0, 255);
   return im;
+}
+
+// The ONNX Runtime library onnxruntime-node ships (a devDependency), or $YOLO26_ORT_LIB.
+std::string ort_library() {
+  if (const char* env = std::getenv("YOLO26_ORT_LIB")) return env;
+  const fs::path bin = fs::path(y26::source_dir()) / "node_modules" / "onnxruntime-node" / "bin";
+  std::error_code ec;
+  for (const auto& napi : fs::directory_iterator(bin, ec))
+    for (const auto& f : fs::directory_iterator(napi.path() / "linux" / "x64", ec))
+      if (f.path().filename().string().rfind("libonnxruntime.so", 0) == 0) return f.path().string();
+  std::cerr << "no libonnxruntime.so under " << bin << ": run npm ci (onnxruntime-node is a devDependency)\n";
+  return "";
 }
 
 }  // namespace
@@ -150,6 +166,64 @@ TEST_CASE("Predictor: a segment model's prototypes reach the masks; save_txt wri
     EXPECT_MSG(line.rfind("0 ", 0) == 0 || line.rfind("1 ", 0) == 0, line);
   }
   EXPECT_MSG(lines == polygons, lines << " label lines for " << polygons << " outlines");
+}
+
+TEST_CASE("OrtModel: the C API forward in the pipeline gives the libtorch detections; a missing library is named") {
+  const std::string missing = "/nonexistent/libonnxruntime.so.1";
+  const std::string why = message_of([&] { y26::OrtModel(missing, "x.onnx"); });
+  EXPECT_MSG(contains(why, "cannot load the ONNX Runtime library " + missing) && contains(why, "YOLO26_ORT_LIB"), why);
+
+  const std::string lib = ort_library();
+  EXPECT(!lib.empty());
+  if (lib.empty()) return;
+  EXPECT(!y26::ort_library_version(lib).empty());
+  const std::string pt = y26test::fixture("det/yolo26n-shapes.pt");
+  const std::string onnx = y26test::scratch_dir("test_predictor", "ort") + "/shapes-dyn.onnx";
+  y26::ExportOptions eo;
+  eo.imgsz_h = eo.imgsz_w = 320;
+  eo.dynamic = true;
+  y26::export_model(pt, eo, onnx);
+  auto model = std::make_shared<y26::OrtModel>(lib, onnx, 1);
+  EXPECT(model->input_names().size() == 1 && !model->half_input() && model->output_names().size() == 1);
+  const std::string bad = message_of([&] { y26::OrtModel(lib, pt); });  // a checkpoint is no ONNX file
+  EXPECT_MSG(contains(bad, "cannot open " + pt), bad);
+
+  const y26::PredictArgs args = y26::parse_predict_args(YAML::Load("{imgsz: 320, conf: 0.05, batch: 2}"));
+  const std::vector<std::string> images = {y26test::fixture("images/val/s11_val_0000.png"), y26test::fixture("images/extra/wide_480x300.png"),
+                                           y26test::fixture("images/val/s11_val_0001.png")};
+  auto run = [&](y26::PredictPlan plan) {
+    y26::Predictor pred(y26::open_path_list_source(images, {}), std::move(plan), args);
+    std::vector<y26::Result> out;
+    y26::Result r;
+    while (pred.next(r)) out.push_back(r);
+    return out;
+  };
+  y26::PredictPlan ort_plan = y26::plan_onnx(y26::read_onnx_metadata(onnx), onnx, &args);
+  y26::use_ort_model(ort_plan, model);
+  const auto got = run(std::move(ort_plan));
+  const auto ref = run(y26::plan_torch(y26::load_model(pt, "cpu"), "cpu", args, std::make_shared<std::mutex>()));
+  EXPECT(got.size() == images.size() && ref.size() == images.size());
+  // Every libtorch row has a partner among the ONNX Runtime rows (near-tied scores may swap places).
+  size_t compared = 0;
+  for (size_t i = 0; i < std::min(got.size(), ref.size()); ++i) {
+    const auto& a = got[i];
+    const auto& b = ref[i];
+    EXPECT_MSG(a.size() == b.size(), images[i] << ": " << a.size() << " vs " << b.size());
+    if (a.size() != b.size()) continue;
+    compared += b.size();
+    std::vector<bool> used(a.size(), false);
+    for (int64_t k = 0; k < (int64_t)b.size(); ++k) {
+      bool found = false;
+      for (int64_t j = 0; j < (int64_t)a.size() && !found; ++j) {
+        if (used[j] || a.cls[j].item<float>() != b.cls[k].item<float>()) continue;
+        if (std::abs(a.conf[j].item<float>() - b.conf[k].item<float>()) > 1e-4f) continue;
+        if ((a.boxes[j] - b.boxes[k]).abs().max().item<float>() > 2e-2f) continue;
+        used[j] = found = true;
+      }
+      EXPECT_MSG(found, images[i] << ": row " << k << " has no partner");
+    }
+  }
+  EXPECT_MSG(compared >= 3, compared << " detections compared");
 }
 
 TEST_MAIN()

@@ -38,16 +38,19 @@ Pipeline::Pipeline(std::unique_ptr<Source> source, ForwardOutputsFn forward, Pip
   if (opt_.workers < 1) fail("predict: workers must be >= 1 (got " + std::to_string(opt_.workers) + ")");
   if (device_.is_cuda() && !torch::cuda::is_available())
     fail("predict: device " + opt_.device + " was asked for but CUDA is not available; use device 'cpu'");
+  if (!device_.is_cuda()) alloc_cache_.emplace();
   // Enough decoded items ahead to fill the next batch while every decoder stays busy.
   window_ = opt_.batch + opt_.workers;
   live_decoders_ = opt_.workers;
   for (int i = 0; i < opt_.workers; ++i) decoders_.emplace_back([this] { decoder_loop(); });
   batcher_ = std::thread([this] { batcher_loop(); });
+  if (opt_.forward_thread && !opt_.on_result) forwarder_ = std::thread([this] { forward_loop(); });
 }
 
 Pipeline::~Pipeline() {
   cancel();
   if (batcher_.joinable()) batcher_.join();
+  if (forwarder_.joinable()) forwarder_.join();
   for (auto& t : decoders_)
     if (t.joinable()) t.join();
 }
@@ -180,7 +183,8 @@ void Pipeline::batcher_loop() {
         p.metas.push_back(std::move(lb));
       }
       images.clear();
-      p.input_u8 = images_to_uint8_batch(boxed, device_.is_cuda());
+      if (device_.is_cuda()) p.input_u8 = images_to_uint8_batch(boxed, true);
+      else p.input = images_to_float_batch(boxed, opt_.half);  // here, off the forward's thread
       p.preprocess_ms = ms_between(t0, Clock::now());
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return cancel_ || static_cast<int>(queue_.size()) < opt_.queue_batches; });
@@ -198,11 +202,11 @@ void Pipeline::batcher_loop() {
   cv_.notify_all();
 }
 
-void Pipeline::run_batch(Prepared& p) {
+void Pipeline::run_batch(Prepared& p, std::deque<Result>& out) {
   torch::NoGradGuard no_grad;
   const double n = static_cast<double>(p.frames.size());
   const auto t0 = Clock::now();
-  torch::Tensor x = normalize_batch(p.input_u8, device_, opt_.half);
+  torch::Tensor x = p.input.defined() ? std::move(p.input) : normalize_batch(p.input_u8, device_, opt_.half);
   p.input_u8 = torch::Tensor();
   const auto t1 = Clock::now();
   std::vector<torch::Tensor> y;
@@ -233,11 +237,60 @@ void Pipeline::run_batch(Prepared& p) {
     r.index = p.indices[i];
     r.speed = speed;
     if (opt_.keep_images) r.orig_image = p.frames[i].image;
-    ready_.push_back(std::move(r));
+    out.push_back(std::move(r));
   }
 }
 
+bool Pipeline::take_prepared(Prepared& p) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return cancel_ || !queue_.empty() || worker_done_; });
+  if (cancel_ || queue_.empty()) return false;
+  p = std::move(queue_.front());
+  queue_.pop_front();
+  cv_.notify_all();  // room in the queue: the batcher may prepare the next batch
+  return true;
+}
+
+void Pipeline::forward_loop() {
+  const size_t ahead = static_cast<size_t>(opt_.batch) * opt_.queue_batches;  // results waiting for next()
+  try {
+    Prepared p;
+    while (take_prepared(p)) {
+      std::deque<Result> out;
+      run_batch(p, out);
+      p = Prepared();
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return cancel_ || ready_.size() < ahead; });
+      if (cancel_) break;
+      for (auto& r : out) ready_.push_back(std::move(r));
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    forward_error_ = std::current_exception();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  forward_done_ = true;
+  cv_.notify_all();
+}
+
 bool Pipeline::next(Result& out) {
+  if (forwarder_.joinable()) {  // results come from the forward thread; at its end, errors and error items as below
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return cancel_ || !ready_.empty() || forward_done_; });
+    if (cancel_) return false;
+    if (!ready_.empty()) {
+      out = std::move(ready_.front());
+      ready_.pop_front();
+      cv_.notify_all();
+      return true;
+    }
+    if (forward_error_) {
+      std::exception_ptr e = forward_error_;
+      forward_error_ = nullptr;
+      std::rethrow_exception(e);
+    }
+  }
   while (true) {
     if (cancel_) return false;
     if (!ready_.empty()) {
@@ -271,7 +324,7 @@ bool Pipeline::next(Result& out) {
       queue_.pop_front();
       cv_.notify_all();  // room in the queue: the worker may prepare the next batch
     }
-    run_batch(p);
+    run_batch(p, ready_);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "infer/letterbox.h"
 #include "infer/postprocess.h"
 #include "infer/source.h"
+#include "util/cpu_alloc_cache.h"
 
 namespace y26 {
 
@@ -39,6 +41,10 @@ struct PipelineOptions {
   int workers = 1;             // decoder threads (image files and encoded bytes decode in parallel)
   bool skip_errors = false;    // unreadable items: false = error items after all good results; true = warn and skip
   bool keep_images = false;    // keep each original image in Result::orig_image (for annotate / save)
+  // Run forward and postprocess on a thread of the pipeline, ahead of the caller (a few batches of results wait
+  // for next()), so the caller's own work between next() calls overlaps the forward. For forwards that may run on
+  // any thread (ONNX Runtime's C API); ignored with on_result, which stays on the caller's thread.
+  bool forward_thread = false;
   PostprocessOptions post;
   // Runs on each good result in stream order, on the thread that calls next(), with the frame's original image
   // (tracking: see track/track_results.h). Its time counts as postprocess.
@@ -67,7 +73,8 @@ class Pipeline {
 
  private:
   struct Prepared {
-    torch::Tensor input_u8;               // (B,3,H,W) uint8, pinned when the device is CUDA
+    torch::Tensor input_u8;               // (B,3,H,W) uint8, pinned: CUDA devices (normalised on the device)
+    torch::Tensor input;                  // (B,3,H,W) float32/float16 model input: the CPU
     std::vector<Letterboxed> metas;       // ratio/pad and original shapes (images dropped)
     std::vector<Frame> frames;            // path, frame index, original image when kept
     std::vector<int64_t> indices;
@@ -76,14 +83,20 @@ class Pipeline {
   void decoder_loop();
   void batcher_loop();
   bool take_decoded(Frame& f);  // the next item in source order; false at the end or on cancel
-  void run_batch(Prepared& p);
+  void run_batch(Prepared& p, std::deque<Result>& out);
+  void forward_loop();
+  bool take_prepared(Prepared& p);  // the next prepared batch; false once the batcher is done and the queue empty
 
+  // On the CPU: every batch allocates the same big input (and letterbox) buffers; keeping freed blocks spares the
+  // page faults of fresh ones (util/cpu_alloc_cache.h).
+  std::optional<CpuAllocCache> alloc_cache_;
   std::unique_ptr<Source> source_;
   ForwardOutputsFn forward_;
   PipelineOptions opt_;
   torch::Device device_;
   std::vector<std::thread> decoders_;
   std::thread batcher_;
+  std::thread forwarder_;           // with forward_thread
   std::mutex source_mu_;            // serialises calls into the source
   mutable std::mutex mu_;           // guards everything below
   std::condition_variable cv_;
@@ -92,7 +105,9 @@ class Pipeline {
   int live_decoders_ = 0;
   int window_ = 1;
   std::deque<Prepared> queue_;
-  std::deque<Result> ready_;       // results of the batch being handed out
+  std::deque<Result> ready_;       // results of the batch being handed out (filled by the forward thread when there is one)
+  std::exception_ptr forward_error_;
+  bool forward_done_ = false;      // the forward thread finished
   std::deque<Result> deferred_;    // error items, handed out after the good ones
   std::vector<std::string> warnings_;
   std::exception_ptr worker_error_;

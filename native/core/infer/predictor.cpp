@@ -157,6 +157,11 @@ PredictPlan plan_onnx(const OnnxMetadata& md, const std::string& path, const Pre
   return plan;
 }
 
+void use_ort_model(PredictPlan& plan, std::shared_ptr<OrtModel> model) {
+  plan.forward = ort_model_forward(std::move(model), plan.fixed_batch);
+  plan.po.forward_thread = true;
+}
+
 Predictor::Predictor(std::unique_ptr<Source> source, PredictPlan plan, const PredictArgs& args) : plan_(std::move(plan)) {
   if (!plan_.forward) fail("predict(): no model forward");
   pipeline_ = std::make_unique<Pipeline>(std::move(source), plan_.forward, plan_.po);

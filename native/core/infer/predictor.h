@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "export/onnx_export.h"
+#include "infer/ort_runtime.h"
 #include "infer/pipeline.h"
 #include "infer/save.h"
 #include "model/loader.h"
@@ -62,6 +63,10 @@ PredictPlan plan_torch(const LoadedModel& lm, const std::string& device, const P
 // output0's shape); a fixed input size wins over imgsz (warned). Fails naming the file when the metadata is missing
 // or end2end contradicts the file. `args` null: the file alone (what onnx_info reports).
 PredictPlan plan_onnx(const OnnxMetadata& md, const std::string& path, const PredictArgs* args = nullptr);
+
+// An ONNX plan run by ONNX Runtime's C API in the pipeline (infer/ort_runtime.h): the session's forward (padded to
+// the file's fixed batch), on a thread of the pipeline ahead of the caller.
+void use_ort_model(PredictPlan& plan, std::shared_ptr<OrtModel> model);
 
 // The streaming predictor: the pipeline plus saving (runs/<task>/<name>) when the args ask for it.
 class Predictor {

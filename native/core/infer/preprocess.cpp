@@ -6,7 +6,8 @@
 
 namespace y26 {
 
-torch::Tensor images_to_uint8_batch(const std::vector<cv::Mat>& images, bool pin_memory) {
+namespace {
+void check_batch(const std::vector<cv::Mat>& images) {
   if (images.empty()) fail("preprocess: empty batch");
   const int h = images.front().rows, w = images.front().cols;
   for (size_t i = 0; i < images.size(); ++i) {
@@ -18,6 +19,37 @@ torch::Tensor images_to_uint8_batch(const std::vector<cv::Mat>& images, bool pin
       fail("preprocess: images in one batch must share a shape after letterbox (" + std::to_string(h) + "x" +
            std::to_string(w) + " vs " + std::to_string(im.rows) + "x" + std::to_string(im.cols) + ")");
   }
+}
+}  // namespace
+
+torch::Tensor images_to_float_batch(const std::vector<cv::Mat>& images, bool half) {
+  check_batch(images);
+  const int h = images.front().rows, w = images.front().cols;
+  torch::Tensor out = torch::empty({static_cast<int64_t>(images.size()), 3, h, w}, torch::kFloat32);
+  float* base = out.data_ptr<float>();
+  const size_t plane = static_cast<size_t>(h) * w;
+  float lut[256];  // v / 255 as torch's float division computes it (IEEE division, exact to the bit)
+  for (int v = 0; v < 256; ++v) lut[v] = static_cast<float>(v) / 255.0f;
+  for (size_t i = 0; i < images.size(); ++i) {
+    float* r = base + i * 3 * plane;
+    float* g = r + plane;
+    float* b = g + plane;
+    for (int y = 0; y < h; ++y) {
+      const uint8_t* src = images[i].ptr<uint8_t>(y);
+      const size_t row = static_cast<size_t>(y) * w;
+      for (int x = 0; x < w; ++x) {
+        b[row + x] = lut[src[3 * x]];
+        g[row + x] = lut[src[3 * x + 1]];
+        r[row + x] = lut[src[3 * x + 2]];
+      }
+    }
+  }
+  return half ? out.to(torch::kFloat16) : out;
+}
+
+torch::Tensor images_to_uint8_batch(const std::vector<cv::Mat>& images, bool pin_memory) {
+  check_batch(images);
+  const int h = images.front().rows, w = images.front().cols;
   auto opts = torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(pin_memory);
   torch::Tensor out = torch::empty({static_cast<int64_t>(images.size()), 3, h, w}, opts);
   uint8_t* base = out.data_ptr<uint8_t>();

@@ -11,6 +11,10 @@ namespace y26 {
 // pin_memory the tensor is page-locked so the copy to a GPU can be asynchronous.
 torch::Tensor images_to_uint8_batch(const std::vector<cv::Mat>& images, bool pin_memory = false);
 
+// The same batch as normalize_batch(images_to_uint8_batch(images), cpu, half), bit for bit, in one pass over the
+// pixels: the CPU input without the uint8 intermediate (the predict pipeline builds it off the forward's thread).
+torch::Tensor images_to_float_batch(const std::vector<cv::Mat>& images, bool half = false);
+
 // (B,3,H,W) uint8 -> float32 (or float16 when half) / 255 on device; the copy is non_blocking from pinned memory.
 torch::Tensor normalize_batch(const torch::Tensor& batch_u8, const torch::Device& device, bool half = false);
 
