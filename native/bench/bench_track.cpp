@@ -1,13 +1,15 @@
 // Tracking overhead over predict on a generated video of moving shapes: the same video through the same model
-// without a tracker, with ByteTrack and with BoT-SORT (sparse optical flow), alternated over rounds; wall time per
-// frame, the ratio to predict, the tracking step alone, and ID switches / MOTA against the known identities.
+// without a tracker, with ByteTrack and with BoT-SORT (sparse optical flow; its motion estimate overlapped with the
+// forward pass, and inline), alternated within each round; wall time per frame, its ratio to predict's in the same
+// round (median and range over rounds), the tracking step alone, and ID switches / MOTA against the known identities.
 //   bench_track [--model <checkpoint.pt|model.yaml>] [--imgsz 320] [--frames 90] [--size 640x480] [--objects 10]
-//               [--rounds 2] [--threads N] [--json out.json] [--write-video out.mp4]
+//               [--rounds 5] [--threads N] [--cv-threads N] [--json out.json] [--write-video out.mp4]
 // The model runs for its cost; its detections are replaced by the scene's true boxes (scores 0.5-0.95, boxes
 // jittered by 2 px), so every arm tracks the same known objects. --write-video only writes the scene and exits.
 #include <opencv2/videoio.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -30,18 +32,22 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Arm {
-  std::string name;  // predict, bytetrack, botsort
-  double wall_s = 0, track_ms = 0;
-  int64_t frames = 0;
+  std::string name;                  // predict, bytetrack, botsort, botsort-inline
+  std::vector<double> ms, track_ms;  // per round: wall ms per frame, tracking step ms per frame
   y26::MotAccumulator acc;
 };
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     std::string model = y26::source_dir() + "/test/fixtures/det/yolo26n-shapes.pt", json_path, write_video;
-    int imgsz = 320, frames = 90, w = 640, h = 480, objects = 10, rounds = 2, threads = 0;
+    int imgsz = 320, frames = 90, w = 640, h = 480, objects = 10, rounds = 5, threads = 0;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto val = [&]() -> std::string {
@@ -55,6 +61,7 @@ int main(int argc, char** argv) {
       else if (a == "--objects") objects = std::stoi(val());
       else if (a == "--rounds") rounds = std::stoi(val());
       else if (a == "--threads") threads = std::stoi(val());
+      else if (a == "--cv-threads") cv::setNumThreads(std::stoi(val()));
       else if (a == "--json") json_path = val();
       else if (a == "--write-video") write_video = val();
       else y26::fail("bench_track: unknown argument " + a);
@@ -96,19 +103,28 @@ int main(int argc, char** argv) {
       return std::vector<torch::Tensor>{y};
     };
 
-    std::vector<Arm> arms{{"predict"}, {"bytetrack"}, {"botsort"}};
+    // botsort runs its camera-motion estimate on its own thread during the forward pass (the default);
+    // botsort-inline runs it before the association, as a plain sequential tracker would.
+    std::vector<Arm> arms{{"predict"}, {"bytetrack"}, {"botsort"}, {"botsort-inline"}};
     for (int round = 0; round < rounds; ++round)
-      for (auto& arm : arms) {
+      for (size_t k = 0; k < arms.size(); ++k) {
+        Arm& arm = arms[(k + round) % arms.size()];  // each round starts with another arm
         y26::PipelineOptions po = base;
         double track_ms = 0;
         if (arm.name != "predict") {
-          auto cfg = y26::load_tracker_config(y26::source_dir() + "/cfg/trackers/" + arm.name + ".yaml");
-          auto step = y26::tracking_step(std::make_shared<y26::SharedTracker>(cfg), false);
-          po.on_result = [step, &track_ms](y26::Result& r, const cv::Mat& im) {
-            const auto t0 = Clock::now();
-            step(r, im);
-            track_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+          const std::string type = arm.name == "bytetrack" ? "bytetrack" : "botsort";
+          auto cfg = y26::load_tracker_config(y26::source_dir() + "/cfg/trackers/" + type + ".yaml");
+          y26::attach_tracking(po, std::make_shared<y26::SharedTracker>(cfg), false, arm.name == "botsort");
+          // The tracking step's own time on the pipeline thread: starting the motion estimate, waiting for it, the rest.
+          auto timed = [&track_ms](auto f) {
+            return [f, &track_ms](auto&&... args) {
+              const auto t0 = Clock::now();
+              f(args...);
+              track_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            };
           };
+          po.on_batch = timed(po.on_batch);
+          po.on_result = timed(po.on_result);
         }
         *frame = 0;
         const auto t0 = Clock::now();
@@ -126,26 +142,30 @@ int main(int argc, char** argv) {
           acc.add_frame(y26::scene_truth(scene, static_cast<int>(n)), tb);
           ++n;
         }
-        arm.wall_s += std::chrono::duration<double>(Clock::now() - t0).count();
-        arm.frames += n;
-        arm.track_ms += track_ms;
+        arm.ms.push_back(1000 * std::chrono::duration<double>(Clock::now() - t0).count() / n);
+        arm.track_ms.push_back(track_ms / n);
         if (round == 0) arm.acc = acc;
       }
-    const double base_ms = 1000 * arms[0].wall_s / arms[0].frames;
     std::ostringstream js;
     js << "{\"frames\": " << frames << ", \"size\": [" << w << ", " << h << "], \"objects\": " << objects << ", \"imgsz\": " << imgsz
-       << ", \"rounds\": " << rounds << ", \"arms\": {";
-    std::printf("%d frames %dx%d, %d objects, imgsz %d, %d rounds (arms alternated)\n", frames, w, h, objects, imgsz, rounds);
+       << ", \"rounds\": " << rounds << ", \"torch_threads\": " << torch::get_num_threads() << ", \"opencv_threads\": " << cv::getNumThreads() << ", \"arms\": {";
+    std::printf("%d frames %dx%d, %d objects, imgsz %d, %d rounds (arms alternated in each round), %d torch threads, %d OpenCV threads\n",
+                frames, w, h, objects, imgsz, rounds, torch::get_num_threads(), cv::getNumThreads());
+    std::printf("ratio = ms per frame over predict's in the same round: median [min, max] over rounds\n");
     for (size_t k = 0; k < arms.size(); ++k) {
       const auto& a = arms[k];
-      const double ms = 1000 * a.wall_s / a.frames, tr = a.track_ms / a.frames;
-      std::printf("%-10s %7.2f ms/frame  ratio %.3f  tracking step %.3f ms/frame", a.name.c_str(), ms, ms / base_ms, tr);
+      std::vector<double> ratio;
+      for (int i = 0; i < rounds; ++i) ratio.push_back(a.ms[i] / arms[0].ms[i]);
+      const double ms = median(a.ms), tr = median(a.track_ms), rm = median(ratio);
+      const auto [lo, hi] = std::minmax_element(ratio.begin(), ratio.end());
+      std::printf("%-15s %7.2f ms/frame  ratio %.3f [%.3f, %.3f]  tracking step %6.3f ms/frame", a.name.c_str(), ms, rm, *lo, *hi, tr);
       if (a.name != "predict")
         std::printf("  id switches %d  MOTA %.3f (misses %d, false positives %d, truth %d)", a.acc.id_switches, a.acc.mota(),
                     a.acc.misses, a.acc.false_positives, a.acc.truth);
       std::printf("\n");
-      js << (k ? ", " : "") << "\"" << a.name << "\": {\"ms_per_frame\": " << ms << ", \"ratio\": " << ms / base_ms
-         << ", \"track_ms_per_frame\": " << tr << ", \"id_switches\": " << a.acc.id_switches << ", \"mota\": " << a.acc.mota() << "}";
+      js << (k ? ", " : "") << "\"" << a.name << "\": {\"ms_per_frame\": " << ms << ", \"ratio\": " << rm << ", \"ratio_min\": " << *lo
+         << ", \"ratio_max\": " << *hi << ", \"track_ms_per_frame\": " << tr << ", \"id_switches\": " << a.acc.id_switches
+         << ", \"mota\": " << a.acc.mota() << "}";
     }
     js << "}}\n";
     if (!json_path.empty()) std::ofstream(json_path) << js.str();
