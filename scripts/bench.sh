@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds one C++ benchmark program over the core (no Node in the loop) and runs it:
-#   bash scripts/bench.sh loader|predict|train|loss|optim|model|checkpoint|export|demo [program flags...]
+#   bash scripts/bench.sh loader|predict|train|loss|optim|model|checkpoint|export|demo|track [program flags...]
 # Each program takes --json (last line one JSON object); see its --help for the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -235,7 +235,7 @@ static Napi::Value OpenPredictor(const Napi::CallbackInfo& info) {
     if (auto o = info[2].As<Napi::Object>(); o.Get("tracker").IsObject()) {
       if (plan.po.post.task == y26::Task::Classify)
         y26::fail("track(): classify models have no boxes to track; use a detect, segment, pose or obb model");
-      plan.po.on_result = y26::tracking_step(unwrap_tracker(o.Get("tracker")), get_bool(o, "persist", false));
+      y26::attach_tracking(plan.po, unwrap_tracker(o.Get("tracker")), get_bool(o, "persist", false));
     }
     st->predictor = std::make_unique<y26::Predictor>(make_source(info[1].As<Napi::Object>(), args.vid_stride), std::move(plan), args);
     auto obj = PredictorWrap::ctor.New({});

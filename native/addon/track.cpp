@@ -92,7 +92,7 @@ class TrackerWrap : public Napi::ObjectWrap<TrackerWrap> {
   }
 
   Napi::Value Reset(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(shared->mu);
+    std::scoped_lock lock(shared->mu, shared->motion_mu);
     shared->tracker.reset();
     return info.Env().Undefined();
   }

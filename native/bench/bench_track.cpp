@@ -1,13 +1,18 @@
 // Tracking overhead over predict on a generated video of moving shapes: the same video through the same model
-// without a tracker, with ByteTrack and with BoT-SORT (sparse optical flow), alternated over rounds; wall time per
-// frame, the ratio to predict, the tracking step alone, and ID switches / MOTA against the known identities.
+// without a tracker, with ByteTrack and with BoT-SORT (sparse optical flow; its motion estimate overlapped with the
+// forward pass, and inline), the four side by side and interleaved frame by frame; time per frame, its ratio to
+// predict's in the same round (median and range over rounds), the tracking step's own time on the pipeline thread,
+// and ID switches / MOTA against the known identities.
 //   bench_track [--model <checkpoint.pt|model.yaml>] [--imgsz 320] [--frames 90] [--size 640x480] [--objects 10]
-//               [--rounds 2] [--threads N] [--json out.json] [--write-video out.mp4]
+//               [--rounds 5] [--threads N] [--cv-threads N]
+//               [--forward-ms MS] [--json out.json] [--write-video out.mp4]
 // The model runs for its cost; its detections are replaced by the scene's true boxes (scores 0.5-0.95, boxes
-// jittered by 2 px), so every arm tracks the same known objects. --write-video only writes the scene and exits.
+// jittered by 2 px), so every arm tracks the same known objects. --forward-ms replaces the model by a wait of that
+// long with the CPU idle, as a forward pass on an accelerator leaves it. --write-video only writes the scene and exits.
 #include <opencv2/videoio.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +20,7 @@
 #include <iostream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "infer/model_forward.h"
 #include "infer/pipeline.h"
@@ -30,18 +36,23 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Arm {
-  std::string name;  // predict, bytetrack, botsort
-  double wall_s = 0, track_ms = 0;
-  int64_t frames = 0;
+  std::string name;                  // predict, bytetrack, botsort, botsort-inline
+  std::vector<double> ms, track_ms;  // per round, per frame: wall ms of next(), tracking step ms
   y26::MotAccumulator acc;
 };
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     std::string model = y26::source_dir() + "/test/fixtures/det/yolo26n-shapes.pt", json_path, write_video;
-    int imgsz = 320, frames = 90, w = 640, h = 480, objects = 10, rounds = 2, threads = 0;
+    int imgsz = 320, frames = 90, w = 640, h = 480, objects = 10, rounds = 5, threads = 0;
+    double forward_ms = 0;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto val = [&]() -> std::string {
@@ -55,6 +66,8 @@ int main(int argc, char** argv) {
       else if (a == "--objects") objects = std::stoi(val());
       else if (a == "--rounds") rounds = std::stoi(val());
       else if (a == "--threads") threads = std::stoi(val());
+      else if (a == "--forward-ms") forward_ms = std::stod(val());
+      else if (a == "--cv-threads") cv::setNumThreads(std::stoi(val()));
       else if (a == "--json") json_path = val();
       else if (a == "--write-video") write_video = val();
       else y26::fail("bench_track: unknown argument " + a);
@@ -78,74 +91,107 @@ int main(int argc, char** argv) {
     y26::PipelineOptions base = y26::model_pipeline_options(*net);
     base.imgsz_h = base.imgsz_w = imgsz;
     base.post.conf = 0.1f;
-    // Detections: the true boxes of the frame, in letterboxed input pixels, after the real forward.
-    auto frame = std::make_shared<int>(0);
+    // Detections: the true boxes of the frame, in letterboxed input pixels, after the real forward. One counter per
+    // pipeline (batch 1, frames in order).
     const double gain = std::min(double(imgsz) / w, double(imgsz) / h);
-    y26::ForwardOutputsFn fwd = [&, frame](const torch::Tensor& x) {
-      model_fwd(x);
-      const double pad_x = (x.size(3) - w * gain) / 2, pad_y = (x.size(2) - h * gain) / 2;
-      std::mt19937 rng(*frame);
-      std::uniform_real_distribution<double> jit(-2, 2), score(0.5, 0.95);
-      torch::Tensor y = torch::zeros({1, 300, 6});
-      int i = 0;
-      for (const auto& t : y26::scene_truth(scene, (*frame)++)) {
-        const double x1 = t.box.x + jit(rng), y1 = t.box.y + jit(rng), x2 = t.box.x + t.box.width + jit(rng), y2 = t.box.y + t.box.height + jit(rng);
-        y[0][i++] = torch::tensor({float(x1 * gain + pad_x), float(y1 * gain + pad_y), float(x2 * gain + pad_x), float(y2 * gain + pad_y),
-                                   float(score(rng)), float(t.cls)});
-      }
-      return std::vector<torch::Tensor>{y};
+    auto make_forward = [&]() -> y26::ForwardOutputsFn {
+      auto frame = std::make_shared<int>(0);
+      return [&, frame](const torch::Tensor& x) {
+        if (forward_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(forward_ms));
+        else model_fwd(x);
+        const double pad_x = (x.size(3) - w * gain) / 2, pad_y = (x.size(2) - h * gain) / 2;
+        std::mt19937 rng(*frame);
+        std::uniform_real_distribution<double> jit(-2, 2), score(0.5, 0.95);
+        torch::Tensor y = torch::zeros({1, 300, 6});
+        int i = 0;
+        for (const auto& t : y26::scene_truth(scene, (*frame)++)) {
+          const double x1 = t.box.x + jit(rng), y1 = t.box.y + jit(rng), x2 = t.box.x + t.box.width + jit(rng), y2 = t.box.y + t.box.height + jit(rng);
+          y[0][i++] = torch::tensor({float(x1 * gain + pad_x), float(y1 * gain + pad_y), float(x2 * gain + pad_x), float(y2 * gain + pad_y),
+                                     float(score(rng)), float(t.cls)});
+        }
+        return std::vector<torch::Tensor>{y};
+      };
     };
 
-    std::vector<Arm> arms{{"predict"}, {"bytetrack"}, {"botsort"}};
-    for (int round = 0; round < rounds; ++round)
-      for (auto& arm : arms) {
+    // botsort runs its camera-motion estimate on its own thread during the forward pass (the default);
+    // botsort-inline runs it before the association, as a plain sequential tracker would.
+    // The arms run side by side, one frame each in turn (the first arm changes every frame), so that the load of a
+    // shared machine, which drifts over seconds, falls on all of them alike; each arm's time is that of its next()
+    // calls, which hold its forward pass, post-processing and tracking (decoding runs ahead on the pipelines' threads).
+    std::vector<Arm> arms{{"predict"}, {"bytetrack"}, {"botsort"}, {"botsort-inline"}};
+    for (int round = 0; round < rounds; ++round) {
+      std::vector<std::unique_ptr<y26::Pipeline>> pipes;
+      std::vector<double> wall(arms.size(), 0), track(arms.size(), 0);
+      std::vector<y26::MotAccumulator> accs(arms.size());
+      for (size_t k = 0; k < arms.size(); ++k) {
         y26::PipelineOptions po = base;
-        double track_ms = 0;
-        if (arm.name != "predict") {
-          auto cfg = y26::load_tracker_config(y26::source_dir() + "/cfg/trackers/" + arm.name + ".yaml");
-          auto step = y26::tracking_step(std::make_shared<y26::SharedTracker>(cfg), false);
-          po.on_result = [step, &track_ms](y26::Result& r, const cv::Mat& im) {
-            const auto t0 = Clock::now();
-            step(r, im);
-            track_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (arms[k].name != "predict") {
+          const std::string type = arms[k].name == "bytetrack" ? "bytetrack" : "botsort";
+          auto cfg = y26::load_tracker_config(y26::source_dir() + "/cfg/trackers/" + type + ".yaml");
+          y26::attach_tracking(po, std::make_shared<y26::SharedTracker>(cfg), false, arms[k].name == "botsort");
+          // The tracking step's own time on the pipeline thread: starting the motion estimate, waiting for it, the rest.
+          double* track_ms = &track[k];
+          auto timed = [track_ms](auto f) {
+            return [f, track_ms](auto&&... args) {
+              const auto t0 = Clock::now();
+              f(args...);
+              *track_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            };
           };
+          po.on_batch = timed(po.on_batch);
+          po.on_result = timed(po.on_result);
         }
-        *frame = 0;
-        const auto t0 = Clock::now();
-        y26::Pipeline p(y26::open_path_source(video), fwd, po);
-        y26::Result r;
-        int64_t n = 0;
-        y26::MotAccumulator acc;
-        while (p.next(r)) {
+        pipes.push_back(std::make_unique<y26::Pipeline>(y26::open_path_source(video), make_forward(), po));
+      }
+      int n = 0;
+      for (bool more = true; more; ++n)
+        for (size_t j = 0; j < arms.size(); ++j) {
+          const size_t k = (j + n + round) % arms.size();
+          y26::Result r;
+          const auto t0 = Clock::now();
+          const bool got = pipes[k]->next(r);
+          wall[k] += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+          if (!got) {
+            more = false;
+            continue;
+          }
           std::vector<y26::TrackedBox> tb;
           if (r.ids.defined())
             for (int64_t i = 0; i < r.ids.size(0); ++i) {
               auto b = r.boxes[i];
               tb.push_back({r.ids[i].item<int64_t>(), cv::Rect2d(b[0].item<float>(), b[1].item<float>(), (b[2] - b[0]).item<float>(), (b[3] - b[1]).item<float>())});
             }
-          acc.add_frame(y26::scene_truth(scene, static_cast<int>(n)), tb);
-          ++n;
+          accs[k].add_frame(y26::scene_truth(scene, n), tb);
         }
-        arm.wall_s += std::chrono::duration<double>(Clock::now() - t0).count();
-        arm.frames += n;
-        arm.track_ms += track_ms;
-        if (round == 0) arm.acc = acc;
+      const int done = n - 1;  // the last turn found the end of the video
+      for (size_t k = 0; k < arms.size(); ++k) {
+        arms[k].ms.push_back(wall[k] / done);
+        arms[k].track_ms.push_back(track[k] / done);
+        if (round == 0) arms[k].acc = accs[k];
       }
-    const double base_ms = 1000 * arms[0].wall_s / arms[0].frames;
+    }
     std::ostringstream js;
     js << "{\"frames\": " << frames << ", \"size\": [" << w << ", " << h << "], \"objects\": " << objects << ", \"imgsz\": " << imgsz
-       << ", \"rounds\": " << rounds << ", \"arms\": {";
-    std::printf("%d frames %dx%d, %d objects, imgsz %d, %d rounds (arms alternated)\n", frames, w, h, objects, imgsz, rounds);
+       << ", \"rounds\": " << rounds << ", \"torch_threads\": " << torch::get_num_threads() << ", \"opencv_threads\": " << cv::getNumThreads() << ", \"forward_ms\": " << forward_ms << ", \"arms\": {";
+    std::printf("%d frames %dx%d, %d objects, imgsz %d, %d rounds (arms alternated in each round), %d torch threads, %d OpenCV threads",
+                frames, w, h, objects, imgsz, rounds, torch::get_num_threads(), cv::getNumThreads());
+    if (forward_ms > 0) std::printf(", forward replaced by a %.1f ms idle wait", forward_ms);
+    std::printf("\n");
+    std::printf("ratio = ms per frame over predict's in the same round (arms interleaved frame by frame): median [min, max] over rounds\n");
     for (size_t k = 0; k < arms.size(); ++k) {
       const auto& a = arms[k];
-      const double ms = 1000 * a.wall_s / a.frames, tr = a.track_ms / a.frames;
-      std::printf("%-10s %7.2f ms/frame  ratio %.3f  tracking step %.3f ms/frame", a.name.c_str(), ms, ms / base_ms, tr);
+      std::vector<double> ratio;
+      for (int i = 0; i < rounds; ++i) ratio.push_back(a.ms[i] / arms[0].ms[i]);
+      const double ms = median(a.ms), tr = median(a.track_ms), rm = median(ratio);
+      const auto [lo, hi] = std::minmax_element(ratio.begin(), ratio.end());
+      std::printf("%-15s %7.2f ms/frame  ratio %.3f [%.3f, %.3f]  tracking step %6.3f ms/frame", a.name.c_str(), ms, rm, *lo, *hi, tr);
       if (a.name != "predict")
         std::printf("  id switches %d  MOTA %.3f (misses %d, false positives %d, truth %d)", a.acc.id_switches, a.acc.mota(),
                     a.acc.misses, a.acc.false_positives, a.acc.truth);
       std::printf("\n");
-      js << (k ? ", " : "") << "\"" << a.name << "\": {\"ms_per_frame\": " << ms << ", \"ratio\": " << ms / base_ms
-         << ", \"track_ms_per_frame\": " << tr << ", \"id_switches\": " << a.acc.id_switches << ", \"mota\": " << a.acc.mota() << "}";
+      js << (k ? ", " : "") << "\"" << a.name << "\": {\"ms_per_frame\": " << ms << ", \"ratio\": " << rm << ", \"ratio_min\": " << *lo
+         << ", \"ratio_max\": " << *hi << ", \"track_ms_per_frame\": " << tr << ", \"id_switches\": " << a.acc.id_switches
+         << ", \"mota\": " << a.acc.mota() << "}";
     }
     js << "}}\n";
     if (!json_path.empty()) std::ofstream(json_path) << js.str();

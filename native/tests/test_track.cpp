@@ -349,7 +349,7 @@ TEST_CASE("pipeline with tracking: a generated video through a deterministic det
   po.imgsz_h = po.imgsz_w = 320;
   po.keep_images = true;
   auto shared = std::make_shared<y26::SharedTracker>(config("botsort"));
-  po.on_result = y26::tracking_step(shared, false);
+  y26::attach_tracking(po, shared, false);
   y26::SaveOptions so;
   so.project = d;
   so.name = "track";
@@ -391,19 +391,74 @@ TEST_CASE("pipeline with tracking: a generated video through a deterministic det
   EXPECT(cap.isOpened() && static_cast<int>(cap.get(cv::CAP_PROP_FRAME_COUNT)) == 24);
   // Without persist, a second stream starts over: ids from 1 again.
   *frame = 0;
-  po.on_result = y26::tracking_step(shared, false);
+  y26::attach_tracking(po, shared, false);
   auto rs = y26::predict_all(y26::open_path_source(video), fwd, po);
   EXPECT(rs.size() == 24 && rs[0].ids.defined() && rs[0].ids.max().item<int64_t>() == 3);
   // With persist, the tracker carries on: objects far from where the last run left them get new ids (5, 6, 7,
   // confirmed on their second frame), and the still object 4, back at its place at frame 8, gets its id 4 again.
   *frame = 0;
-  po.on_result = y26::tracking_step(shared, true);
+  y26::attach_tracking(po, shared, true);
   rs = y26::predict_all(y26::open_path_source(video), fwd, po);
   EXPECT(shared->tracker.frame_id() == 48);
   EXPECT(rs.size() == 24 && !rs[0].ids.defined() && rs[1].ids.defined());
   if (rs.size() == 24 && rs[1].ids.defined() && rs[8].ids.defined()) {
     EXPECT(rs[1].ids.min().item<int64_t>() == 5 && rs[1].ids.max().item<int64_t>() == 7);
     EXPECT((rs[8].ids == 4).any().item<bool>());
+  }
+}
+
+TEST_CASE("BoT-SORT: the motion estimate overlapped with the forward pass gives the ids and boxes of the inline one") {
+  const std::string d = y26test::scratch_dir("test_track", "overlap");
+  // Two videos in one stream: a panning one (the warp matters) and a still one (without persist: a fresh start).
+  y26::SceneSpec a = y26::crossing_scene(320, 320, 30, 4), b = y26::crossing_scene(320, 320, 20, 0);
+  a.pan_x = 3, a.pan_y = -2, a.pan_from = 5;
+  y26::write_scene_video(a, d + "/a.avi", 10);
+  y26::write_scene_video(b, d + "/b.avi", 10);
+  auto truth = [&](int f) { return f < a.frames ? y26::scene_truth(a, f) : y26::scene_truth(b, f - a.frames); };
+  struct Run {
+    std::vector<torch::Tensor> ids, boxes;
+  };
+  auto run = [&](const std::string& gmc, bool overlap, int batch) {
+    auto frame = std::make_shared<int>(0);
+    y26::ForwardOutputsFn fwd = [&, frame](const torch::Tensor& x) {
+      torch::Tensor y = torch::zeros({x.size(0), 300, 6});
+      for (int64_t k = 0; k < x.size(0); ++k) {
+        int i = 0;
+        for (const auto& t : truth((*frame)++))
+          y[k][i++] = torch::tensor({(float)t.box.x, (float)t.box.y, (float)(t.box.x + t.box.width), (float)(t.box.y + t.box.height), 0.9f, (float)t.cls});
+      }
+      return std::vector<torch::Tensor>{y};
+    };
+    y26::PipelineOptions po;
+    po.imgsz_h = po.imgsz_w = 320;
+    po.batch = batch;
+    y26::attach_tracking(po, std::make_shared<y26::SharedTracker>(config("botsort", 30, gmc)), false, overlap);
+    Run out;
+    for (auto& r : y26::predict_all(y26::open_path_list_source({d + "/a.avi", d + "/b.avi"}), fwd, po)) {
+      out.ids.push_back(r.ids.defined() ? r.ids : torch::zeros({0}, torch::kInt64));
+      out.boxes.push_back(r.boxes);
+    }
+    return out;
+  };
+  auto same = [](const Run& x, const Run& y) {
+    if (x.ids.size() != y.ids.size()) return false;
+    for (size_t f = 0; f < x.ids.size(); ++f)
+      if (!torch::equal(x.ids[f], y.ids[f]) || !torch::equal(x.boxes[f], y.boxes[f])) return false;
+    return true;
+  };
+  const Run reference = run("sparseOptFlow", false, 1);
+  EXPECT(reference.ids.size() == 50);
+  for (int batch : {1, 3}) {
+    EXPECT_MSG(same(run("sparseOptFlow", true, batch), reference), "batch " << batch);
+    EXPECT_MSG(same(run("sparseOptFlow", false, batch), reference), "batch " << batch);
+  }
+  // Not vacuous: without motion compensation the panning boxes come out differently.
+  EXPECT(!same(run("none", true, 1), reference));
+  // The second video starts over: its first frame confirms its objects at once, ids from 1.
+  if (reference.ids.size() == 50) {
+    const auto& first_b = reference.ids[a.frames];
+    EXPECT_MSG(first_b.numel() == (int64_t)truth(a.frames).size() && first_b.min().item<int64_t>() == 1,
+               "ids at the start of the second video: " << first_b);
   }
 }
 

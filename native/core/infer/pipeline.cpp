@@ -205,6 +205,7 @@ void Pipeline::batcher_loop() {
 void Pipeline::run_batch(Prepared& p, std::deque<Result>& out) {
   torch::NoGradGuard no_grad;
   const double n = static_cast<double>(p.frames.size());
+  if (opt_.on_batch) opt_.on_batch(p.frames);
   const auto t0 = Clock::now();
   torch::Tensor x = p.input.defined() ? std::move(p.input) : normalize_batch(p.input_u8, device_, opt_.half);
   p.input_u8 = torch::Tensor();
@@ -220,6 +221,14 @@ void Pipeline::run_batch(Prepared& p, std::deque<Result>& out) {
   const auto t2 = Clock::now();
   if (y.empty() || !y[0].defined()) fail("predict: the model forward returned no tensor");
   std::vector<Result> results = postprocess(y[0], p.metas, opt_.post, y.size() > 1 ? y[1] : torch::Tensor());
+  for (size_t i = 0; i < results.size(); ++i) {  // before on_result, which reads the path (tracking resets on a new one)
+    Result& r = results[i];
+    r.path = p.frames[i].path;
+    r.frame = p.frames[i].frame;
+    r.is_video = p.frames[i].is_video;
+    r.fps = p.frames[i].fps;
+    r.index = p.indices[i];
+  }
   if (opt_.on_result)
     for (size_t i = 0; i < results.size(); ++i) opt_.on_result(results[i], p.frames[i].image);
   const auto t3 = Clock::now();
@@ -230,11 +239,6 @@ void Pipeline::run_batch(Prepared& p, std::deque<Result>& out) {
   speed.postprocess = ms_between(t2, t3) / n;
   for (size_t i = 0; i < results.size(); ++i) {
     Result& r = results[i];
-    r.path = p.frames[i].path;
-    r.frame = p.frames[i].frame;
-    r.is_video = p.frames[i].is_video;
-    r.fps = p.frames[i].fps;
-    r.index = p.indices[i];
     r.speed = speed;
     if (opt_.keep_images) r.orig_image = p.frames[i].image;
     out.push_back(std::move(r));

@@ -49,6 +49,10 @@ struct PipelineOptions {
   // Runs on each good result in stream order, on the thread that calls next(), with the frame's original image
   // (tracking: see track/track_results.h). Its time counts as postprocess.
   std::function<void(Result&, const cv::Mat&)> on_result;
+  // Runs with the frames of each batch, in stream order, on the thread that calls next(), just before the batch's
+  // forward pass: work that needs only the images (tracking: camera-motion estimation) can start here and overlap
+  // the forward pass. Each frame of the batch then reaches on_result, in the same order, unless the forward fails.
+  std::function<void(const std::vector<Frame>&)> on_batch;
 };
 
 class Pipeline {

@@ -5,6 +5,7 @@
 #include <opencv2/video/tracking.hpp>
 
 #include <algorithm>
+#include <utility>
 
 #include "util/error.h"
 
@@ -25,39 +26,37 @@ void CameraMotion::reset() {
 cv::Mat CameraMotion::apply(const cv::Mat& bgr) {
   cv::Mat warp = cv::Mat::eye(2, 3, CV_64F);
   if (!enabled_ || bgr.empty()) return warp;
-  cv::Mat gray;
-  if (bgr.channels() == 3) cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
-  else if (bgr.channels() == 4) cv::cvtColor(bgr, gray, cv::COLOR_BGRA2GRAY);
-  else gray = bgr;
-  if (downscale_ > 1) cv::resize(gray, gray, cv::Size(gray.cols / downscale_, gray.rows / downscale_));
-  std::vector<cv::Point2f> points;
+  // Grey once at full size, then shrunk (as upstream, in that order); both into buffers kept across frames.
+  const cv::Mat* gray = &bgr;
+  if (bgr.channels() == 3 || bgr.channels() == 4) {
+    cv::cvtColor(bgr, full_gray_, bgr.channels() == 3 ? cv::COLOR_BGR2GRAY : cv::COLOR_BGRA2GRAY);
+    gray = &full_gray_;
+  }
+  if (downscale_ > 1) cv::resize(*gray, gray_, cv::Size(gray->cols / downscale_, gray->rows / downscale_));
+  else gray->copyTo(gray_);
   // Upstream's corner settings: up to 1000 corners, quality 0.01, min distance 1, block 3, no Harris.
-  cv::goodFeaturesToTrack(gray, points, 1000, 0.01, 1, cv::noArray(), 3, false, 0.04);
-  if (prev_gray_.empty() || prev_points_.empty()) {
-    prev_gray_ = gray.clone();
-    prev_points_ = std::move(points);
-    return warp;
-  }
-  std::vector<cv::Point2f> moved;
-  std::vector<uchar> status;
-  std::vector<float> err;
-  cv::calcOpticalFlowPyrLK(prev_gray_, gray, prev_points_, moved, status, err);
-  std::vector<cv::Point2f> from, to;
-  for (size_t i = 0; i < status.size(); ++i)
-    if (status[i]) {
-      from.push_back(prev_points_[i]);
-      to.push_back(moved[i]);
-    }
-  if (from.size() > 4) {
-    cv::Mat h = cv::estimateAffinePartial2D(from, to, cv::noArray(), cv::RANSAC);
-    if (!h.empty()) {
-      h.convertTo(warp, CV_64F);
-      warp.at<double>(0, 2) *= downscale_;  // translation back to full resolution
-      warp.at<double>(1, 2) *= downscale_;
+  cv::goodFeaturesToTrack(gray_, points_, 1000, 0.01, 1, cv::noArray(), 3, false, 0.04);
+  if (!prev_gray_.empty() && !prev_points_.empty()) {
+    cv::calcOpticalFlowPyrLK(prev_gray_, gray_, prev_points_, moved_, status_, err_);
+    from_.clear();
+    to_.clear();
+    for (size_t i = 0; i < status_.size(); ++i)
+      if (status_[i]) {
+        from_.push_back(prev_points_[i]);
+        to_.push_back(moved_[i]);
+      }
+    if (from_.size() > 4) {
+      cv::Mat h = cv::estimateAffinePartial2D(from_, to_, cv::noArray(), cv::RANSAC);
+      if (!h.empty()) {
+        h.convertTo(warp, CV_64F);
+        warp.at<double>(0, 2) *= downscale_;  // translation back to full resolution
+        warp.at<double>(1, 2) *= downscale_;
+      }
     }
   }
-  prev_gray_ = gray.clone();
-  prev_points_ = std::move(points);
+  // This frame becomes the previous one; the old previous buffers take the next frame.
+  std::swap(prev_gray_, gray_);
+  std::swap(prev_points_, points_);
   return warp;
 }
 

@@ -24,6 +24,11 @@ class CameraMotion {
   int downscale_;
   cv::Mat prev_gray_;
   std::vector<cv::Point2f> prev_points_;
+  // Per-frame work buffers, kept so that a stream does not allocate them at every frame.
+  cv::Mat full_gray_, gray_;
+  std::vector<cv::Point2f> points_, moved_, from_, to_;
+  std::vector<uchar> status_;
+  std::vector<float> err_;
 };
 
 }  // namespace y26

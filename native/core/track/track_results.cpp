@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <deque>
+#include <future>
+#include <utility>
+
 namespace y26 {
 
 std::vector<TrackInput> track_inputs(const Result& r) {
@@ -28,8 +32,10 @@ std::vector<TrackInput> track_inputs(const Result& r) {
   return in;
 }
 
-void track_result(Tracker& tracker, Result& r, const cv::Mat& image) {
-  const std::vector<TrackOutput> out = tracker.update(track_inputs(r), image);
+namespace {
+
+// Rewrites r to the tracker's output for its frame.
+void apply_tracks(const std::vector<TrackOutput>& out, Result& r) {
   if (out.empty()) return;
   const int64_t n = static_cast<int64_t>(out.size());
   const bool rotated = r.obb.defined();
@@ -58,16 +64,92 @@ void track_result(Tracker& tracker, Result& r, const cv::Mat& image) {
   if (r.masks.defined()) r.masks = r.masks.index_select(0, idx.to(r.masks.device()));
 }
 
-std::function<void(Result&, const cv::Mat&)> tracking_step(std::shared_ptr<SharedTracker> shared, bool persist) {
-  auto last_path = std::make_shared<std::string>();
-  auto first = std::make_shared<bool>(true);
-  return [shared, persist, last_path, first](Result& r, const cv::Mat& image) {
-    std::lock_guard<std::mutex> lock(shared->mu);
-    if (!persist && (*first || r.path != *last_path)) shared->tracker.reset();
-    *first = false;
-    *last_path = r.path;
-    track_result(shared->tracker, r, image);
-  };
+// One stream's tracking: the state its on_batch and on_result hooks share (both run on the pipeline's consumer
+// thread, one batch at a time).
+class StreamTracking {
+ public:
+  StreamTracking(std::shared_ptr<SharedTracker> shared, bool persist, bool overlap)
+      : shared_(std::move(shared)), persist_(persist), overlap_(overlap) {}
+
+  void on_batch(const std::vector<Frame>& frames) {
+    forget_pending();  // left by a batch whose forward pass failed
+    std::vector<std::pair<cv::Mat, bool>> jobs;
+    for (const Frame& f : frames) {
+      const bool fresh = starts_over(f.path);
+      fresh_.push_back(fresh);
+      jobs.emplace_back(f.image, fresh);
+    }
+    if (!overlap_ || !shared_->tracker.uses_motion()) return;
+    // The frames of a batch go through the estimator in order on one thread: each estimate needs the one before.
+    motion_ = std::async(std::launch::async, [shared = shared_, jobs = std::move(jobs)] {
+      std::lock_guard<std::mutex> lock(shared->motion_mu);
+      std::vector<cv::Mat> warps;
+      for (const auto& [image, fresh] : jobs) {
+        if (fresh) shared->tracker.reset_motion();
+        warps.push_back(shared->tracker.estimate_motion(image));
+      }
+      return warps;
+    });
+  }
+
+  void on_result(Result& r, const cv::Mat& image) {
+    bool fresh;
+    if (fresh_.empty()) {  // no on_batch for this frame
+      fresh = starts_over(r.path);
+    } else {
+      fresh = fresh_.front();
+      fresh_.pop_front();
+    }
+    if (motion_.valid())
+      for (cv::Mat& w : motion_.get()) warps_.push_back(std::move(w));
+    const std::vector<TrackInput> in = track_inputs(r);
+    std::vector<TrackOutput> out;
+    if (!warps_.empty()) {  // estimated during the forward pass
+      const cv::Mat warp = std::move(warps_.front());
+      warps_.pop_front();
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      if (fresh) shared_->tracker.reset_tracks();
+      out = shared_->tracker.update_warped(in, warp);
+    } else {
+      std::scoped_lock lock(shared_->mu, shared_->motion_mu);
+      if (fresh) shared_->tracker.reset();
+      out = shared_->tracker.update(in, image);
+    }
+    apply_tracks(out, r);
+  }
+
+ private:
+  // Upstream's rule: without persist, a new path (or the first frame of the stream) starts the tracker over.
+  bool starts_over(const std::string& path) {
+    const bool fresh = !persist_ && (first_ || path != last_path_);
+    first_ = false;
+    last_path_ = path;
+    return fresh;
+  }
+  void forget_pending() {
+    if (motion_.valid()) motion_.wait();
+    motion_ = {};
+    fresh_.clear();
+    warps_.clear();
+  }
+
+  std::shared_ptr<SharedTracker> shared_;
+  bool persist_, overlap_;
+  bool first_ = true;
+  std::string last_path_;
+  std::deque<bool> fresh_;                   // per frame handed to on_batch and not yet tracked: starts over
+  std::future<std::vector<cv::Mat>> motion_;  // the warps of the batch in flight
+  std::deque<cv::Mat> warps_;                // its warps not yet used
+};
+
+}  // namespace
+
+void track_result(Tracker& tracker, Result& r, const cv::Mat& image) { apply_tracks(tracker.update(track_inputs(r), image), r); }
+
+void attach_tracking(PipelineOptions& po, std::shared_ptr<SharedTracker> tracker, bool persist, bool overlap_motion) {
+  auto stream = std::make_shared<StreamTracking>(std::move(tracker), persist, overlap_motion);
+  po.on_batch = [stream](const std::vector<Frame>& frames) { stream->on_batch(frames); };
+  po.on_result = [stream](Result& r, const cv::Mat& image) { stream->on_result(r, image); };
 }
 
 }  // namespace y26

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "infer/pipeline.h"
 #include "infer/postprocess.h"
 #include "track/tracker.h"
 
@@ -21,16 +22,19 @@ std::vector<TrackInput> track_inputs(const Result& r);
 // no ids (r.ids undefined), as upstream.
 void track_result(Tracker& tracker, Result& r, const cv::Mat& image);
 
-// A tracker shared by the streams that use it (persist), one frame at a time.
+// A tracker shared by the streams that use it (persist), one frame at a time. `mu` guards the tracks and
+// `motion_mu` the camera-motion estimator, so that a frame's motion estimate may run while another frame is tracked.
 struct SharedTracker {
   explicit SharedTracker(TrackerConfig cfg) : tracker(std::move(cfg)) {}
-  std::mutex mu;
+  std::mutex mu, motion_mu;
   Tracker tracker;
 };
 
-// The per-result step for the pipeline (PipelineOptions::on_result). Without persist the tracker starts over at
-// every new video or image path (and so on the first frame of this stream), as upstream; with persist it keeps
-// its tracks across paths and across streams.
-std::function<void(Result&, const cv::Mat&)> tracking_step(std::shared_ptr<SharedTracker> tracker, bool persist);
+// Tracking for a pipeline: sets po.on_batch and po.on_result. Without persist the tracker starts over at every new
+// video or image path (and so on the first frame of this stream), as upstream; with persist it keeps its tracks
+// across paths and across streams. With overlap_motion, BoT-SORT's camera-motion estimate of each batch runs on one
+// extra thread during the batch's forward pass and is joined when the association needs it; without, it runs
+// inline before the association. The results are the same (the same estimator sees the same frames in order).
+void attach_tracking(PipelineOptions& po, std::shared_ptr<SharedTracker> tracker, bool persist, bool overlap_motion = true);
 
 }  // namespace y26

@@ -183,14 +183,31 @@ Tracker::Tracker(TrackerConfig cfg)
 Tracker::~Tracker() = default;
 
 void Tracker::reset() {
+  reset_tracks();
+  reset_motion();
+}
+
+void Tracker::reset_tracks() {
   tracked_.clear();
   lost_.clear();
   frame_id_ = 0;
   next_id_ = 0;
-  gmc_.reset();
+}
+
+cv::Mat Tracker::estimate_motion(const cv::Mat& image) {
+  if (!gmc_.enabled() || image.empty()) return cv::Mat();
+  try {
+    return gmc_.apply(image);
+  } catch (const cv::Exception&) {  // as upstream: a failed estimate means no camera motion
+    return cv::Mat::eye(2, 3, CV_64F);
+  }
 }
 
 std::vector<TrackOutput> Tracker::update(const std::vector<TrackInput>& dets, const cv::Mat& image) {
+  return update_warped(dets, estimate_motion(image));
+}
+
+std::vector<TrackOutput> Tracker::update_warped(const std::vector<TrackInput>& dets, const cv::Mat& warp) {
   ++frame_id_;
   std::vector<TrackPtr> activated, refind, lost_now, removed_now;
 
@@ -215,13 +232,9 @@ std::vector<TrackOutput> Tracker::update(const std::vector<TrackInput>& dets, co
     if (t->state != TrackState::Tracked) kf_.freeze_size_velocity(t->kf);
     kf_.predict(t->kf);
   }
-  if (gmc_.enabled() && !image.empty()) {
-    cv::Mat warp;
-    try {
-      warp = gmc_.apply(image);
-    } catch (const cv::Exception&) {  // as upstream: a failed estimate means no camera motion
-      warp = cv::Mat::eye(2, 3, CV_64F);
-    }
+  if (!warp.empty() && (warp.rows != 2 || warp.cols != 3 || warp.type() != CV_64F))
+    fail("tracker: the camera-motion warp must be a 2x3 CV_64F matrix");
+  if (!warp.empty()) {
     // The warp's 2x2 part turns every (x, y)-like pair of the state; its translation moves the centre.
     const cv::Matx22d R(warp.at<double>(0, 0), warp.at<double>(0, 1), warp.at<double>(1, 0), warp.at<double>(1, 1));
     KfMat R8 = KfMat::zeros();

@@ -62,8 +62,21 @@ class Tracker {
   ~Tracker();
   const TrackerConfig& config() const { return cfg_; }
   // Advances one frame. `image` (BGR) feeds camera-motion compensation (BoT-SORT); it may be empty.
+  // Same as update_warped(dets, estimate_motion(image)).
   std::vector<TrackOutput> update(const std::vector<TrackInput>& dets, const cv::Mat& image = cv::Mat());
-  void reset();  // forgets every track and restarts ids at 1
+
+  // The two halves of update(), so that the motion estimate, which needs only the image, can run on another thread
+  // while the model runs. They touch disjoint state: one call of each may run at the same time.
+  // estimate_motion: the warp from the previous image to this one (BoT-SORT with GMC); empty when the tracker has
+  // no GMC or the image is empty (the estimator then keeps its previous image).
+  cv::Mat estimate_motion(const cv::Mat& image);
+  bool uses_motion() const { return gmc_.enabled(); }
+  // update_warped: one frame of detections; a non-empty warp moves the predicted tracks first.
+  std::vector<TrackOutput> update_warped(const std::vector<TrackInput>& dets, const cv::Mat& warp);
+
+  void reset();  // forgets every track and restarts ids at 1 (reset_tracks() and reset_motion())
+  void reset_tracks();
+  void reset_motion() { gmc_.reset(); }
   int frame_id() const { return frame_id_; }
 
   struct Track;  // tracker.cpp
