@@ -3,7 +3,8 @@
 # Torch_DIR, python3's torch, the system's) and puts it in prebuilds/<platform>-<arch>/ as
 #   yolo26_native.<libc>.torch<major>.<minor>.<cpu|cuN>.node
 # the key the run-time resolver (ts/native.ts) matches; the resolver loads the libtorch it found before the addon,
-# so the addon binds to it by soname wherever it lives. Needs cmake, a C++ compiler and node_modules (npm ci).
+# so the addon binds to it by soname wherever it lives. Needs cmake, a C++ compiler and node_modules (npm ci; without
+# Node, only node_modules/node-api-headers and node_modules/node-addon-api, copied over: docs/install.md).
 # With Node it builds through cmake-js in build/ (the folder setup.sh uses: nothing recompiles after a setup);
 # without Node (a GPU machine) through plain cmake (the addon does not link libnode).
 #   scripts/prebuild.sh [--out DIR] [--tests]      (--tests also builds the C++ tests and benchmarks)
@@ -33,7 +34,10 @@ echo "prebuild: variant $tag for libtorch $TORCH_VERSION at $TORCH_LIB_DIR ($TOR
 
 napi_inc=$repo/node_modules/node-api-headers/include
 addon_inc=$repo/node_modules/node-addon-api
-[ -f "$napi_inc/node_api.h" ] && [ -f "$addon_inc/napi.h" ] || { echo "prebuild: run npm ci first (node-api-headers and node-addon-api are needed)" >&2; exit 1; }
+[ -f "$napi_inc/node_api.h" ] && [ -f "$addon_inc/napi.h" ] || {
+  echo "prebuild: $napi_inc/node_api.h or $addon_inc/napi.h is missing: run npm ci first, or, on a machine without Node, copy node_modules/node-api-headers and node_modules/node-addon-api (headers only) from one that ran it" >&2
+  exit 1
+}
 defines=()
 [ "$tests" = ON ] && defines=(-DYOLO26_BUILD_TESTS=ON -DYOLO26_BUILD_BENCH=ON)
 # shellcheck disable=SC2206

@@ -4,7 +4,10 @@
 #  2. npm i <tarball> in an empty folder: under a minute, nothing compiled, predict() runs, doctor names the variant;
 #  3. the prebuilt removed: npm rebuild builds from source, and that build works;
 #  4. LIBTORCH at an empty folder: the install fails with one clear paragraph;
-#  5. --ignore-scripts without a matching prebuilt: the first import says how to build.
+#  5. --ignore-scripts without a matching prebuilt: the first import says how to build;
+#  6. onnxruntime-node added as an optional dependency: a .pt and an .onnx model run on ONNX Runtime's C API inside
+#     the native pipeline (stream.ortRunner 'native'); an unloadable library falls back to the worker with a
+#     warning; with the package removed, the .pt runs on libtorch and the .onnx fails with the install advice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -21,6 +24,14 @@ predict_js="import { predict } from 'yolo26-native';
 const r = await predict({ model: '$model', source: '$image', imgsz: 320, conf: 0.001 });
 if (r.length !== 1 || !r[0].boxes) throw new Error('unexpected result ' + JSON.stringify(r).slice(0, 200));
 console.log('predict ok');"
+# runs MODEL (argument 1) and prints how: backend, ONNX Runtime runner, the cached export, the warnings
+how_js="import { predict } from 'yolo26-native';
+const s = predict({ model: process.argv[1], source: '$image', imgsz: 320, conf: 0.001, verbose: false });
+const r = await s;
+if (r.length !== 1 || !r[0].boxes) throw new Error('unexpected result ' + JSON.stringify(r).slice(0, 200));
+console.log(JSON.stringify({ backend: s.backend, runner: s.ortRunner, onnx: s.onnxFile, warnings: s.warnings }));"
+how() { (cd "$tmp/app" && YOLO26_CACHE_DIR=$tmp/cache node --input-type=module -e "$how_js" "$@"); }
+field() { node -e 'const o=JSON.parse(process.argv[1]); const v=o[process.argv[2]]; console.log(typeof v === "string" || v === null ? String(v) : JSON.stringify(v))' "$1" "$2"; }
 variant_of() { (cd "$tmp/app" && node_modules/.bin/yolo26 doctor --json) | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).addon.variant))'; }
 
 step "1. prebuild and pack"
@@ -72,4 +83,26 @@ rm "$tmp/app/node_modules/yolo26-native/prebuilds/linux-x64/"*.node
 if msg=$(cd "$tmp/app" && node --input-type=module -e "import { doctor } from 'yolo26-native'; doctor()" 2>&1); then fail "import worked with no addon"; fi
 grep -q "npm rebuild yolo26-native" <<<"$msg" || { echo "$msg"; fail "the advice does not name npm rebuild yolo26-native"; }
 step "advice: $(grep -o 'Build it from source with[^.]*' <<<"$msg" | head -n1)"
+
+step "6. onnxruntime-node as an optional dependency"
+fresh_app
+(cd "$tmp/app" && npm_i "$tgz" >/dev/null 2>&1) || fail "npm install of the tarball failed"
+t0=$(date +%s)
+# the documented configuration: its install script downloads no CUDA providers
+(cd "$tmp/app" && npm_i --save-optional --onnxruntime-node-install=skip onnxruntime-node@1.30 >"$tmp/ort.log" 2>&1) || { cat "$tmp/ort.log"; fail "installing onnxruntime-node failed"; }
+ort_took=$(( $(date +%s) - t0 ))
+pt=$(how "$model") || fail "predict on the .pt with onnxruntime-node failed"
+[ "$(field "$pt" backend)/$(field "$pt" runner)" = onnxruntime/native ] || fail "the .pt did not run on the native ONNX Runtime runner: $pt"
+onnx=$(field "$pt" onnx)
+[ -f "$onnx" ] || fail "no cached ONNX export: $pt"
+o=$(how "$onnx") || fail "predict on the .onnx failed"
+[ "$(field "$o" runner)" = native ] || fail "the .onnx did not run on the native runner: $o"
+o=$(YOLO26_ORT_LIB=$tmp/empty/libonnxruntime.so how "$onnx") || fail "predict with an unloadable ONNX Runtime library failed instead of falling back"
+[ "$(field "$o" runner)" = worker ] && grep -q "worker thread" <<<"$(field "$o" warnings)" || fail "no worker fallback with a warning: $o"
+(cd "$tmp/app" && npm uninstall --no-audit --no-fund onnxruntime-node >/dev/null 2>&1) || fail "npm uninstall onnxruntime-node failed"
+o=$(how "$model") || fail "predict on the .pt without onnxruntime-node failed"
+[ "$(field "$o" backend)/$(field "$o" runner)" = torch/null ] || fail "without onnxruntime-node the .pt did not run on libtorch: $o"
+if msg=$(how "$onnx" 2>&1); then fail "the .onnx ran without onnxruntime-node: $msg"; fi
+grep -q "npm install onnxruntime-node" <<<"$msg" || { echo "$msg"; fail "the .onnx error does not say how to install onnxruntime-node"; }
+step "onnxruntime-node installed in $ort_took s; .pt and .onnx ran natively, worker fallback warned, libtorch without it"
 step "all install checks passed"
