@@ -31,7 +31,6 @@
 #include "model/loader.h"
 #include "model/yolo.h"
 #include "train/amp.h"
-#include "train/autocast.h"
 #include "train/criterion.h"
 #include "train/distributed.h"
 #include "train/ema.h"
@@ -58,12 +57,6 @@ std::string iso_now() {
   std::time_t t = std::time(nullptr);
   char buf[64];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", std::gmtime(&t));
-  return buf;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
   return buf;
 }
 
@@ -119,70 +112,13 @@ struct ResultsTable {
       for (size_t c = 0; c < r.size(); ++c) {
         if (c) f << ",";
         if (c == 0) f << (int64_t)r[c];
-        else f << fmt("%.6g", r[c]);
+        else f << format_number("%.6g", r[c]);
       }
       f << "\n";
     }
     if (!f.flush()) fail("cannot write " + path + ": the disk may be full");
   }
 };
-
-// batch=-1 or a fraction in (0, 1) on CUDA: the official AutoBatch (a line fitted through the memory that forward +
-// backward take at a few batch sizes, the batch filling `fraction` of the free memory). Memory is read through NVML
-// (the process's device memory, the caching allocator's cache emptied before each size). Without NVML: the largest
-// power of two that ran, times the fraction.
-int64_t probe_cuda_batch(YoloModel& model, int imgsz, const torch::Device& dev, double fraction,
-                         const std::function<void(const std::string&)>& log) {
-  const int idx = dev.has_index() ? dev.index() : 0;
-  auto step = [&](int64_t b) {
-    auto x = torch::rand({b, 3, imgsz, imgsz}, torch::TensorOptions().device(dev));
-    auto out = model.forward(x);
-    (out.cls_logits.defined() ? out.cls_logits.sum() : out.one2many.scores.sum() + out.one2many.boxes.sum()).backward();
-    model.zero_grad();
-  };
-  cuda_empty_cache();
-  const auto base = gpu_stats(idx);
-  if (base) {
-    const double free_gb = base->mem_total_gb - base->mem_used_gb;
-    log("AutoBatch: computing the batch for imgsz=" + std::to_string(imgsz) + " at " + fmt("%.0f", fraction * 100) +
-        "% of the free GPU memory (" + gpu_name(idx) + ", " + fmt("%.2f", base->mem_total_gb) + "G total, " +
-        fmt("%.2f", free_gb) + "G free)");
-    auto mem = [&](int64_t b) -> std::optional<double> {
-      try {
-        cuda_empty_cache();
-        step(b);
-        torch::cuda::synchronize(idx);
-        auto s = gpu_stats(idx);
-        return s ? std::optional<double>(s->mem_used_gb - base->mem_used_gb) : std::nullopt;
-      } catch (const c10::Error&) {
-        model.zero_grad();
-        return std::nullopt;
-      }
-    };
-    auto fit = fit_autobatch(mem, free_gb, fraction, autobatch_sizes(base->mem_total_gb));
-    cuda_empty_cache();
-    if (fit) {
-      log("AutoBatch: using batch " + std::to_string(fit->batch) + " (" + fmt("%.0f", fit->predicted_fraction * 100) +
-          "% of the free memory expected)");
-      return fit->batch;
-    }
-    log("AutoBatch: the memory measurements could not be fitted; using the largest batch that ran");
-  }
-  int64_t fit = 0;
-  for (int64_t b : {8, 16, 32, 64, 128, 256}) {
-    try {
-      step(b);
-      fit = b;
-    } catch (const c10::Error&) {
-      model.zero_grad();
-      break;
-    }
-  }
-  cuda_empty_cache();
-  if (fit == 0) fail("batch=-1: not even a batch of 8 fits on the GPU at imgsz " + std::to_string(imgsz) +
-                     "; use a smaller imgsz or a fixed batch");
-  return std::max<int64_t>(8, (int64_t)(fit * fraction) / 8 * 8);
-}
 
 class Trainer {
  public:
@@ -200,7 +136,7 @@ class Trainer {
   std::string gpu_mem_column() const {
     if (!device_.is_cuda()) return "0G";
     auto g = device_gpu_stats();
-    return g ? fmt("%.3gG", g->mem_used_gb) : std::string("?G");
+    return g ? format_number("%.3gG", g->mem_used_gb) : std::string("?G");
   }
   void emit(const std::string& type, std::map<std::string, double> num = {},
             std::map<std::string, std::string> str = {}) {
@@ -276,9 +212,7 @@ class Trainer {
   ValResult validate_best(const ValOptions& vopt);
   int64_t accumulate_ = 1, nb_ = 0, nw_ = -1;
   bool accumulate_override_ = false;
-  bool amp_ = false;
-  bool loss_scaling_ = false;  // fp16 on CUDA needs it; bf16 on the CPU does not
-  LossScaler scaler_;
+  MixedPrecision amp_;
   std::unique_ptr<DevicePrefetcher> prefetch_;  // the train batches on the device, one ahead
   std::optional<double> best_fitness_;
   int64_t best_epoch_ = -1;
@@ -346,11 +280,7 @@ void Trainer::setup(const YAML::Node& user_args) {
                                  : (torch::cuda::is_available() ? std::string(denv_.active() ? "cuda:" + std::to_string(denv_.local_rank) : "cuda:0") : std::string("cpu"));
   device_ = torch::Device(device_str_);
   if (denv_.active()) setup_distributed();  // the rendezvous first: a missing rank fails before any work
-  // CPU bf16 is opt-in: on the demo set it trained to mAP50-95 0.348 against fp32's 0.414 in 25 epochs.
-  amp_ = device_.is_cuda() ? a_.flag("amp") : a_.flag("cpu_amp") && cpu_has_native_bf16();
-  if (a_.flag("cpu_amp") && !device_.is_cuda() && !amp_)
-    log("cpu_amp: this CPU has no native bf16 (avx512_bf16/amx_bf16); training in fp32");
-  loss_scaling_ = amp_ && device_.is_cuda();
+  amp_.configure(device_, a_, [this](const std::string& t) { log(t); });
 
   const int hw = std::max(1u, std::thread::hardware_concurrency());
   workers_ = (int)std::clamp<int64_t>(a_.integer("workers"), 1, hw);
@@ -414,15 +344,7 @@ void Trainer::setup(const YAML::Node& user_args) {
   best_ = (fs::path(wdir_) / "best.pt").string();
   if (resuming_) last_good_ = a_.str("resume");
 
-  if (amp_ && device_.is_cuda()) {  // the official AMP check, before training starts
-    std::string why;
-    if (check_amp(*model_, device_, &why)) {
-      log("AMP: checks passed");
-    } else {
-      log("WARNING: AMP: checks failed (" + why + "); training in fp32 (amp=False). Pass amp=false to skip the check");
-      amp_ = loss_scaling_ = false;
-    }
-  }
+  amp_.check(*model_, device_, [this](const std::string& t) { log(t); });
   // Datasets and loaders.
   auto resolve_batch = [&] {
     const double batch_arg = a_.num("batch");
@@ -514,7 +436,7 @@ void Trainer::setup(const YAML::Node& user_args) {
       if (w.defined()) {
         std::ostringstream s;
         s << "Class weights:";
-        for (int64_t k = 0; k < w.numel(); ++k) s << " " << fmt("%.3f", w[k].item<double>());
+        for (int64_t k = 0; k < w.numel(); ++k) s << " " << format_number("%.3f", w[k].item<double>());
         log(s.str());
         criterion_ = make_criterion(*model_, nc_, epochs_, a_.n, data_.kpt_oks_sigmas, w);
         if (resuming_) criterion_->set_updates(start_epoch_);
@@ -585,7 +507,7 @@ void Trainer::setup(const YAML::Node& user_args) {
     ema_->load(module_state(tmp), resume_ckpt_.updates);
     best_fitness_ = resume_ckpt_.best_fitness;
     if (resume_ckpt_.extra && resume_ckpt_.extra["best_epoch"]) best_epoch_ = resume_ckpt_.extra["best_epoch"].as<int64_t>();
-    if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) scaler_.set_scale(resume_ckpt_.extra["amp_scale"].as<double>());
+    if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) amp_.set_loss_scale(resume_ckpt_.extra["amp_scale"].as<double>());
   }
 
   // Official column order: losses, the task's metrics, val losses, learning rates; then ours.
@@ -751,7 +673,7 @@ CheckpointData Trainer::checkpoint_data(int64_t epoch) const {
   d.train_results = results_.to_yaml();
   YAML::Node extra(YAML::NodeType::Map);
   extra["best_epoch"] = best_epoch_;
-  extra["amp_scale"] = scaler_.scale();
+  extra["amp_scale"] = amp_.loss_scale();
   extra["optimizer_kind"] = optimizer_kind_name(choice_.kind);
   d.extra = extra;
   return d;
@@ -811,14 +733,9 @@ void Trainer::optimizer_step() {
     }
     dist_->allreduce_sum(grads, "the gradient all-reduce");
   }
-  if (loss_scaling_) {
-    // GradScaler: unscale, skip the step on inf/NaN gradients and back off the scale, grow it after 2000 good steps.
-    const bool finite = scaler_.unscale(params_);
-    scaler_.update(finite);
-    if (!finite) {
-      optim_->zero_grad();
-      return;
-    }
+  if (!amp_.unscale_and_update(params_)) {  // inf/NaN gradients: skip the step
+    optim_->zero_grad();
+    return;
   }
   torch::nn::utils::clip_grad_norm_(params_, 10.0);
   optim_->step();
@@ -850,7 +767,7 @@ ValResult Trainer::validate_model(YoloModel& model, const ValOptions& vopt) {
 // The epoch's validation of the EMA. Under AMP on CUDA in fp16, as the official validator during training, but of a
 // copy: the official casts the EMA itself to half and back, rounding its weights every epoch.
 ValResult Trainer::validate_epoch(const ValOptions& vopt) {
-  if (!(amp_ && device_.is_cuda()) || classify_) return validate_model(*ema_model_, vopt);
+  if (!amp_.fp16() || classify_) return validate_model(*ema_model_, vopt);
   auto copy = std::make_shared<YoloModel>(ema_model_->config());
   copy->to(device_);
   {
@@ -973,9 +890,11 @@ TrainResult Trainer::run() {
       try {
         if (oom_above > 0 && batch_ > oom_above && i == 1)
           throw std::runtime_error("CUDA out of memory (simulated: debug_oom_above=" + std::to_string(oom_above) + ")");
-        if (amp_) set_autocast(true, !device_.is_cuda());
-        ModelOutput out = model_->forward(img);
-        if (amp_) set_autocast(false, !device_.is_cuda());
+        ModelOutput out;
+        {
+          auto autocast = amp_.autocast();
+          out = model_->forward(img);
+        }
         Batch targets = b;  // the labels already copied to the device with the image
         targets.cls = d.cls, targets.bboxes = d.bboxes, targets.batch_idx = d.batch_idx;
         auto cr = criterion_->compute(out, targets, device_, single_cls);  // float32 losses outside autocast
@@ -987,11 +906,10 @@ TrainResult Trainer::run() {
                std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + ". " +
                (last_good_.empty() ? std::string("No checkpoint was written yet")
                                    : "The last good checkpoint is " + last_good_) +
-               ". Lower lr0 (now " + fmt("%g", optim_->groups()[0].initial_lr) +
+               ". Lower lr0 (now " + format_number("%g", optim_->groups()[0].initial_lr) +
                "), check the labels, or resume from the last good checkpoint");
-        (loss_scaling_ ? total * scaler_.scale() : total).backward();
+        amp_.scale_loss(total).backward();
       } catch (const std::exception& e) {
-        if (amp_) set_autocast(false, !device_.is_cuda());
         if (!is_memory_error(e.what())) throw;
         total = items = d.img = torch::Tensor();
         cuda_empty_cache();  // the failed step's blocks, before the smaller batch allocates
@@ -1051,7 +969,7 @@ TrainResult Trainer::run() {
       }
       if (over_time) {
         stopped = true;
-        log("Training time limit of " + fmt("%g", time_limit_h) + " hours reached");
+        log("Training time limit of " + format_number("%g", time_limit_h) + " hours reached");
         break;
       }
     }
@@ -1084,7 +1002,7 @@ TrainResult Trainer::run() {
       std::ostringstream s;
       s << std::setw(11) << (std::to_string(epoch + 1) + "/" + std::to_string(epochs_)) << std::setw(11)
         << gpu_mem_column();
-      for (int64_t j = 0; j < tloss.numel(); ++j) s << std::setw(11) << fmt("%.4g", tloss[j].item<double>());
+      for (int64_t j = 0; j < tloss.numel(); ++j) s << std::setw(11) << format_number("%.4g", tloss[j].item<double>());
       s << std::setw(11) << instances << std::setw(11) << imgsz_;
       log(s.str());
     }
@@ -1148,7 +1066,7 @@ TrainResult Trainer::run() {
     }
   }
   const double hours = seconds_since(t_start) / 3600.0;
-  log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + fmt("%.3f", hours) + " hours.");
+  log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + format_number("%.3f", hours) + " hours.");
   if (have_val && !res.stopped && fs::exists(best_)) {  // stop() asks for a prompt end: no extra pass
     last_val = validate_best(vopt);
     for (const auto& [k, v] : last_val.metrics) res.final_metrics[k] = v;
