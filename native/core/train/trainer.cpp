@@ -35,6 +35,7 @@
 #include "train/distributed.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
+#include "train/results_table.h"
 #include "train/schedule.h"
 #include "train/train_args.h"
 #include "train/weight_transfer.h"
@@ -80,45 +81,6 @@ std::string latest_last_pt(const std::string& root) {
   }
   return best;
 }
-
-// Results table: one row per epoch, official column names then ours.
-struct ResultsTable {
-  std::vector<std::string> columns;
-  std::vector<std::vector<double>> rows;
-  YAML::Node to_yaml() const {
-    YAML::Node m(YAML::NodeType::Map);
-    for (size_t c = 0; c < columns.size(); ++c) {
-      YAML::Node col(YAML::NodeType::Sequence);
-      for (const auto& r : rows) col.push_back(r[c]);
-      m[columns[c]] = col;
-    }
-    return m;
-  }
-  void load(const YAML::Node& m) {
-    if (!m || !m.IsMap() || !m["epoch"]) return;
-    size_t n = m["epoch"].size();
-    for (size_t i = 0; i < n; ++i) {
-      std::vector<double> row;
-      for (const auto& c : columns) row.push_back(m[c] && m[c].size() > i ? m[c][i].as<double>() : 0.0);
-      rows.push_back(row);
-    }
-  }
-  void write_csv(const std::string& path) const {
-    std::ofstream f(path, std::ios::trunc);
-    if (!f) fail("cannot write " + path + ": check that the run folder is writable and the disk is not full");
-    for (size_t c = 0; c < columns.size(); ++c) f << (c ? "," : "") << columns[c];
-    f << "\n";
-    for (const auto& r : rows) {
-      for (size_t c = 0; c < r.size(); ++c) {
-        if (c) f << ",";
-        if (c == 0) f << (int64_t)r[c];
-        else f << format_number("%.6g", r[c]);
-      }
-      f << "\n";
-    }
-    if (!f.flush()) fail("cannot write " + path + ": the disk may be full");
-  }
-};
 
 class Trainer {
  public:
@@ -510,16 +472,9 @@ void Trainer::setup(const YAML::Node& user_args) {
     if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) amp_.set_loss_scale(resume_ckpt_.extra["amp_scale"].as<double>());
   }
 
-  // Official column order: losses, the task's metrics, val losses, learning rates; then ours.
-  results_.columns = {"epoch", "time"};
-  for (const auto& c : loss_columns(*criterion_, "train/")) results_.columns.push_back(c);
-  for (const auto& c : metric_keys(model_->task())) results_.columns.push_back(c);
-  for (const auto& c : loss_columns(*criterion_, "val/")) results_.columns.push_back(c);
-  for (size_t g = 0; g < optim_->groups().size(); ++g) results_.columns.push_back("lr/pg" + std::to_string(g));
-  results_.columns.push_back("images_per_second");
-  results_.columns.push_back("data_wait_fraction");
+  results_.columns = results_columns(*criterion_, model_->task(), optim_->groups().size());
   if (resuming_) results_.load(resume_ckpt_.train_results);
-  if (!results_.rows.empty()) prior_time_ = results_.rows.back()[1];
+  prior_time_ = results_.time();
   resume_ckpt_ = Checkpoint();  // free the loaded tensors
 
   if (!main_) return;
@@ -1025,13 +980,7 @@ TrainResult Trainer::run() {
       const bool is_best = !best_fitness_ || *best_fitness_ == 0.0 || fitness > *best_fitness_;
       if (is_best) best_fitness_ = fitness, best_epoch_ = epoch;
 
-      std::vector<double> row;
-      for (const auto& c : results_.columns) {
-        if (c == "epoch") row.push_back((double)epoch + 1);
-        else if (c == "time") row.push_back(prior_time_ + seconds_since(t_start));
-        else row.push_back(num.count(c) ? num[c] : 0.0);
-      }
-      results_.rows.push_back(row);
+      results_.add_row(epoch + 1, prior_time_ + seconds_since(t_start), num);
       results_.write_csv((fs::path(save_dir_) / "results.csv").string());
       if (plots) plot_safely(vopt.log, "results", [&] { plot_results((fs::path(save_dir_) / "results.csv").string()); });
 
