@@ -190,33 +190,28 @@ class Trainer {
   OptimizerChoice choice_;
   std::vector<torch::Tensor> params_;  // trainable, for clipping
   std::shared_ptr<Dataset> train_ds_, val_ds_;
-  std::unique_ptr<DataLoader> train_loader_, val_loader_;
+  // The train batches (detection DataLoader or ClassifyLoader), and how to make them again with another per-rank
+  // batch after a first-epoch OOM.
+  std::unique_ptr<TrainLoader> train_loader_;
+  std::function<std::unique_ptr<TrainLoader>(int batch)> new_train_loader_;
+  std::unique_ptr<DataLoader> val_loader_;
   // Classify: folder splits, its own loader (no boxes, no mosaic) and validate_classify.
   bool classify_ = false;
   // Channels-last on the CPU (see to_channels_last). Not for classify: its 1x1 late feature maps send the
   // convolution backward through oneDNN's slow reorder path (a 10 s test ran for minutes).
   bool channels_last_ = false;
   ClassifySplit cls_val_;
-  std::unique_ptr<ClassifyLoader> cls_loader_;
-  // What the train loaders were built from, to rebuild them with a smaller batch after a first-epoch OOM.
-  ClassifySplit cls_train_;
-  ClassifyAugment cls_aug_;
-  LoaderOptions train_lo_;
-  uint64_t seed_ = 0;
   int val_stride_ = 32;
   int oom_retries_ = 0;
   int64_t train_size_ = 0;
-  bool next_batch(Batch& b) { return cls_loader_ ? cls_loader_->next(b) : train_loader_->next(b); }
-  LoaderStats loader_stats() const { return cls_loader_ ? cls_loader_->stats() : train_loader_->stats(); }
-  void reset_loader_stats() { cls_loader_ ? cls_loader_->reset_stats() : train_loader_->reset_stats(); }
   void set_loader_epoch(int e) {
     if (prefetch_) prefetch_->reset();
-    cls_loader_ ? cls_loader_->set_epoch(e) : train_loader_->set_epoch(e);
+    train_loader_->set_epoch(e);
   }
   // The next train batch on the device, normalised there; its copy overlapped the previous step.
   bool next_device_batch(DeviceBatch& d) {
     if (!prefetch_)
-      prefetch_ = std::make_unique<DevicePrefetcher>([this](Batch& b) { return next_batch(b); }, device_);
+      prefetch_ = std::make_unique<DevicePrefetcher>([this](Batch& b) { return train_loader_->next(b); }, device_);
     return prefetch_->next(d);
   }
   int64_t accumulate_ = 1, nb_ = 0, nw_ = -1;
@@ -432,11 +427,11 @@ void Trainer::build_classify_loaders(ClassifySplit cls_train, uint64_t seed) {
   aug.erasing = a_.num("erasing");
   if (aug.erasing < 0 || aug.erasing > 1)
     fail("train(): erasing=" + a_.str("erasing") + " must be a probability in [0, 1]");
-  seed_ = seed;
-  cls_train_ = cls_train;
-  cls_aug_ = aug;
-  cls_loader_ = std::make_unique<ClassifyLoader>(std::move(cls_train), imgsz_, (int)batch_, workers_, seed_, aug);
-  nb_ = cls_loader_->batches_per_epoch();
+  new_train_loader_ = [this, split = std::move(cls_train), aug, seed](int batch) -> std::unique_ptr<TrainLoader> {
+    return std::make_unique<ClassifyLoader>(split, imgsz_, batch, workers_, seed, aug);
+  };
+  train_loader_ = new_train_loader_((int)batch_);
+  nb_ = train_loader_->batches_per_epoch();
 }
 
 void Trainer::build_detection_loaders(uint64_t seed) {
@@ -499,9 +494,13 @@ void Trainer::build_detection_loaders(uint64_t seed) {
   lo.epochs = (int)epochs_;
   lo.stride = stride;
   lo.device = device_str_;
-  train_lo_ = lo;
   val_stride_ = stride;
-  train_loader_ = std::make_unique<DataLoader>(train_ds_, lo);
+  new_train_loader_ = [this, lo](int batch) -> std::unique_ptr<TrainLoader> {
+    LoaderOptions o = lo;
+    o.batch = batch;
+    return std::make_unique<DataLoader>(train_ds_, o);
+  };
+  train_loader_ = new_train_loader_(lo.batch);
   nb_ = train_loader_->batches_per_epoch();
 
   // Built even with val=false (the final epoch is always validated, as the official trainer does); by rank 0
@@ -738,18 +737,11 @@ void Trainer::save(const std::string& path, const CheckpointData& d, const std::
 void Trainer::reduce_batch_after_oom(int64_t epoch) {
   batch_ = std::max<int64_t>(batch_ / 2, 1);
   a_.n["batch"] = batch_;
-  if (classify_) {
-    cls_loader_.reset();
-    cls_loader_ = std::make_unique<ClassifyLoader>(cls_train_, imgsz_, (int)batch_, workers_, seed_, cls_aug_);
-    nb_ = cls_loader_->batches_per_epoch();
-  } else {
-    train_loader_.reset();
-    val_loader_.reset();
-    train_lo_.batch = (int)batch_;
-    train_loader_ = std::make_unique<DataLoader>(train_ds_, train_lo_);
-    nb_ = train_loader_->batches_per_epoch();
-    val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, val_stride_, device_str_);
-  }
+  train_loader_.reset();  // its workers and queued batches first
+  val_loader_.reset();
+  train_loader_ = new_train_loader_((int)batch_);  // one process: the per-rank batch is the batch
+  nb_ = train_loader_->batches_per_epoch();
+  if (val_ds_) val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, val_stride_, device_str_);
   set_loader_epoch((int)epoch);
   optim_.reset();
   params_.clear();
@@ -938,7 +930,7 @@ double Trainer::begin_epoch(int64_t epoch) {
   if (!classify_ && a_.integer("close_mosaic") > 0 && epoch == epochs_ - a_.integer("close_mosaic"))
     log("Closing dataloader mosaic");
   model_->train();
-  reset_loader_stats();
+  train_loader_->reset_stats();
   {  // the batch event's losses come in a std::map (alphabetical): loss_names gives the task's order for display
     std::string order;
     for (const auto& c : loss_columns(*criterion_, "")) order += (order.empty() ? "" : ",") + c;
@@ -1051,7 +1043,7 @@ bool Trainer::forward_backward(DeviceBatch& d, int64_t epoch, int64_t i, int64_t
 void Trainer::emit_batch(int64_t epoch, const EpochProgress& p, int64_t accumulate, int64_t size,
                          Clock::time_point t_epoch) {
   const double elapsed = seconds_since(t_epoch);
-  const auto st = loader_stats();
+  const auto st = train_loader_->stats();
   const int64_t world = dist_ ? dist_->world() : 1;
   std::map<std::string, double> num = {
       {"epoch", (double)epoch + 1},
@@ -1089,7 +1081,7 @@ bool Trainer::stop_after_batch(int64_t epoch, int64_t i, bool* over_time) {
 // The epoch_end numbers before validation: time, throughput, train losses, learning rates.
 std::map<std::string, double> Trainer::epoch_numbers(int64_t epoch, const EpochProgress& p, Clock::time_point t_epoch) {
   const double epoch_time = seconds_since(t_epoch);
-  const auto st = loader_stats();
+  const auto st = train_loader_->stats();
   std::map<std::string, double> num = {{"epoch", (double)epoch + 1},
                                        {"epochs", (double)epochs_},
                                        {"epoch_time", epoch_time},
