@@ -1,9 +1,10 @@
+// The trainer: setup (arguments, device, data, model, loaders, optimiser, EMA) and the epoch/step loop. What it
+// builds on lives beside it: train_args (defaults), weight_transfer (pretrained weights, cls_remap, freeze), amp
+// (mixed precision, AutoBatch), criterion (task losses), optimizer and schedule, ema, results_table (results.csv)
+// and distributed (DDP); the loaders implement data/loader.h's TrainLoader.
 #include "train/trainer.h"
 
-#include <torch/version.h>
-
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <ctime>
