@@ -34,17 +34,17 @@ constexpr uint8_t kClassifyEraseValue = 0;
 // every random draw.
 cv::Mat classify_train_transform(const cv::Mat& bgr, int imgsz, const ClassifyAugment& aug, uint64_t rng_seed);
 
-class ClassifyLoader {
+class ClassifyLoader : public TrainLoader {
  public:
   ClassifyLoader(ClassifySplit split, int imgsz, int batch, int workers, uint64_t seed, ClassifyAugment aug);
-  int64_t batches_per_epoch() const { return nb_; }
+  int64_t batches_per_epoch() const override { return nb_; }
   size_t size() const { return split_.files.size(); }
   // Next shuffled batch of the current epoch: img (B,3,H,W) uint8 RGB, cls (B,1) float32 class index, batch_idx
   // 0..B-1. Returns false once at the end of each epoch, then continues with the next epoch.
-  bool next(Batch& out);
-  void set_epoch(int e);
-  LoaderStats stats() const { return stats_; }
-  void reset_stats() { stats_ = LoaderStats(); }
+  bool next(Batch& out) override;
+  void set_epoch(int e) override;
+  LoaderStats stats() const override { return stats_; }
+  void reset_stats() override { stats_ = LoaderStats(); }
 
  private:
   ClassifySplit split_;

@@ -63,6 +63,19 @@ struct LoaderStats {
   double mean_wait_ms() const { return batches ? wait_ms_total / batches : 0; }
 };
 
+// What the trainer draws its batches from, one epoch after another: the detection DataLoader and the
+// ClassifyLoader (data/classify_loader.h) implement it.
+class TrainLoader {
+ public:
+  virtual ~TrainLoader() = default;
+  virtual int64_t batches_per_epoch() const = 0;
+  // Next batch of the current epoch; false once at the end of each epoch, then the following epoch continues.
+  virtual bool next(Batch& out) = 0;
+  virtual void set_epoch(int e) = 0;  // restarts at the first batch of epoch e
+  virtual LoaderStats stats() const = 0;
+  virtual void reset_stats() = 0;
+};
+
 // Official rect batch shapes for images of the given (w, h) sizes, in batch order after the aspect-ratio sort:
 // `order` receives the sorted dataset indices; one (w, h) per batch, multiples of stride.
 std::vector<cv::Size> rect_batch_shapes(const std::vector<cv::Size>& sizes, int batch, int imgsz, int stride, float pad,
@@ -75,29 +88,29 @@ std::vector<cv::Size> rect_batch_shapes(const std::vector<cv::Size>& sizes, int 
 // (N, H/r, W/r) uint8 0/1, one mask per instance. Instances without a polygon get an empty mask.
 torch::Tensor polygon_masks(const Batch& batch, int mask_ratio = 4, bool overlap = true);
 
-class DataLoader {
+class DataLoader : public TrainLoader {
  public:
   DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt);
-  ~DataLoader();
+  ~DataLoader() override;
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  int64_t batches_per_epoch() const { return nb_; }
+  int64_t batches_per_epoch() const override { return nb_; }
   int64_t samples_per_epoch() const;
   // Samples this rank sees per epoch: ceil(n / world) (n without distributed training).
   int64_t shard_size() const;
   int epoch() const { return current_epoch_; }
   // Next batch of the current epoch; false once at the end of each epoch, after which next() continues with the
   // following epoch (set_epoch is then optional). Throws y26::Error when a worker failed (bad image, ...).
-  bool next(Batch& out);
+  bool next(Batch& out) override;
   // Restarts at the first batch of epoch e (cheap when e is the epoch about to start: prefetched work is kept).
-  void set_epoch(int e);
+  void set_epoch(int e) override;
   // Mosaic, mixup and cutmix on/off from the next unconsumed batch (close_mosaic() = set_mosaic(false)).
   void set_mosaic(bool on);
   void close_mosaic() { set_mosaic(false); }
   bool mosaic_enabled(int epoch) const;
-  LoaderStats stats() const;
-  void reset_stats();
+  LoaderStats stats() const override;
+  void reset_stats() override;
   const std::vector<cv::Size>& rect_shapes() const { return rect_shapes_; }
 
  private:

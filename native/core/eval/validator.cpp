@@ -17,7 +17,7 @@
 #include "infer/save.h"
 #include "infer/postprocess.h"
 #include "model/loader.h"
-#include "train/trainer.h"
+#include "train/train_args.h"
 #include "util/error.h"
 #include "util/system.h"
 

@@ -45,7 +45,6 @@ class Distributed {
 
   int rank() const { return env_.rank; }
   int world() const { return env_.world; }
-  bool is_main() const { return env_.rank == 0; }
   const std::string& backend() const { return backend_; }
 
   // In place: every rank ends with rank 0's values.

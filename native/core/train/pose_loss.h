@@ -47,7 +47,6 @@ class PoseLoss {
   PoseBranchLossResult operator()(const PoseBranchOutput& preds, const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
                                   const DetectionBatch& batch, const torch::Tensor& keypoints) const;
 
-  bool has_rle() const { return bool(flow_); }
   void set_sigmas(const torch::Tensor& sigmas);  // per-keypoint OKS sigmas (dataset kpt_oks_sigmas), all > 0
 
  private:

@@ -1,203 +1,22 @@
-#include "train/trainer.h"
-
-#include <torch/version.h>
-
-#include <algorithm>
-#include <cctype>
-#include <chrono>
-#include <cmath>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
-#include <iomanip>
-#include <limits>
-#include <map>
-#include <optional>
-#include <regex>
-#include <set>
-#include <sstream>
-#include <thread>
-
-#include "data/classify_loader.h"
-#include "data/dataset.h"
-#include "data/device_prefetch.h"
-#include "data/index_warnings.h"
-#include "data/loader.h"
-#include "eval/classify_val.h"
-#include "eval/plots.h"
-#include "eval/validator.h"
-#include "util/gpu_stats.h"
-#include "infer/save.h"
-#include "io/checkpoint.h"
-#include "io/checkpoint_temps.h"
-#include "model/loader.h"
-#include "model/yolo.h"
-#include "train/amp.h"
-#include "train/autocast.h"
-#include "train/criterion.h"
-#include "train/distributed.h"
-#include "train/ema.h"
-#include "train/optimizer.h"
-#include "train/schedule.h"
-#include "util/cpu_alloc_cache.h"
-#include "util/cuda_util.h"
-#include "util/error.h"
-#include "util/system.h"
-#include "util/text.h"
-
-namespace fs = std::filesystem;
+// The trainer: setup (arguments, device, data, model, loaders, optimiser, EMA) and the epoch/step loop. What it
+// builds on lives beside it: train_args (defaults), weight_transfer (pretrained weights, cls_remap, freeze), amp
+// (mixed precision, AutoBatch), criterion (task losses), optimizer and schedule, ema, results_table (results.csv)
+// and distributed (DDP); the loaders implement data/loader.h's TrainLoader.
+#include "train/trainer_impl.h"
 
 namespace y26 {
 
-// ---- arguments ------------------------------------------------------------------------------------------------
-
-const YAML::Node& train_defaults() {
-  // default.yaml (Ultralytics 8.4) train/val keys, then ours at the end.
-  static const YAML::Node defaults = YAML::Load(R"(
-task: detect
-mode: train
-model: yolo26n.yaml
-data: null
-epochs: 100
-time: null
-patience: 100
-batch: 16
-imgsz: 640
-save: true
-save_period: -1
-cache: false
-device: null
-workers: 8
-project: null
-name: null
-exist_ok: false
-pretrained: true
-optimizer: auto
-verbose: true
-seed: 0
-deterministic: true
-single_cls: false
-rect: false
-cos_lr: false
-close_mosaic: 10
-resume: false
-amp: true
-fraction: 1.0
-profile: false
-freeze: null
-multi_scale: 0.0
-compile: false
-overlap_mask: true
-mask_ratio: 4
-dropout: 0.0
-val: true
-split: val
-save_json: false
-conf: null
-iou: 0.7
-max_det: 300
-half: false
-dnn: false
-plots: true
-end2end: null
-lr0: 0.01
-lrf: 0.01
-momentum: 0.937
-weight_decay: 0.0005
-warmup_epochs: 3.0
-warmup_momentum: 0.8
-warmup_bias_lr: 0.1
-box: 7.5
-cls: 0.5
-cls_pw: 0.0
-dfl: 1.5
-pose: 12.0
-kobj: 1.0
-rle: 1.0
-angle: 1.0
-nbs: 64
-hsv_h: 0.015
-hsv_s: 0.7
-hsv_v: 0.4
-degrees: 0.0
-translate: 0.1
-scale: 0.5
-shear: 0.0
-perspective: 0.0
-flipud: 0.0
-fliplr: 0.5
-bgr: 0.0
-mosaic: 1.0
-mixup: 0.0
-cutmix: 0.0
-copy_paste: 0.0
-copy_paste_mode: flip
-auto_augment: randaugment
-erasing: 0.4
-cfg: null
-save_dir: null
-threads: 0
-accumulate: 0
-cpu_amp: false
-cls_remap: true
-channels_last: false
-debug_nan_at: -1
-debug_oom_above: 0
-)");
-  return defaults;
-}
-
-YAML::Node resolve_train_args(const YAML::Node& args) {
-  YAML::Node out = YAML::Clone(train_defaults());
-  if (!args || args.IsNull()) return out;
-  if (!args.IsMap()) fail("train(): the arguments must be a map of option names to values");
-  for (const auto& kv : args) {
-    const std::string key = kv.first.as<std::string>();
-    if (!train_defaults()[key]) {
-      std::vector<std::string> keys;
-      for (const auto& d : train_defaults()) keys.push_back(d.first.as<std::string>());
-      const std::string best = closest_name(key, keys);
-      fail("train(): unknown argument '" + key + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)") +
-           "; see the default.yaml keys");
-    }
-    out[key] = YAML::Clone(kv.second);
-  }
-  return out;
-}
+namespace trainer_internal {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Typed reads of the resolved args; null means "use the fallback".
-struct Args {
-  YAML::Node n;
-  bool has(const char* k) const { return n[k] && !n[k].IsNull(); }
-  std::string str(const char* k, const std::string& d = "") const { return has(k) ? n[k].as<std::string>() : d; }
-  double num(const char* k) const {
-    try {
-      return n[k].as<double>();
-    } catch (const YAML::Exception&) {
-      fail(std::string("train(): argument '") + k + "' must be a number (got '" + str(k) + "')");
-    }
-  }
-  int64_t integer(const char* k) const { return (int64_t)std::llround(num(k)); }
-  bool flag(const char* k) const {
-    try {
-      return n[k].as<bool>();
-    } catch (const YAML::Exception&) {
-      fail(std::string("train(): argument '") + k + "' must be true or false (got '" + str(k) + "')");
-    }
-  }
-};
-
-bool is_bool_text(const std::string& s, bool* value) {
-  const std::string v = to_lower(s);
-  if (v == "true") return *value = true, true;
-  if (v == "false") return *value = false, true;
-  return false;
+// Errors the official trainer treats as running out of device memory.
+bool is_memory_error(const std::string& what) {
+  return to_lower(what).find("out of memory") != std::string::npos || what.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
+         what.find("CUDNN_STATUS_INTERNAL_ERROR") != std::string::npos ||
+         what.find("unable to find an engine") != std::string::npos;
 }
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 std::string iso_now() {
   std::time_t t = std::time(nullptr);
@@ -206,785 +25,13 @@ std::string iso_now() {
   return buf;
 }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-// Official freeze semantics: an int N freezes layers 0..N-1, a list freezes those indices; ".dfl" is always frozen.
-std::vector<std::string> freeze_prefixes(const YAML::Node& freeze) {
-  std::vector<std::string> out = {".dfl"};
-  if (!freeze || freeze.IsNull()) return out;
-  if (freeze.IsSequence()) {
-    for (const auto& v : freeze) out.push_back("model." + std::to_string(v.as<int>()) + ".");
-  } else {
-    int n = freeze.as<int>();
-    for (int i = 0; i < n; ++i) out.push_back("model." + std::to_string(i) + ".");
-  }
-  return out;
-}
-
-void apply_freeze(YoloModel& model, const std::vector<std::string>& prefixes, std::vector<std::string>* frozen) {
-  for (auto& p : model.named_parameters(true)) {
-    bool freeze = false;
-    for (const auto& pre : prefixes)
-      freeze |= pre[0] == '.' ? p.key().find(pre) != std::string::npos : p.key().rfind(pre, 0) == 0;
-    p.value().set_requires_grad(!freeze);
-    if (freeze) frozen->push_back(p.key());
-  }
-}
-
-bool placeholder_names(const std::vector<std::string>& names) {
-  for (size_t i = 0; i < names.size(); ++i)
-    if (names[i] != std::to_string(i)) return false;
-  return true;
-}
-
-std::string name_key(std::string s) {
-  const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return to_lower(b == std::string::npos ? "" : s.substr(b, e - b + 1));
-}
-
-// Official cls_remap: when the checkpoint's class names overlap the data's in another order or count, the rows of
-// the head's class-logit convs (the last layer of each cv3 / one2one_cv3 level) are copied by name (trimmed, any
-// case); unmatched rows keep their initialisation. A weight whose input width differs keeps only its bias rows.
-// Names that are just indices carry no meaning. Returns the remapped tensor names; *matched = classes found.
-std::set<std::string> remap_class_rows(StateDict& sd, const std::map<std::string, torch::Tensor>& src,
-                                       const std::vector<std::string>& src_names,
-                                       const std::vector<std::string>& tgt_names, int64_t* matched) {
-  std::set<std::string> done;
-  *matched = 0;
-  if (src_names.empty() || tgt_names.empty() || placeholder_names(src_names) || placeholder_names(tgt_names))
-    return done;
-  std::map<std::string, int64_t> lookup;
-  for (size_t i = 0; i < src_names.size(); ++i) lookup.emplace(name_key(src_names[i]), (int64_t)i);
-  std::vector<int64_t> idx;
-  bool identity = src_names.size() == tgt_names.size();
-  for (size_t k = 0; k < tgt_names.size(); ++k) {
-    auto it = lookup.find(name_key(tgt_names[k]));
-    idx.push_back(it == lookup.end() ? -1 : it->second);
-    *matched += idx.back() >= 0;
-    identity &= idx.back() == (int64_t)k;
-  }
-  if (*matched == 0 || identity) return done;  // identity: the plain transfer copies them in order
-  static const std::regex logit_conv(R"(^model\.\d+\.(one2one_)?cv3\.\d+\.\d+\.(weight|bias)$)");
-  const int64_t nc = (int64_t)tgt_names.size();
-  for (auto& [name, t] : sd) {
-    if (!std::regex_match(name, logit_conv) || t.dim() < 1 || t.size(0) != nc) continue;
-    auto it = src.find(name);
-    if (it == src.end() || it->second.dim() != t.dim() || it->second.sizes().slice(1) != t.sizes().slice(1)) continue;
-    auto out = t.detach().clone();
-    for (int64_t k = 0; k < nc; ++k)
-      if (idx[k] >= 0 && idx[k] < it->second.size(0)) out[k].copy_(it->second[idx[k]]);
-    t = out;
-    done.insert(name);
-  }
-  return done;
-}
-
-// Copies every tensor whose name and shape match (and, with class names on both sides, the class-logit rows by
-// name: remap_class_rows); returns how many tensors it set.
-int64_t transfer_weights(YoloModel& model, const NamedTensors& src, std::vector<std::string>* skipped,
-                         const std::vector<std::string>& src_names, const std::vector<std::string>& tgt_names,
-                         std::string* remap_note) {
-  std::map<std::string, torch::Tensor> by_name(src.begin(), src.end());
-  StateDict sd = model.state_dict();
-  int64_t matched = 0;
-  const auto remapped = remap_class_rows(sd, by_name, src_names, tgt_names, &matched);
-  if (!remapped.empty() && remap_note)
-    *remap_note = "Remapped " + std::to_string(matched) + "/" + std::to_string(tgt_names.size()) +
-                  " cls head rows from pretrained weights by class name";
-  int64_t n = (int64_t)remapped.size();
-  for (auto& [name, t] : sd) {
-    if (remapped.count(name)) continue;
-    auto it = by_name.find(name);
-    if (it != by_name.end() && it->second.sizes() == t.sizes()) {
-      t = it->second;
-      ++n;
-    } else {
-      skipped->push_back(name);
-    }
-  }
-  model.load_state_dict(sd, "pretrained weights");
-  return n;
-}
-
 YAML::Node snapshot_to_yaml(const std::vector<std::pair<std::string, double>>& scalars) {
   YAML::Node m(YAML::NodeType::Map);
   for (const auto& [k, v] : scalars) m[k] = v;
   return m;
 }
 
-std::string latest_last_pt(const std::string& root) {
-  std::string best;
-  fs::file_time_type best_t{};
-  std::error_code ec;
-  if (!fs::exists(root, ec)) return best;
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    if (it->path().filename() == "last.pt") {
-      auto t = fs::last_write_time(it->path(), ec);
-      if (!ec && (best.empty() || t > best_t)) best = it->path().string(), best_t = t;
-    }
-  }
-  return best;
-}
-
-// Results table: one row per epoch, official column names then ours.
-struct ResultsTable {
-  std::vector<std::string> columns;
-  std::vector<std::vector<double>> rows;
-  YAML::Node to_yaml() const {
-    YAML::Node m(YAML::NodeType::Map);
-    for (size_t c = 0; c < columns.size(); ++c) {
-      YAML::Node col(YAML::NodeType::Sequence);
-      for (const auto& r : rows) col.push_back(r[c]);
-      m[columns[c]] = col;
-    }
-    return m;
-  }
-  void load(const YAML::Node& m) {
-    if (!m || !m.IsMap() || !m["epoch"]) return;
-    size_t n = m["epoch"].size();
-    for (size_t i = 0; i < n; ++i) {
-      std::vector<double> row;
-      for (const auto& c : columns) row.push_back(m[c] && m[c].size() > i ? m[c][i].as<double>() : 0.0);
-      rows.push_back(row);
-    }
-  }
-  void write_csv(const std::string& path) const {
-    std::ofstream f(path, std::ios::trunc);
-    if (!f) fail("cannot write " + path + ": check that the run folder is writable and the disk is not full");
-    for (size_t c = 0; c < columns.size(); ++c) f << (c ? "," : "") << columns[c];
-    f << "\n";
-    for (const auto& r : rows) {
-      for (size_t c = 0; c < r.size(); ++c) {
-        if (c) f << ",";
-        if (c == 0) f << (int64_t)r[c];
-        else f << fmt("%.6g", r[c]);
-      }
-      f << "\n";
-    }
-    if (!f.flush()) fail("cannot write " + path + ": the disk may be full");
-  }
-};
-
-// batch=-1 or a fraction in (0, 1) on CUDA: the official AutoBatch (a line fitted through the memory that forward +
-// backward take at a few batch sizes, the batch filling `fraction` of the free memory). Memory is read through NVML
-// (the process's device memory, the caching allocator's cache emptied before each size). Without NVML: the largest
-// power of two that ran, times the fraction.
-int64_t probe_cuda_batch(YoloModel& model, int imgsz, const torch::Device& dev, double fraction,
-                         const std::function<void(const std::string&)>& log) {
-  const int idx = dev.has_index() ? dev.index() : 0;
-  auto step = [&](int64_t b) {
-    auto x = torch::rand({b, 3, imgsz, imgsz}, torch::TensorOptions().device(dev));
-    auto out = model.forward(x);
-    (out.cls_logits.defined() ? out.cls_logits.sum() : out.one2many.scores.sum() + out.one2many.boxes.sum()).backward();
-    model.zero_grad();
-  };
-  cuda_empty_cache();
-  const auto base = gpu_stats(idx);
-  if (base) {
-    const double free_gb = base->mem_total_gb - base->mem_used_gb;
-    log("AutoBatch: computing the batch for imgsz=" + std::to_string(imgsz) + " at " + fmt("%.0f", fraction * 100) +
-        "% of the free GPU memory (" + gpu_name(idx) + ", " + fmt("%.2f", base->mem_total_gb) + "G total, " +
-        fmt("%.2f", free_gb) + "G free)");
-    auto mem = [&](int64_t b) -> std::optional<double> {
-      try {
-        cuda_empty_cache();
-        step(b);
-        torch::cuda::synchronize(idx);
-        auto s = gpu_stats(idx);
-        return s ? std::optional<double>(s->mem_used_gb - base->mem_used_gb) : std::nullopt;
-      } catch (const c10::Error&) {
-        model.zero_grad();
-        return std::nullopt;
-      }
-    };
-    auto fit = fit_autobatch(mem, free_gb, fraction, autobatch_sizes(base->mem_total_gb));
-    cuda_empty_cache();
-    if (fit) {
-      log("AutoBatch: using batch " + std::to_string(fit->batch) + " (" + fmt("%.0f", fit->predicted_fraction * 100) +
-          "% of the free memory expected)");
-      return fit->batch;
-    }
-    log("AutoBatch: the memory measurements could not be fitted; using the largest batch that ran");
-  }
-  int64_t fit = 0;
-  for (int64_t b : {8, 16, 32, 64, 128, 256}) {
-    try {
-      step(b);
-      fit = b;
-    } catch (const c10::Error&) {
-      model.zero_grad();
-      break;
-    }
-  }
-  cuda_empty_cache();
-  if (fit == 0) fail("batch=-1: not even a batch of 8 fits on the GPU at imgsz " + std::to_string(imgsz) +
-                     "; use a smaller imgsz or a fixed batch");
-  return std::max<int64_t>(8, (int64_t)(fit * fraction) / 8 * 8);
-}
-
-class Trainer {
- public:
-  Trainer(const YAML::Node& user_args, const TrainCallbacks& cb, const std::atomic<bool>& stop)
-      : cb_(cb), stop_(stop) {
-    setup(user_args);
-  }
-  TrainResult run();
-
- private:
-  std::optional<GpuStats> device_gpu_stats() const {
-    return device_.is_cuda() ? gpu_stats(device_.has_index() ? device_.index() : 0) : std::nullopt;
-  }
-  // The official GPU_mem column: "0G" on the CPU, "1.23G" on CUDA ("?G" without NVML).
-  std::string gpu_mem_column() const {
-    if (!device_.is_cuda()) return "0G";
-    auto g = device_gpu_stats();
-    return g ? fmt("%.3gG", g->mem_used_gb) : std::string("?G");
-  }
-  void emit(const std::string& type, std::map<std::string, double> num = {},
-            std::map<std::string, std::string> str = {}) {
-    if (!cb_.on_event) return;
-    // Distributed: rank 0 reports the run; the other ranks only their warnings.
-    if (!main_ && !(type == "log" && str.count("level") && str["level"] == "warning")) return;
-    TrainEvent e{type, std::move(num), std::move(str)};
-    cb_.on_event(e);
-  }
-  void log(const std::string& text) { emit("log", {}, {{"text", text}}); }
-  void warn(const std::string& text) { emit("log", {}, {{"text", text}, {"level", "warning"}}); }
-
-  void setup(const YAML::Node& user_args);
-  void build_model(const std::string& model_arg, const YAML::Node& pretrained);
-  void adapt_config(ModelConfig& cfg, const std::string& model_arg);
-  void build_optimizer();
-  CheckpointData checkpoint_data(int64_t epoch) const;
-  void save(const std::string& path, const CheckpointData& d, const std::string& kind);
-  void optimizer_step();
-  void reduce_batch_after_oom(int64_t epoch);
-  void setup_distributed();
-
-  const TrainCallbacks& cb_;
-  const std::atomic<bool>& stop_;
-  Args a_;
-  std::string device_str_;
-  torch::Device device_{torch::kCPU};
-  std::string save_dir_, wdir_, last_, best_;
-  DataConfig data_;
-  std::vector<std::string> names_;
-  int64_t nc_ = 0;
-  int imgsz_ = 640;
-  int64_t batch_ = 16, epochs_ = 100, start_epoch_ = 0;
-  int workers_ = 1;
-  std::shared_ptr<YoloModel> model_, ema_model_;
-  std::unique_ptr<ModelEMA> ema_;
-  std::unique_ptr<TrainCriterion> criterion_;
-  std::unique_ptr<Optimizer> optim_;
-  OptimizerChoice choice_;
-  std::vector<torch::Tensor> params_;  // trainable, for clipping
-  std::shared_ptr<Dataset> train_ds_, val_ds_;
-  std::unique_ptr<DataLoader> train_loader_, val_loader_;
-  // Classify: folder splits, its own loader (no boxes, no mosaic) and validate_classify.
-  bool classify_ = false;
-  // Channels-last on the CPU (see to_channels_last). Not for classify: its 1x1 late feature maps send the
-  // convolution backward through oneDNN's slow reorder path (a 10 s test ran for minutes).
-  bool channels_last_ = false;
-  ClassifySplit cls_val_;
-  std::unique_ptr<ClassifyLoader> cls_loader_;
-  // What the train loaders were built from, to rebuild them with a smaller batch after a first-epoch OOM.
-  ClassifySplit cls_train_;
-  ClassifyAugment cls_aug_;
-  LoaderOptions train_lo_;
-  uint64_t seed_ = 0;
-  int val_stride_ = 32;
-  int oom_retries_ = 0;
-  int64_t train_size_ = 0;
-  bool next_batch(Batch& b) { return cls_loader_ ? cls_loader_->next(b) : train_loader_->next(b); }
-  LoaderStats loader_stats() const { return cls_loader_ ? cls_loader_->stats() : train_loader_->stats(); }
-  void reset_loader_stats() { cls_loader_ ? cls_loader_->reset_stats() : train_loader_->reset_stats(); }
-  void set_loader_epoch(int e) {
-    if (prefetch_) prefetch_->reset();
-    cls_loader_ ? cls_loader_->set_epoch(e) : train_loader_->set_epoch(e);
-  }
-  // The next train batch on the device, normalised there; its copy overlapped the previous step.
-  bool next_device_batch(DeviceBatch& d) {
-    if (!prefetch_)
-      prefetch_ = std::make_unique<DevicePrefetcher>([this](Batch& b) { return next_batch(b); }, device_);
-    return prefetch_->next(d);
-  }
-  ValResult validate_epoch(const ValOptions& vopt);
-  ValResult validate_model(YoloModel& model, const ValOptions& vopt);
-  ValResult validate_best(const ValOptions& vopt);
-  int64_t accumulate_ = 1, nb_ = 0, nw_ = -1;
-  bool accumulate_override_ = false;
-  bool amp_ = false;
-  bool loss_scaling_ = false;  // fp16 on CUDA needs it; bf16 on the CPU does not
-  LossScaler scaler_;
-  std::unique_ptr<DevicePrefetcher> prefetch_;  // the train batches on the device, one ahead
-  std::optional<double> best_fitness_;
-  int64_t best_epoch_ = -1;
-  ResultsTable results_;
-  double prior_time_ = 0;  // training seconds of the epochs before a resume
-  Checkpoint resume_ckpt_;
-  bool resuming_ = false;
-  std::string last_good_;  // last checkpoint written successfully
-  // Distributed data parallel (train/distributed.h): rank 0 (main_) validates and writes the run folder.
-  DistEnv denv_;
-  std::unique_ptr<Distributed> dist_;
-  std::unique_ptr<GradientSync> grad_sync_;  // over params_; made at the first step
-  bool main_ = true;
-};
-
-void Trainer::setup(const YAML::Node& user_args) {
-  YAML::Node args = resolve_train_args(user_args);
-  a_.n = args;
-  denv_ = dist_env_from_environment();
-  main_ = denv_.rank == 0;
-
-  // Resume: the run's own arguments come back from the checkpoint; only machine-specific keys may change.
-  bool resume_flag = false;
-  const std::string resume_s = a_.str("resume", "false");
-  std::string resume_path;
-  if (!is_bool_text(resume_s, &resume_flag)) resume_path = resume_s;
-  else if (resume_flag) {
-    std::string m = a_.str("model");
-    if (is_checkpoint_path(m) && fs::exists(m)) resume_path = m;
-    else {
-      std::string root = a_.has("project") ? a_.str("project") : "runs";
-      resume_path = latest_last_pt(root);
-      if (resume_path.empty())
-        fail("resume=true: no last.pt found under " + root + "; pass resume='path/to/weights/last.pt'");
-    }
-  }
-  if (!resume_path.empty()) {
-    if (!fs::exists(resume_path)) fail("resume: " + resume_path + " does not exist; pass the run's weights/last.pt");
-    if (int n = main_ ? remove_stale_checkpoint_temps(resume_path) : 0)  // left by a run killed while it saved
-      log("Removed " + std::to_string(n) + " partial checkpoint file(s) " + resume_path + ".tmp-* of an interrupted save");
-    resume_ckpt_ = load_checkpoint(resume_path);
-    if (resume_ckpt_.format != kCheckpointFormat || resume_ckpt_.ema.empty() || resume_ckpt_.optimizer.empty())
-      fail("resume: " + resume_path + " is not a training checkpoint of this engine (no EMA/optimizer state); "
-           "start a new training with model=" + resume_path + " instead");
-    YAML::Node ck_args = resolve_train_args(resume_ckpt_.train_args);
-    for (const char* k : {"device", "workers", "cache", "threads", "batch"})
-      if (user_args && user_args[k]) ck_args[k] = YAML::Clone(user_args[k]);
-    ck_args["resume"] = resume_path;
-    ck_args["model"] = resume_path;
-    a_.n = ck_args;
-    resuming_ = true;
-    start_epoch_ = resume_ckpt_.epoch + 1;
-    save_dir_ = fs::absolute(fs::path(resume_path)).parent_path().parent_path().string();
-  }
-
-  epochs_ = a_.integer("epochs");
-  if (epochs_ < 1) fail("train(): epochs must be >= 1");
-  if (resuming_ && start_epoch_ >= epochs_)
-    fail("resume: " + resume_path + " already finished all " + std::to_string(epochs_) +
-         " epochs; nothing to resume. Start a new training with model=" + resume_path);
-  imgsz_ = (int)a_.integer("imgsz");
-  if (imgsz_ < 32) fail("train(): imgsz must be at least 32");
-  imgsz_ = (imgsz_ + 31) / 32 * 32;  // the official check_imgsz rounds up to the max stride
-
-  device_str_ = a_.has("device") ? resolve_device(denv_.active() ? rank_device(a_.str("device"), denv_) : a_.str("device"))
-                                 : (torch::cuda::is_available() ? std::string(denv_.active() ? "cuda:" + std::to_string(denv_.local_rank) : "cuda:0") : std::string("cpu"));
-  device_ = torch::Device(device_str_);
-  if (denv_.active()) setup_distributed();  // the rendezvous first: a missing rank fails before any work
-  // CPU bf16 is opt-in: on the demo set it trained to mAP50-95 0.348 against fp32's 0.414 in 25 epochs.
-  amp_ = device_.is_cuda() ? a_.flag("amp") : a_.flag("cpu_amp") && cpu_has_native_bf16();
-  if (a_.flag("cpu_amp") && !device_.is_cuda() && !amp_)
-    log("cpu_amp: this CPU has no native bf16 (avx512_bf16/amx_bf16); training in fp32");
-  loss_scaling_ = amp_ && device_.is_cuda();
-
-  const int hw = std::max(1u, std::thread::hardware_concurrency());
-  workers_ = (int)std::clamp<int64_t>(a_.integer("workers"), 1, hw);
-  // On a GPU the loader is what keeps the card busy: without an explicit `workers`, every core but the training
-  // thread's prepares batches (our workers are threads that sleep when the queue is full, not processes).
-  if (device_.is_cuda() && !(user_args && user_args["workers"])) workers_ = std::max(workers_, hw - 1);
-  // Compute gets every physical core: the loader needs ~2-5 ms of CPU per image against ~60-100 ms of CPU
-  // forward+backward, so its threads mostly wait (measured on 2 cores: 1 thread 9.9 img/s, 2 threads 13.1).
-  configure_threads((int)a_.integer("threads"), 0);
-
-  const int64_t seed = a_.integer("seed");
-  torch::manual_seed((uint64_t)seed);
-
-  // Data: a data.yaml, or for classify an ImageNet-style folder (root/train/<class>/*, root/val/<class>/*).
-  if (!a_.has("data")) fail("train(): 'data' is required (path to a data.yaml, or a classification folder)");
-  const bool single_cls = a_.flag("single_cls");
-  ClassifySplit cls_train;
-  classify_ = is_classify_data(a_.str("data"));
-  if (classify_ && dist_)
-    fail("train(): distributed training of classify models is not supported yet; train them in one process");
-  if (classify_) {
-    auto logger = [this](const std::string& t) { log(t); };
-    cls_train = open_classify_split(a_.str("data"), "train", logger);
-    cls_val_ = open_classify_split(a_.str("data"), a_.str("split", "val") == "test" ? "test" : "val", logger);
-    data_.nc = (int)cls_train.names.size();
-    data_.names = cls_train.names;
-    // The official ClassificationTrainer trains at 224 when the user gives no imgsz (default.yaml's 640 is for
-    // detection).
-    if (!resuming_ && !(user_args && user_args["imgsz"] && !user_args["imgsz"].IsNull())) imgsz_ = 224;
-  } else {
-    data_ = load_data_yaml(a_.str("data"));
-  }
-  nc_ = single_cls ? 1 : data_.nc;
-  names_ = single_cls ? std::vector<std::string>{"item"} : data_.names;
-
-  build_model(a_.str("model", "yolo26n.yaml"), a_.n["pretrained"]);
-  if (classify_ != (model_->task() == "classify"))
-    fail(classify_ ? "train(): data '" + a_.str("data") + "' is a classification folder but the model is a " +
-                         model_->task() + " model; use a -cls model (yolo26n-cls.yaml) or pass a data.yaml"
-                   : "train(): a classify model needs a classification folder as data (root/train/<class>/*), not " +
-                         a_.str("data"));
-  // The task's loss (throws for tasks without one, before any run folder is made).
-  criterion_ = make_criterion(*model_, nc_, epochs_, a_.n, data_.kpt_oks_sigmas);
-  if (resuming_) criterion_->set_updates(start_epoch_);
-  class_weights_for({}, a_.num("cls_pw"));  // range check before any run folder is made
-
-  if (main_) {
-    if (save_dir_.empty()) {
-      std::string project = a_.has("project") ? a_.str("project") : "runs/" + model_->task();
-      std::string name = a_.has("name") ? a_.str("name") : "train";
-      save_dir_ = increment_path((fs::path(project) / name).string(), a_.flag("exist_ok"), true);
-    }
-    save_dir_ = fs::absolute(save_dir_).string();
-  }
-  if (dist_) save_dir_ = dist_->share_from_main("save_dir", save_dir_);  // one run folder, rank 0's
-  wdir_ = (fs::path(save_dir_) / "weights").string();
-  std::error_code ec;
-  if (main_) fs::create_directories(wdir_, ec);
-  if (ec) fail("cannot create " + wdir_ + ": " + ec.message() + "; choose a writable project folder");
-  last_ = (fs::path(wdir_) / "last.pt").string();
-  best_ = (fs::path(wdir_) / "best.pt").string();
-  if (resuming_) last_good_ = a_.str("resume");
-
-  if (amp_ && device_.is_cuda()) {  // the official AMP check, before training starts
-    std::string why;
-    if (check_amp(*model_, device_, &why)) {
-      log("AMP: checks passed");
-    } else {
-      log("WARNING: AMP: checks failed (" + why + "); training in fp32 (amp=False). Pass amp=false to skip the check");
-      amp_ = loss_scaling_ = false;
-    }
-  }
-  // Datasets and loaders.
-  auto resolve_batch = [&] {
-    const double batch_arg = a_.num("batch");
-    if (batch_arg < 1 && dist_)
-      fail("train(): AutoBatch (batch=" + a_.str("batch") + ") is not supported with several ranks; pass the global batch "
-           "as a multiple of the " + std::to_string(dist_->world()) + " ranks");
-    if (batch_arg < 1) {  // -1: AutoBatch at 60% of the free memory; 0 < batch < 1: at that fraction
-      const double fraction = batch_arg > 0 ? batch_arg : 0.6;
-      batch_ = device_.is_cuda() ? probe_cuda_batch(*model_, imgsz_, device_, fraction, [this](const std::string& t) { log(t); })
-                                 : 16;
-      if (!device_.is_cuda()) log("AutoBatch: intended for CUDA devices, using the default batch 16 on the CPU");
-    } else {
-      batch_ = a_.integer("batch");
-    }
-    if (dist_ && (batch_ < dist_->world() || batch_ % dist_->world() != 0))
-      fail("train(): batch=" + std::to_string(batch_) + " is the global batch and must be a multiple of the " +
-           std::to_string(dist_->world()) + " ranks (each rank trains on batch / world images)");
-  };
-  if (classify_) {
-    const double fraction = a_.num("fraction");  // official: the first round(n * fraction) samples
-    if (fraction < 1.0) {
-      const size_t n = std::max<size_t>(1, (size_t)std::llround(cls_train.files.size() * fraction));
-      cls_train.files.resize(std::min(n, cls_train.files.size()));
-      cls_train.labels.resize(cls_train.files.size());
-    }
-    train_size_ = (int64_t)cls_train.files.size();
-    log("train: " + std::to_string(train_size_) + " images in " + std::to_string(cls_train.names.size()) +
-        " classes; val: " + std::to_string(cls_val_.files.size()) + " images");
-    resolve_batch();
-    ClassifyAugment aug;
-    aug.scale = a_.num("scale");
-    aug.fliplr = a_.num("fliplr");
-    aug.flipud = a_.num("flipud");
-    aug.hsv_h = a_.num("hsv_h");
-    aug.hsv_s = a_.num("hsv_s");
-    aug.hsv_v = a_.num("hsv_v");
-    aug.auto_augment = parse_auto_augment(a_.str("auto_augment"));  // null / false: ColorJitter instead
-    aug.erasing = a_.num("erasing");
-    if (aug.erasing < 0 || aug.erasing > 1)
-      fail("train(): erasing=" + a_.str("erasing") + " must be a probability in [0, 1]");
-    seed_ = (uint64_t)seed;
-    cls_train_ = cls_train;
-    cls_aug_ = aug;
-    cls_loader_ = std::make_unique<ClassifyLoader>(std::move(cls_train), imgsz_, (int)batch_, workers_, seed_, aug);
-    nb_ = cls_loader_->batches_per_epoch();
-  } else {
-    DatasetOptions dso;
-    dso.imgsz = imgsz_;
-    dso.cache = parse_cache_mode(a_.str("cache", "false"));
-    dso.fast_decode = true;
-    dso.verbose = false;
-    dso.obb = model_->task() == "obb";
-    IndexOptions io;
-    io.nc = data_.nc;
-    io.strict = false;
-    io.verbose = false;
-    io.kpt_count = data_.kpt_count;
-    io.kpt_dims = data_.kpt_dims;
-    auto train_files = list_image_files(data_.train, "train images");
-    const double fraction = a_.num("fraction");
-    if (fraction < 1.0) train_files.resize(std::max<size_t>(1, (size_t)(train_files.size() * fraction)));
-    auto index = DatasetIndex::build(train_files, io);
-    auto open_train = [&](const DatasetOptions& o) {
-      return std::make_shared<Dataset>(index, o, data_.kpt_count, data_.kpt_dims, data_.flip_idx, data_.names);
-    };
-    if (dist_ && dso.cache == CacheMode::Ram && denv_.local_world > 1) {
-      // One copy of the cached images per machine: local rank 0 fills a shared-memory cache, its peers map it.
-      const uint64_t private_before = private_memory_bytes();
-      DatasetOptions shared = dso;
-      shared.shared_cache = "/yolo26-cache-" + std::to_string(denv_.master_port) + "-" + std::to_string(denv_.rank - denv_.local_rank);
-      shared.shared_cache_owner = denv_.local_rank == 0;
-      if (shared.shared_cache_owner) train_ds_ = open_train(shared);
-      dist_->barrier("filling the shared RAM cache (local rank 0 decodes the images)");
-      if (!shared.shared_cache_owner) train_ds_ = open_train(shared);
-      dist_->barrier("mapping the shared RAM cache");
-      train_ds_->unlink_shared_cache();
-      const uint64_t private_after = private_memory_bytes();
-      // every rank's private growth, so that rank 0's log shows that no peer made a copy
-      std::vector<double> grew((size_t)dist_->world(), 0.0);
-      grew[(size_t)dist_->rank()] = (double)(private_after > private_before ? private_after - private_before : 0);
-      grew = dist_->allreduce_small(grew, "comparing the ranks' memory after mapping the shared RAM cache");
-      const auto mib = [](double b) { return std::to_string(((uint64_t)b + (1 << 19)) >> 20) + " MiB"; };
-      std::string per_rank;
-      for (size_t r = 0; r < grew.size(); ++r) per_rank += (r ? ", " : "") + mib(grew[r]);
-      log("cache='ram': one copy of the train images per machine (" + mib((double)train_ds_->ram_cache_bytes()) +
-          " in shared memory), shared by its " + std::to_string(denv_.local_world) + " ranks; private memory growth "
-          "opening it, by rank: " + per_rank);
-    } else {
-      train_ds_ = open_train(dso);
-    }
-    if (train_ds_->size() == 0) fail(a_.str("data") + ": the train split has no usable images");
-    for (const auto& w : shown_warnings(train_ds_->index().summary.warnings)) warn("train: " + w);
-    log("train: " + train_ds_->index().summary.line());
-    if (a_.num("cls_pw") > 0 && !a_.flag("single_cls")) {  // official set_class_weights (single_cls: one class, weight 1)
-      std::vector<int64_t> counts(nc_, 0);
-      for (size_t i = 0; i < train_ds_->size(); ++i)
-        for (float c : train_ds_->labels(i).cls)
-          if (c >= 0 && c < nc_) ++counts[(size_t)c];
-      auto w = class_weights_for(counts, a_.num("cls_pw"));
-      if (w.defined()) {
-        std::ostringstream s;
-        s << "Class weights:";
-        for (int64_t k = 0; k < w.numel(); ++k) s << " " << fmt("%.3f", w[k].item<double>());
-        log(s.str());
-        criterion_ = make_criterion(*model_, nc_, epochs_, a_.n, data_.kpt_oks_sigmas, w);
-        if (resuming_) criterion_->set_updates(start_epoch_);
-      }
-    }
-
-    resolve_batch();
-
-    const int stride = (int)std::max(32.0, model_->stride().back());
-    LoaderOptions lo;
-    lo.batch = (int)(batch_ / (dist_ ? dist_->world() : 1));  // `batch` is global: each rank takes its share
-    if (dist_) lo.rank = dist_->rank(), lo.world = dist_->world();
-    lo.workers = workers_;
-    lo.shuffle = true;
-    lo.seed = (uint64_t)seed;
-    lo.augment = true;
-    for (const char* k : {"hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
-                          "fliplr", "bgr", "mosaic", "mixup", "cutmix", "close_mosaic"})
-      lo.hyp.set(k, a_.num(k));
-    if (model_->task() == "pose" && data_.flip_idx.empty() && a_.num("fliplr") > 0) {
-      // Without flip_idx a mirrored image would keep left keypoints labelled as left (official behaviour too).
-      lo.hyp.set("fliplr", 0.0);
-      log("WARNING: No 'flip_idx' array defined in data.yaml, disabling 'fliplr'.");
-    }
-    lo.epochs = (int)epochs_;
-    lo.stride = stride;
-    lo.device = device_str_;
-    train_lo_ = lo;
-    val_stride_ = stride;
-    train_loader_ = std::make_unique<DataLoader>(train_ds_, lo);
-    nb_ = train_loader_->batches_per_epoch();
-
-    // Built even with val=false (the final epoch is always validated, as the official trainer does); by rank 0
-    // alone, which alone validates.
-    const std::string split = a_.str("split", "val") == "test" ? "test" : "val";
-    if (data_.split(split).empty()) fail(a_.str("data") + ": no '" + split + "' split; add one for validation");
-    if (main_) {
-      DatasetOptions vso = dso;
-      vso.fast_decode = false;
-      val_ds_ = Dataset::open(data_, split, vso, io);
-      for (const auto& w : shown_warnings(val_ds_->index().summary.warnings)) warn("val: " + w);
-      val_loader_ = make_val_loader(val_ds_, lo.batch * 2, workers_, stride, device_str_);
-    }
-    train_size_ = (int64_t)train_ds_->size();
-  }
-
-  build_optimizer();
-
-  // EMA: a second network whose tensors the averager updates in place.
-  ema_model_ = std::make_shared<YoloModel>(model_->config());
-  ema_model_->load_state_dict(model_->state_dict(), "ema");
-  for (auto& p : ema_model_->parameters()) p.set_requires_grad(false);
-  ema_model_->to(device_);
-  if (channels_last_) to_channels_last(*ema_model_);
-  ema_model_->eval();
-  if (dist_) {  // every rank starts from rank 0's weights (the initialisation, a checkpoint or a resume)
-    std::vector<torch::Tensor> ts;
-    for (auto& [k, t] : module_state(*model_)) ts.push_back(t);
-    for (auto& [k, t] : module_state(*ema_model_)) ts.push_back(t);
-    dist_->broadcast(ts, "broadcasting rank 0's initial weights");
-  }
-  ema_ = std::make_unique<ModelEMA>(module_state(*ema_model_));
-  if (resuming_) {
-    YoloModel tmp(model_->config());
-    tmp.load_state_dict(resume_ckpt_.ema, a_.str("resume"));
-    for (auto& p : tmp.parameters()) p.set_requires_grad(false);
-    tmp.to(device_);
-    ema_->load(module_state(tmp), resume_ckpt_.updates);
-    best_fitness_ = resume_ckpt_.best_fitness;
-    if (resume_ckpt_.extra && resume_ckpt_.extra["best_epoch"]) best_epoch_ = resume_ckpt_.extra["best_epoch"].as<int64_t>();
-    if (resume_ckpt_.extra && resume_ckpt_.extra["amp_scale"]) scaler_.set_scale(resume_ckpt_.extra["amp_scale"].as<double>());
-  }
-
-  // Official column order: losses, the task's metrics, val losses, learning rates; then ours.
-  results_.columns = {"epoch", "time"};
-  for (const auto& c : loss_columns(*criterion_, "train/")) results_.columns.push_back(c);
-  for (const auto& c : metric_keys(model_->task())) results_.columns.push_back(c);
-  for (const auto& c : loss_columns(*criterion_, "val/")) results_.columns.push_back(c);
-  for (size_t g = 0; g < optim_->groups().size(); ++g) results_.columns.push_back("lr/pg" + std::to_string(g));
-  results_.columns.push_back("images_per_second");
-  results_.columns.push_back("data_wait_fraction");
-  if (resuming_) results_.load(resume_ckpt_.train_results);
-  if (!results_.rows.empty()) prior_time_ = results_.rows.back()[1];
-  resume_ckpt_ = Checkpoint();  // free the loaded tensors
-
-  if (!main_) return;
-  // args.yaml: the effective arguments.
-  a_.n["batch"] = batch_;
-  a_.n["imgsz"] = imgsz_;
-  a_.n["device"] = device_str_;
-  a_.n["save_dir"] = save_dir_;
-  YAML::Emitter em;
-  em << a_.n;
-  std::ofstream f(fs::path(save_dir_) / "args.yaml", std::ios::trunc);
-  if (!f || !(f << em.c_str() << "\n"))
-    fail("cannot write " + (fs::path(save_dir_) / "args.yaml").string() + ": check the folder is writable");
-}
-
-// The rendezvous and process group of this rank (the torchrun variables are set).
-void Trainer::setup_distributed() {
-  dist_ = std::make_unique<Distributed>(denv_, device_, dist_timeout());
-  log("DDP: rank " + std::to_string(denv_.rank) + " of " + std::to_string(denv_.world) + " (local rank " +
-      std::to_string(denv_.local_rank) + "), " + dist_->backend() + " process group via " + denv_.master_addr + ":" +
-      std::to_string(denv_.master_port) + ", device " + device_str_);
-}
-
-void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretrained) {
-  std::vector<std::string> skipped;
-  // cls_remap (official, default on): the data's class names pick the checkpoint's class-logit rows.
-  auto transfer = [&](const NamedTensors& sd, const std::string& src, const std::vector<std::string>& src_names) {
-    std::string note;
-    const std::vector<std::string> none;
-    const bool remap = a_.flag("cls_remap") && !a_.flag("single_cls");
-    int64_t n = transfer_weights(*model_, sd, &skipped, remap ? src_names : none, remap ? data_.names : none, &note);
-    if (!note.empty()) log(note);
-    std::ostringstream s;
-    s << "Transferred " << n << "/" << (n + (int64_t)skipped.size()) << " items from pretrained weights " << src;
-    if (!skipped.empty()) {
-      s << "; not transferred (missing or shape differs):";
-      for (size_t i = 0; i < skipped.size() && i < 8; ++i) s << " " << skipped[i];
-      if (skipped.size() > 8) s << " ... (" << skipped.size() << " in all)";
-    }
-    log(s.str());
-  };
-  if (resuming_) {
-    auto cfg = parse_model_config(resume_ckpt_.yaml, model_arg);
-    model_ = std::make_shared<YoloModel>(cfg);
-    model_->load_state_dict(resume_ckpt_.state_dict, model_arg);  // the EMA weights, as the official resume
-  } else if (is_checkpoint_path(model_arg)) {
-    Checkpoint ck = load_checkpoint(model_arg);
-    auto cfg = parse_model_config(ck.yaml, model_arg);
-    adapt_config(cfg, model_arg);
-    model_ = std::make_shared<YoloModel>(cfg);
-    bool use = true;
-    if (pretrained && pretrained.IsScalar()) is_bool_text(pretrained.as<std::string>(), &use);
-    if (use) transfer(ck.ema.empty() ? ck.state_dict : ck.ema, model_arg, ck.names);
-  } else {
-    auto cfg = load_model_config(model_arg);
-    adapt_config(cfg, model_arg);
-    model_ = std::make_shared<YoloModel>(cfg);
-    bool flag = false;
-    if (pretrained && pretrained.IsScalar() && !is_bool_text(pretrained.as<std::string>(), &flag)) {
-      Checkpoint ck = load_checkpoint(pretrained.as<std::string>());
-      transfer(ck.ema.empty() ? ck.state_dict : ck.ema, pretrained.as<std::string>(), ck.names);
-    }
-  }
-  if (!resuming_ && model_->nc() != nc_)
-    fail(model_arg + ": the model has " + std::to_string(model_->nc()) + " classes, the data " + std::to_string(nc_));
-  std::vector<std::string> frozen;
-  apply_freeze(*model_, freeze_prefixes(a_.n["freeze"]), &frozen);
-  if (!frozen.empty()) {
-    YAML::Emitter fz;  // freeze is a layer count or a list of layer indices
-    fz << YAML::Flow << a_.n["freeze"];
-    log("Freezing " + std::to_string(frozen.size()) + " parameter tensors (freeze=" +
-        (a_.n["freeze"] && !a_.n["freeze"].IsNull() ? std::string(fz.c_str()) : std::string("none")) + ")");
-  }
-  model_->to(device_);
-  // CPU: always (oneDNN convolves NHWC without reorders); CUDA: on request, as the official channels_last.
-  channels_last_ = !classify_ && (!device_.is_cuda() || a_.flag("channels_last"));
-  if (channels_last_) to_channels_last(*model_);  // before the optimiser and EMA take the tensors
-  model_->train();
-  if (classify_) {  // official ClassificationTrainer.get_model: every Dropout gets p = dropout when it is non-zero
-    const double p = a_.num("dropout");
-    if (p < 0 || p > 1) fail("train(): dropout=" + a_.str("dropout") + " must be a probability in [0, 1]");
-    if (p > 0 && model_->classify_head()) model_->classify_head()->dropout = p;
-  }
-  log(model_->info(false, imgsz_));
-}
-
-// The data decides the class count and, for pose, the keypoint shape (as the official PoseModel's data_kpt_shape).
-void Trainer::adapt_config(ModelConfig& cfg, const std::string& model_arg) {
-  if (cfg.nc != nc_) set_num_classes(cfg, (int)nc_);
-  if (cfg.task != "pose") return;
-  if (data_.kpt_count <= 0)
-    fail(a_.str("data") + ": a pose model (" + model_arg + ") needs 'kpt_shape: [K, 2 or 3]' in the data yaml; "
-         "see the pose dataset format (and add flip_idx for fliplr)");
-  const std::vector<int64_t> ks = {data_.kpt_count, data_.kpt_dims};
-  if (cfg.kpt_shape != ks) {
-    log("Overriding model.yaml kpt_shape=[" + std::to_string(cfg.kpt_shape.at(0)) + ", " +
-        std::to_string(cfg.kpt_shape.at(1)) + "] with kpt_shape=[" + std::to_string(ks[0]) + ", " +
-        std::to_string(ks[1]) + "]");
-    set_kpt_shape(cfg, ks);
-  }
-}
-
-void Trainer::build_optimizer() {
-  accumulate_override_ = a_.integer("accumulate") > 0;
-  const int64_t nbs = a_.integer("nbs");
-  accumulate_ = accumulate_override_ ? a_.integer("accumulate") : nominal_accumulate(batch_, nbs);
-  const double decay = scaled_weight_decay(a_.num("weight_decay"), batch_, accumulate_, nbs);
-  const double iterations = auto_iterations(train_size_, batch_, epochs_, nbs);
-  choice_ = resolve_optimizer(a_.str("optimizer", "auto"), a_.num("lr0"), a_.num("momentum"), nc_, iterations);
-  auto params = collect_params(*model_, "");
-  for (const auto& p : params) params_.push_back(p.tensor);
-  auto groups = build_param_groups(params, choice_.kind, choice_.lr, choice_.momentum, decay);
-  optim_ = make_optimizer(choice_.kind, std::move(groups));
-  std::ostringstream s;
-  if (choice_.from_auto)
-    s << "optimizer: 'optimizer=auto' found, determining best 'optimizer', 'lr0' and 'momentum' automatically... ";
-  s << "optimizer: " << optimizer_kind_name(choice_.kind) << "(lr=" << choice_.lr << ", momentum=" << choice_.momentum
-    << ") with parameter groups";
-  for (const auto& g : optim_->groups())
-    s << " " << g.params.size() << " " << g.kind << "(decay=" << g.weight_decay << ")";
-  log(s.str());
-  if (resuming_ && !resume_ckpt_.optimizer.tensors.empty()) {
-    OptimizerSnapshot snap;
-    snap.tensors = resume_ckpt_.optimizer.tensors;
-    if (resume_ckpt_.optimizer.scalars && resume_ckpt_.optimizer.scalars.IsMap())
-      for (const auto& kv : resume_ckpt_.optimizer.scalars)
-        snap.scalars.emplace_back(kv.first.as<std::string>(), kv.second.as<double>());
-    for (auto& [n, t] : snap.tensors) t = t.to(device_);
-    optim_->load_state_dict(snap);
-  }
-  nw_ = warmup_iterations(a_.num("warmup_epochs"), nb_, 100);
-}
+}  // namespace
 
 CheckpointData Trainer::checkpoint_data(int64_t epoch) const {
   CheckpointData d;
@@ -1013,7 +60,7 @@ CheckpointData Trainer::checkpoint_data(int64_t epoch) const {
   d.train_results = results_.to_yaml();
   YAML::Node extra(YAML::NodeType::Map);
   extra["best_epoch"] = best_epoch_;
-  extra["amp_scale"] = scaler_.scale();
+  extra["amp_scale"] = amp_.loss_scale();
   extra["optimizer_kind"] = optimizer_kind_name(choice_.kind);
   d.extra = extra;
   return d;
@@ -1031,33 +78,17 @@ void Trainer::save(const std::string& path, const CheckpointData& d, const std::
   emit("checkpoint", {{"epoch", (double)d.epoch + 1}}, {{"path", path}, {"kind", kind}});
 }
 
-namespace {
-// Errors the official trainer treats as running out of device memory.
-bool is_memory_error(const std::string& what) {
-  return to_lower(what).find("out of memory") != std::string::npos || what.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
-         what.find("CUDNN_STATUS_INTERNAL_ERROR") != std::string::npos ||
-         what.find("unable to find an engine") != std::string::npos;
-}
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-}  // namespace
 
 // Official first-epoch OOM recovery: half the batch, new loaders, a fresh optimiser (weight decay and accumulate follow
 // the batch); the model and EMA keep what the interrupted epoch taught them.
 void Trainer::reduce_batch_after_oom(int64_t epoch) {
   batch_ = std::max<int64_t>(batch_ / 2, 1);
   a_.n["batch"] = batch_;
-  if (classify_) {
-    cls_loader_.reset();
-    cls_loader_ = std::make_unique<ClassifyLoader>(cls_train_, imgsz_, (int)batch_, workers_, seed_, cls_aug_);
-    nb_ = cls_loader_->batches_per_epoch();
-  } else {
-    train_loader_.reset();
-    val_loader_.reset();
-    train_lo_.batch = (int)batch_;
-    train_loader_ = std::make_unique<DataLoader>(train_ds_, train_lo_);
-    nb_ = train_loader_->batches_per_epoch();
-    val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, val_stride_, device_str_);
-  }
+  train_loader_.reset();  // its workers and queued batches first
+  val_loader_.reset();
+  train_loader_ = new_train_loader_((int)batch_);  // one process: the per-rank batch is the batch
+  nb_ = train_loader_->batches_per_epoch();
+  if (val_ds_) val_loader_ = make_val_loader(val_ds_, (int)batch_ * 2, workers_, val_stride_, device_str_);
   set_loader_epoch((int)epoch);
   optim_.reset();
   grad_sync_.reset();
@@ -1068,14 +99,9 @@ void Trainer::reduce_batch_after_oom(int64_t epoch) {
 void Trainer::optimizer_step() {
   // the sum of every rank's gradients (started during backward), before unscaling and clipping: every rank steps the same
   if (grad_sync_) grad_sync_->finish();
-  if (loss_scaling_) {
-    // GradScaler: unscale, skip the step on inf/NaN gradients and back off the scale, grow it after 2000 good steps.
-    const bool finite = scaler_.unscale(params_);
-    scaler_.update(finite);
-    if (!finite) {
-      optim_->zero_grad();
-      return;
-    }
+  if (!amp_.unscale_and_update(params_)) {  // inf/NaN gradients: skip the step
+    optim_->zero_grad();
+    return;
   }
   torch::nn::utils::clip_grad_norm_(params_, 10.0);
   optim_->step();
@@ -1107,7 +133,7 @@ ValResult Trainer::validate_model(YoloModel& model, const ValOptions& vopt) {
 // The epoch's validation of the EMA. Under AMP on CUDA in fp16, as the official validator during training, but of a
 // copy: the official casts the EMA itself to half and back, rounding its weights every epoch.
 ValResult Trainer::validate_epoch(const ValOptions& vopt) {
-  if (!(amp_ && device_.is_cuda()) || classify_) return validate_model(*ema_model_, vopt);
+  if (!amp_.fp16() || classify_) return validate_model(*ema_model_, vopt);
   auto copy = std::make_shared<YoloModel>(ema_model_->config());
   copy->to(device_);
   {
@@ -1141,41 +167,8 @@ TrainResult Trainer::run() {
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   TrainResult res;
   res.save_dir = save_dir_;
-  const auto t_start = Clock::now();
-  const double time_limit_h = a_.has("time") ? a_.num("time") : 0.0;
-  const int64_t patience = a_.integer("patience") > 0 ? a_.integer("patience") : INT64_MAX;
-  const int64_t save_period = a_.integer("save_period");
-  const bool single_cls = a_.flag("single_cls");
-  const int64_t nan_at = a_.integer("debug_nan_at");
-  const int64_t oom_above = a_.integer("debug_oom_above");
-  WarmupConfig wcfg;
-  wcfg.warmup_bias_lr = choice_.from_auto ? 0.0 : a_.num("warmup_bias_lr");
-  wcfg.warmup_momentum = a_.num("warmup_momentum");
-  wcfg.momentum = a_.num("momentum");
-  wcfg.nbs = a_.integer("nbs");
-  wcfg.batch = batch_;
-  ValOptions vopt;
-  vopt.device = device_str_;
-  vopt.half = a_.flag("half") && device_.is_cuda();  // the final evaluation: fp16 on request, as upstream
-  vopt.max_det = (int)a_.integer("max_det");
-  vopt.single_cls = single_cls;
-  vopt.end2end = model_->end2end();
-  vopt.overlap_mask = a_.flag("overlap_mask");
-  vopt.mask_ratio = (int)a_.integer("mask_ratio");
-  vopt.kpt_sigmas = data_.kpt_oks_sigmas;
-  if (a_.has("conf")) vopt.cm_conf = a_.num("conf");  // the official confusion matrix: conf, else 0.25
-  vopt.log = [this](const std::string& s) { log(s); };
-  const std::vector<std::string>& loss_names = criterion_->loss_names();
-  // Plots: the official train_batch{ni}.jpg for iterations 0-2 and the first 3 after close_mosaic, results.png
-  // after every epoch (official: at the end) and the final validation's plots (validate_best).
-  const bool plots = a_.flag("plots");
-  const int64_t close_mosaic = a_.integer("close_mosaic");
-  auto plot_batch = [&](int64_t ni) {  // nb_ read each time: an out-of-memory retry changes it
-    const int64_t k = close_mosaic > 0 ? ni - (epochs_ - close_mosaic) * nb_ : -1;
-    return ni < 3 || (k >= 0 && k < 3);
-  };
-  const std::string task = model_->task();
-  const int64_t world = dist_ ? dist_->world() : 1;
+  t_start_ = Clock::now();
+  rs_ = run_settings();
 
   log("Image sizes " + std::to_string(imgsz_) + " train, " + std::to_string(imgsz_) + " val");
   log("Using " + std::to_string(workers_) + " dataloader workers");
@@ -1184,157 +177,23 @@ TrainResult Trainer::run() {
                  : std::string("Starting training for ")) +
       std::to_string(epochs_) + " epochs...");
 
-  int64_t last_opt_step = -1;
+  last_opt_step_ = -1;
   set_loader_epoch((int)start_epoch_);
-  ValResult last_val;
-  bool have_val = false;
   for (int64_t epoch = start_epoch_; epoch < epochs_; ++epoch) {
     const auto t_epoch = Clock::now();
-    const double lf = lr_factor((double)epoch, (double)epochs_, a_.num("lrf"), a_.flag("cos_lr"));
-    set_epoch_lr(optim_->groups(), lf);
-    if (!classify_ && a_.integer("close_mosaic") > 0 && epoch == epochs_ - a_.integer("close_mosaic"))
-      log("Closing dataloader mosaic");
-    model_->train();
-    reset_loader_stats();
-    {  // the batch event's losses come in a std::map (alphabetical): loss_names gives the task's order for display
-      std::string order;
-      for (const auto& c : loss_columns(*criterion_, "")) order += (order.empty() ? "" : ",") + c;
-      emit("epoch_start", {{"epoch", (double)epoch + 1}, {"epochs", (double)epochs_}, {"batches", (double)nb_}},
-           {{"loss_names", order}});
-    }
-    {
-      std::ostringstream h;
-      h << std::setw(11) << "Epoch" << std::setw(11) << "GPU_mem";
-      for (const auto& n : loss_names) h << std::setw(11) << loss_column(n);
-      h << std::setw(11) << "Instances" << std::setw(11) << "Size";
-      log(h.str());
-    }
-
-    torch::Tensor tloss = torch::zeros({(int64_t)loss_names.size()});
-    int64_t i = 0, samples = 0, instances = 0;
-    bool stopped = false, oom_restart = false;
-    DeviceBatch d;
-    optim_->zero_grad();
-    while (next_device_batch(d)) {
-      const Batch& b = d.host;
-      const int64_t ni = i + nb_ * epoch;
-      int64_t accumulate = accumulate_;
-      if (nw_ >= 0 && in_warmup(ni, nw_)) {
-        accumulate = apply_warmup(optim_->groups(), choice_.kind, ni, nw_, lf, wcfg);
-        if (accumulate_override_)
-          accumulate = std::max<int64_t>(1, std::llround(interp_ramp((double)ni, (double)nw_, 1.0, (double)accumulate_)));
-      }
-      auto img = d.img;
-      if (channels_last_) img = img.contiguous(torch::MemoryFormat::ChannelsLast);
-      torch::Tensor total, items;
-      try {
-        if (oom_above > 0 && batch_ > oom_above && i == 1)
-          throw std::runtime_error("CUDA out of memory (simulated: debug_oom_above=" + std::to_string(oom_above) + ")");
-        if (amp_) set_autocast(true, !device_.is_cuda());
-        ModelOutput out = model_->forward(img);
-        if (amp_) set_autocast(false, !device_.is_cuda());
-        Batch targets = b;  // the labels already copied to the device with the image
-        targets.cls = d.cls, targets.bboxes = d.bboxes, targets.batch_idx = d.batch_idx;
-        auto cr = criterion_->compute(out, targets, device_, single_cls);  // float32 losses outside autocast
-        total = cr.total, items = cr.items;
-        if (ni == nan_at) total = total * std::numeric_limits<float>::quiet_NaN();
-        const double total_v = total.item<double>();
-        if (!std::isfinite(total_v))
-          fail("training diverged: the loss is " + std::string(std::isnan(total_v) ? "NaN" : "Inf") + " at epoch " +
-               std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + ". " +
-               (last_good_.empty() ? std::string("No checkpoint was written yet")
-                                   : "The last good checkpoint is " + last_good_) +
-               ". Lower lr0 (now " + fmt("%g", optim_->groups()[0].initial_lr) +
-               "), check the labels, or resume from the last good checkpoint");
-        if (dist_ && ni - last_opt_step >= accumulate) {  // this backward ends with a step: overlap its all-reduce
-          if (!grad_sync_) grad_sync_ = std::make_unique<GradientSync>(*dist_, params_);
-          grad_sync_->arm();
-        }
-        (loss_scaling_ ? total * scaler_.scale() : total).backward();
-      } catch (const std::exception& e) {
-        if (amp_) set_autocast(false, !device_.is_cuda());
-        if (!is_memory_error(e.what())) throw;
-        total = items = d.img = torch::Tensor();
-        cuda_empty_cache();  // the failed step's blocks, before the smaller batch allocates
-        const std::string what = first_line(e.what());
-        if (epoch > start_epoch_ || oom_retries_ >= 3 || dist_)  // ranks cannot halve their batches apart
-          fail("out of memory at batch=" + std::to_string(batch_) + " (epoch " + std::to_string(epoch + 1) + ", " +
-               (epoch > start_epoch_ ? "after the first epoch" : "after 3 halvings") + "): " + what +
-               ". Lower batch or imgsz" + (last_good_.empty() ? std::string() : "; the last good checkpoint is " + last_good_));
-        oom_restart = true;
-        log("WARNING: " + what + " with batch=" + std::to_string(batch_) + ". Reducing to batch=" +
-            std::to_string(std::max<int64_t>(batch_ / 2, 1)) + " and retrying (" + std::to_string(oom_retries_ + 1) +
-            "/3).");
-        break;
-      }
-      if (ni - last_opt_step >= accumulate) {
-        optimizer_step();
-        last_opt_step = ni;
-      }
-      tloss = (tloss * (double)i + items.to(torch::kCPU)) / (double)(i + 1);
-      samples += b.size();
-      instances = b.cls.size(0);
-      if (plots && main_ && plot_batch(ni))
-        plot_safely(vopt.log, "train_batch", [&] {
-          save_image_atomic((fs::path(save_dir_) / ("train_batch" + std::to_string(ni) + ".jpg")).string(),
-                            image_grid(batch_images(b), batch_labels(b, task), names_));
-        });
-      ++i;
-      const double elapsed = seconds_since(t_epoch);
-      const auto st = loader_stats();
-      std::map<std::string, double> num = {
-          {"epoch", (double)epoch + 1},
-          {"epochs", (double)epochs_},
-          {"iteration", (double)i},
-          {"batches", (double)nb_},
-          {"lr", optim_->groups()[0].lr},
-          {"images_per_second", samples * world / std::max(elapsed, 1e-9)},
-          {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(elapsed, 1e-9)},
-          {"instances", (double)instances},
-          {"size", (double)img.size(3)},
-          {"accumulate", (double)accumulate}};
-      for (size_t j = 0; j < loss_names.size(); ++j) num[loss_column(loss_names[j])] = tloss[(int64_t)j].item<double>();
-      if (auto g = device_gpu_stats()) {
-        num["gpu_mem_gb"] = g->mem_used_gb;
-        num["gpu_util"] = g->util_percent;
-      }
-      emit("batch", std::move(num));
-      bool stop_now = stop_.load();
-      bool over_time = time_limit_h > 0 && seconds_since(t_start) > time_limit_h * 3600;
-      if (dist_) {  // every rank ends at the same batch: rank 0's clock decides the time limit, any rank's stop()
-        const auto v = dist_->allreduce_small({stop_now ? 1.0 : 0.0, over_time && main_ ? 1.0 : 0.0},
-                                              "the stop check after batch " + std::to_string(i) + " of epoch " + std::to_string(epoch + 1));
-        stop_now = v[0] > 0, over_time = v[1] > 0;
-      }
-      if (stop_now) {
-        stopped = true;
-        break;
-      }
-      if (over_time) {
-        stopped = true;
-        log("Training time limit of " + fmt("%g", time_limit_h) + " hours reached");
-        break;
-      }
-    }
-    if (oom_restart) {  // the same epoch again with half the batch
+    const double lf = begin_epoch(epoch);
+    EpochProgress p;
+    train_epoch(epoch, lf, t_epoch, p);
+    if (p.oom_restart) {  // the same epoch again with half the batch
       ++oom_retries_;
       reduce_batch_after_oom(epoch);
-      wcfg.batch = batch_;
-      last_opt_step = -1;
+      rs_.wcfg.batch = batch_;
+      last_opt_step_ = -1;
       --epoch;
       continue;
     }
-    const double epoch_time = seconds_since(t_epoch);
-    const auto st = loader_stats();
-    std::map<std::string, double> num = {{"epoch", (double)epoch + 1},
-                                         {"epochs", (double)epochs_},
-                                         {"epoch_time", epoch_time},
-                                         {"images_per_second", samples / std::max(epoch_time, 1e-9)},
-                                         {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(epoch_time, 1e-9)}};
-    for (size_t j = 0; j < loss_names.size(); ++j) num["train/" + loss_column(loss_names[j])] = tloss[(int64_t)j].item<double>();
-    for (size_t g = 0; g < optim_->groups().size(); ++g) num["lr/pg" + std::to_string(g)] = optim_->groups()[g].lr;
-
-    if (stopped) {
+    std::map<std::string, double> num = epoch_numbers(epoch, p, t_epoch);
+    if (p.stopped) {
       // Keep what was learned: last.pt with this epoch counted, so resume continues with the next one.
       if (main_) save(last_, checkpoint_data(epoch), "last");
       res.stopped = true;
@@ -1345,50 +204,13 @@ TrainResult Trainer::run() {
       std::ostringstream s;
       s << std::setw(11) << (std::to_string(epoch + 1) + "/" + std::to_string(epochs_)) << std::setw(11)
         << gpu_mem_column();
-      for (int64_t j = 0; j < tloss.numel(); ++j) s << std::setw(11) << fmt("%.4g", tloss[j].item<double>());
-      s << std::setw(11) << instances << std::setw(11) << imgsz_;
+      for (int64_t j = 0; j < p.tloss.numel(); ++j) s << std::setw(11) << format_number("%.4g", p.tloss[j].item<double>());
+      s << std::setw(11) << p.instances << std::setw(11) << imgsz_;
       log(s.str());
     }
     criterion_->update();
 
-    const bool final_epoch = epoch + 1 == epochs_;
-    bool early = false;
-    if (main_) {  // rank 0 alone validates and writes results.csv and the checkpoints
-      double fitness;
-      if (a_.flag("val") || final_epoch) {
-        last_val = validate_epoch(vopt);
-        have_val = true;
-        log(last_val.table);
-        for (const auto& [k, v] : last_val.metrics) num[k] = v;
-        fitness = last_val.metrics.at("fitness");
-      } else {
-        fitness = -(tloss.sum().item<double>());
-        num["fitness"] = fitness;
-      }
-      const bool is_best = !best_fitness_ || *best_fitness_ == 0.0 || fitness > *best_fitness_;
-      if (is_best) best_fitness_ = fitness, best_epoch_ = epoch;
-
-      std::vector<double> row;
-      for (const auto& c : results_.columns) {
-        if (c == "epoch") row.push_back((double)epoch + 1);
-        else if (c == "time") row.push_back(prior_time_ + seconds_since(t_start));
-        else row.push_back(num.count(c) ? num[c] : 0.0);
-      }
-      results_.rows.push_back(row);
-      results_.write_csv((fs::path(save_dir_) / "results.csv").string());
-      if (plots) plot_safely(vopt.log, "results", [&] { plot_results((fs::path(save_dir_) / "results.csv").string()); });
-
-      auto ck = checkpoint_data(epoch);
-      save(last_, ck, "last");
-      if (is_best) save(best_, ck, "best");
-      if (save_period > 0 && (epoch + 1) % save_period == 0)
-        save((fs::path(wdir_) / ("epoch" + std::to_string(epoch + 1) + ".pt")).string(), ck, "period");
-      num["fitness"] = fitness;
-      num["best_fitness"] = *best_fitness_;
-      emit("epoch_end", num);
-      res.final_metrics = num;
-      early = epoch - best_epoch_ >= patience && !final_epoch;
-    }
+    bool early = main_ && validate_and_save(epoch, p, num, res);  // rank 0 alone validates and saves
     res.epochs_completed = epoch + 1;
     bool stop_now = stop_.load();
     if (dist_) {  // the other ranks wait here while rank 0 validates and saves; then all go on or end together
@@ -1398,7 +220,7 @@ TrainResult Trainer::run() {
     }
     if (early) {
       if (main_)
-        log("Stopping training early as no improvement observed in last " + std::to_string(patience) +
+        log("Stopping training early as no improvement observed in last " + std::to_string(rs_.patience) +
             " epochs. Best results observed at epoch " + std::to_string(best_epoch_ + 1) + ", best model saved as best.pt.");
       res.early_stopped = true;
       break;
@@ -1408,17 +230,263 @@ TrainResult Trainer::run() {
       break;
     }
   }
-  const double hours = seconds_since(t_start) / 3600.0;
-  log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + fmt("%.3f", hours) + " hours.");
-  if (have_val && !res.stopped && fs::exists(best_)) {  // stop() asks for a prompt end: no extra pass
-    last_val = validate_best(vopt);
-    for (const auto& [k, v] : last_val.metrics) res.final_metrics[k] = v;
+  finish(res);
+  return res;
+}
+
+Trainer::RunSettings Trainer::run_settings() {
+  RunSettings s;
+  s.time_limit_h = a_.has("time") ? a_.num("time") : 0.0;
+  s.patience = a_.integer("patience") > 0 ? a_.integer("patience") : INT64_MAX;
+  s.save_period = a_.integer("save_period");
+  s.single_cls = a_.flag("single_cls");
+  s.nan_at = a_.integer("debug_nan_at");
+  s.oom_above = a_.integer("debug_oom_above");
+  s.wcfg.warmup_bias_lr = choice_.from_auto ? 0.0 : a_.num("warmup_bias_lr");
+  s.wcfg.warmup_momentum = a_.num("warmup_momentum");
+  s.wcfg.momentum = a_.num("momentum");
+  s.wcfg.nbs = a_.integer("nbs");
+  s.wcfg.batch = batch_;
+  ValOptions& v = s.vopt;
+  v.device = device_str_;
+  v.half = a_.flag("half") && device_.is_cuda();  // the final evaluation: fp16 on request, as upstream
+  v.max_det = (int)a_.integer("max_det");
+  v.single_cls = s.single_cls;
+  v.end2end = model_->end2end();
+  v.overlap_mask = a_.flag("overlap_mask");
+  v.mask_ratio = (int)a_.integer("mask_ratio");
+  v.kpt_sigmas = data_.kpt_oks_sigmas;
+  if (a_.has("conf")) v.cm_conf = a_.num("conf");  // the official confusion matrix: conf, else 0.25
+  v.log = [this](const std::string& t) { log(t); };
+  // Plots: the official train_batch{ni}.jpg for iterations 0-2 and the first 3 after close_mosaic, results.png
+  // after every epoch (official: at the end) and the final validation's plots (validate_best).
+  s.plots = a_.flag("plots");
+  s.close_mosaic = a_.integer("close_mosaic");
+  return s;
+}
+
+// The epoch's learning rate, its events and table header; returns the LambdaLR factor.
+double Trainer::begin_epoch(int64_t epoch) {
+  const double lf = lr_factor((double)epoch, (double)epochs_, a_.num("lrf"), a_.flag("cos_lr"));
+  set_epoch_lr(optim_->groups(), lf);
+  if (!classify_ && a_.integer("close_mosaic") > 0 && epoch == epochs_ - a_.integer("close_mosaic"))
+    log("Closing dataloader mosaic");
+  model_->train();
+  train_loader_->reset_stats();
+  {  // the batch event's losses come in a std::map (alphabetical): loss_names gives the task's order for display
+    std::string order;
+    for (const auto& c : loss_columns(*criterion_, "")) order += (order.empty() ? "" : ",") + c;
+    emit("epoch_start", {{"epoch", (double)epoch + 1}, {"epochs", (double)epochs_}, {"batches", (double)nb_}},
+         {{"loss_names", order}});
   }
-  if (have_val) {
+  std::ostringstream h;
+  h << std::setw(11) << "Epoch" << std::setw(11) << "GPU_mem";
+  for (const auto& n : criterion_->loss_names()) h << std::setw(11) << loss_column(n);
+  h << std::setw(11) << "Instances" << std::setw(11) << "Size";
+  log(h.str());
+  return lf;
+}
+
+// The epoch's batches: warmup, forward/backward, an optimiser step every `accumulate` batches, the batch event and
+// the stop checks. Ends early with p.stopped (stop() or the time limit) or p.oom_restart.
+void Trainer::train_epoch(int64_t epoch, double lf, Clock::time_point t_epoch, EpochProgress& p) {
+  const std::vector<std::string>& loss_names = criterion_->loss_names();
+  const std::string task = model_->task();
+  auto plot_batch = [&](int64_t ni) {  // nb_ read each time: an out-of-memory retry changes it
+    const int64_t k = rs_.close_mosaic > 0 ? ni - (epochs_ - rs_.close_mosaic) * nb_ : -1;
+    return ni < 3 || (k >= 0 && k < 3);
+  };
+  p.tloss = torch::zeros({(int64_t)loss_names.size()});
+  DeviceBatch d;
+  optim_->zero_grad();
+  while (next_device_batch(d)) {
+    const Batch& b = d.host;
+    const int64_t ni = p.i + nb_ * epoch;
+    int64_t accumulate = accumulate_;
+    if (nw_ >= 0 && in_warmup(ni, nw_)) {
+      accumulate = apply_warmup(optim_->groups(), choice_.kind, ni, nw_, lf, rs_.wcfg);
+      if (accumulate_override_)
+        accumulate = std::max<int64_t>(1, std::llround(interp_ramp((double)ni, (double)nw_, 1.0, (double)accumulate_)));
+    }
+    const int64_t size = d.img.size(3);
+    torch::Tensor items;
+    if (dist_ && ni - last_opt_step_ >= accumulate) {  // this backward ends with a step: overlap its all-reduce
+      if (!grad_sync_) grad_sync_ = std::make_unique<GradientSync>(*dist_, params_);
+      grad_sync_->arm();
+    }
+    if (!forward_backward(d, epoch, p.i, ni, &items)) {
+      p.oom_restart = true;
+      break;
+    }
+    if (ni - last_opt_step_ >= accumulate) {
+      optimizer_step();
+      last_opt_step_ = ni;
+    }
+    p.tloss = (p.tloss * (double)p.i + items.to(torch::kCPU)) / (double)(p.i + 1);
+    p.samples += b.size();
+    p.instances = b.cls.size(0);
+    if (rs_.plots && main_ && plot_batch(ni))
+      plot_safely(rs_.vopt.log, "train_batch", [&] {
+        save_image_atomic((fs::path(save_dir_) / ("train_batch" + std::to_string(ni) + ".jpg")).string(),
+                          image_grid(batch_images(b), batch_labels(b, task), names_));
+      });
+    ++p.i;
+    emit_batch(epoch, p, accumulate, size, t_epoch);
+    bool over_time = false;
+    if (stop_after_batch(epoch, p.i, &over_time)) {
+      p.stopped = true;
+      if (over_time) log("Training time limit of " + format_number("%g", rs_.time_limit_h) + " hours reached");
+      break;
+    }
+  }
+}
+
+// Forward, loss and backward of one batch; *items gets the loss items. False when it ran out of memory in the first
+// epoch with halvings left (the caller retries the epoch with half the batch); other errors throw.
+bool Trainer::forward_backward(DeviceBatch& d, int64_t epoch, int64_t i, int64_t ni, torch::Tensor* items) {
+  auto img = d.img;
+  if (channels_last_) img = img.contiguous(torch::MemoryFormat::ChannelsLast);
+  try {
+    if (rs_.oom_above > 0 && batch_ > rs_.oom_above && i == 1)
+      throw std::runtime_error("CUDA out of memory (simulated: debug_oom_above=" + std::to_string(rs_.oom_above) + ")");
+    ModelOutput out;
+    {
+      auto autocast = amp_.autocast();
+      out = model_->forward(img);
+    }
+    Batch targets = d.host;  // the labels already copied to the device with the image
+    targets.cls = d.cls, targets.bboxes = d.bboxes, targets.batch_idx = d.batch_idx;
+    auto cr = criterion_->compute(out, targets, device_, rs_.single_cls);  // float32 losses outside autocast
+    torch::Tensor total = cr.total;
+    *items = cr.items;
+    if (ni == rs_.nan_at) total = total * std::numeric_limits<float>::quiet_NaN();
+    const double total_v = total.item<double>();
+    if (!std::isfinite(total_v))
+      fail("training diverged: the loss is " + std::string(std::isnan(total_v) ? "NaN" : "Inf") + " at epoch " +
+           std::to_string(epoch + 1) + ", batch " + std::to_string(i + 1) + ". " +
+           (last_good_.empty() ? std::string("No checkpoint was written yet")
+                               : "The last good checkpoint is " + last_good_) +
+           ". Lower lr0 (now " + format_number("%g", optim_->groups()[0].initial_lr) +
+           "), check the labels, or resume from the last good checkpoint");
+    amp_.scale_loss(total).backward();
+    return true;
+  } catch (const std::exception& e) {
+    if (!is_memory_error(e.what())) throw;
+    *items = d.img = torch::Tensor();
+    cuda_empty_cache();  // the failed step's blocks, before the smaller batch allocates
+    const std::string what = first_line(e.what());
+    if (epoch > start_epoch_ || oom_retries_ >= 3 || dist_)  // ranks cannot halve their batches apart
+      fail("out of memory at batch=" + std::to_string(batch_) + " (epoch " + std::to_string(epoch + 1) + ", " +
+           (epoch > start_epoch_ ? "after the first epoch" : "after 3 halvings") + "): " + what +
+           ". Lower batch or imgsz" + (last_good_.empty() ? std::string() : "; the last good checkpoint is " + last_good_));
+    log("WARNING: " + what + " with batch=" + std::to_string(batch_) + ". Reducing to batch=" +
+        std::to_string(std::max<int64_t>(batch_ / 2, 1)) + " and retrying (" + std::to_string(oom_retries_ + 1) +
+        "/3).");
+    return false;
+  }
+}
+
+void Trainer::emit_batch(int64_t epoch, const EpochProgress& p, int64_t accumulate, int64_t size,
+                         Clock::time_point t_epoch) {
+  const double elapsed = seconds_since(t_epoch);
+  const auto st = train_loader_->stats();
+  const int64_t world = dist_ ? dist_->world() : 1;
+  std::map<std::string, double> num = {
+      {"epoch", (double)epoch + 1},
+      {"epochs", (double)epochs_},
+      {"iteration", (double)p.i},
+      {"batches", (double)nb_},
+      {"lr", optim_->groups()[0].lr},
+      {"images_per_second", p.samples * world / std::max(elapsed, 1e-9)},
+      {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(elapsed, 1e-9)},
+      {"instances", (double)p.instances},
+      {"size", (double)size},
+      {"accumulate", (double)accumulate}};
+  const auto& loss_names = criterion_->loss_names();
+  for (size_t j = 0; j < loss_names.size(); ++j) num[loss_column(loss_names[j])] = p.tloss[(int64_t)j].item<double>();
+  if (auto g = device_gpu_stats()) {
+    num["gpu_mem_gb"] = g->mem_used_gb;
+    num["gpu_util"] = g->util_percent;
+  }
+  emit("batch", std::move(num));
+}
+
+// stop() or the time limit after batch i; *over_time tells which.
+bool Trainer::stop_after_batch(int64_t epoch, int64_t i, bool* over_time) {
+  bool stop_now = stop_.load();
+  *over_time = rs_.time_limit_h > 0 && seconds_since(t_start_) > rs_.time_limit_h * 3600;
+  if (dist_) {  // every rank ends at the same batch: rank 0's clock decides the time limit, any rank's stop()
+    const auto v = dist_->allreduce_small({stop_now ? 1.0 : 0.0, *over_time && main_ ? 1.0 : 0.0},
+                                          "the stop check after batch " + std::to_string(i) + " of epoch " + std::to_string(epoch + 1));
+    stop_now = v[0] > 0, *over_time = v[1] > 0;
+  }
+  if (stop_now) *over_time = false;  // stop() wins: no time-limit line
+  return stop_now || *over_time;
+}
+
+// The epoch_end numbers before validation: time, throughput, train losses, learning rates.
+std::map<std::string, double> Trainer::epoch_numbers(int64_t epoch, const EpochProgress& p, Clock::time_point t_epoch) {
+  const double epoch_time = seconds_since(t_epoch);
+  const auto st = train_loader_->stats();
+  std::map<std::string, double> num = {{"epoch", (double)epoch + 1},
+                                       {"epochs", (double)epochs_},
+                                       {"epoch_time", epoch_time},
+                                       {"images_per_second", p.samples / std::max(epoch_time, 1e-9)},
+                                       {"data_wait_fraction", st.wait_ms_total / 1000.0 / std::max(epoch_time, 1e-9)}};
+  const auto& loss_names = criterion_->loss_names();
+  for (size_t j = 0; j < loss_names.size(); ++j) num["train/" + loss_column(loss_names[j])] = p.tloss[(int64_t)j].item<double>();
+  for (size_t g = 0; g < optim_->groups().size(); ++g) num["lr/pg" + std::to_string(g)] = optim_->groups()[g].lr;
+  return num;
+}
+
+// Rank 0 after each epoch: validation (or the train loss as fitness), results.csv, the checkpoints and the
+// epoch_end event. Returns whether patience ran out.
+bool Trainer::validate_and_save(int64_t epoch, const EpochProgress& p, std::map<std::string, double>& num,
+                                TrainResult& res) {
+  const bool final_epoch = epoch + 1 == epochs_;
+  double fitness;
+  if (a_.flag("val") || final_epoch) {
+    last_val_ = validate_epoch(rs_.vopt);
+    have_val_ = true;
+    log(last_val_.table);
+    for (const auto& [k, v] : last_val_.metrics) num[k] = v;
+    fitness = last_val_.metrics.at("fitness");
+  } else {
+    fitness = -(p.tloss.sum().item<double>());
+    num["fitness"] = fitness;
+  }
+  const bool is_best = !best_fitness_ || *best_fitness_ == 0.0 || fitness > *best_fitness_;
+  if (is_best) best_fitness_ = fitness, best_epoch_ = epoch;
+
+  results_.add_row(epoch + 1, prior_time_ + seconds_since(t_start_), num);
+  results_.write_csv((fs::path(save_dir_) / "results.csv").string());
+  if (rs_.plots) plot_safely(rs_.vopt.log, "results", [&] { plot_results((fs::path(save_dir_) / "results.csv").string()); });
+
+  auto ck = checkpoint_data(epoch);
+  save(last_, ck, "last");
+  if (is_best) save(best_, ck, "best");
+  if (rs_.save_period > 0 && (epoch + 1) % rs_.save_period == 0)
+    save((fs::path(wdir_) / ("epoch" + std::to_string(epoch + 1) + ".pt")).string(), ck, "period");
+  num["fitness"] = fitness;
+  num["best_fitness"] = *best_fitness_;
+  emit("epoch_end", num);
+  res.final_metrics = num;
+  return epoch - best_epoch_ >= rs_.patience && !final_epoch;
+}
+
+// After the last epoch: best.pt validated again, the final table, and the result.
+void Trainer::finish(TrainResult& res) {
+  const double hours = seconds_since(t_start_) / 3600.0;
+  log(std::to_string(res.epochs_completed - start_epoch_) + " epochs completed in " + format_number("%.3f", hours) + " hours.");
+  if (have_val_ && !res.stopped && fs::exists(best_)) {  // stop() asks for a prompt end: no extra pass
+    last_val_ = validate_best(rs_.vopt);
+    for (const auto& [k, v] : last_val_.metrics) res.final_metrics[k] = v;
+  }
+  if (have_val_) {
     // The official final table lists every class.
-    log(classify_ ? last_val.table
-                  : format_val_table(last_val, single_cls ? std::vector<std::string>{"item"} : names_, true));
-    log(last_val.speed_line);
+    log(classify_ ? last_val_.table
+                  : format_val_table(last_val_, rs_.single_cls ? std::vector<std::string>{"item"} : names_, true));
+    log(last_val_.speed_line);
   }
   if (dist_) dist_->barrier("the end of training (rank 0 validates best.pt)");
   log("Results saved to " + save_dir_);
@@ -1427,13 +495,12 @@ TrainResult Trainer::run() {
   res.best_epoch = best_epoch_;
   res.best_fitness = best_fitness_.value_or(0.0);
   res.args = a_.n;
-  return res;
 }
 
-}  // namespace
+}  // namespace trainer_internal
 
 TrainResult run_training(const YAML::Node& args, const TrainCallbacks& cb, const std::atomic<bool>& stop) {
-  Trainer t(args, cb, stop);
+  trainer_internal::Trainer t(args, cb, stop);
   return t.run();
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "train/train_args.h"  // train_defaults, resolve_train_args
+
 namespace y26 {
 
 struct TrainEvent {
@@ -32,14 +34,6 @@ struct TrainResult {
   std::map<std::string, double> final_metrics;  // last epoch_end numbers; metrics and val losses from best.pt
   YAML::Node args;                  // the effective arguments (what args.yaml holds)
 };
-
-// The official default.yaml training keys (plus ours: accumulate 0 = from nbs; test hooks debug_nan_at -1 = off,
-// debug_oom_above 0 = off: any batch above it "runs out of memory" at its second iteration).
-// Every key run_training accepts is in here; unknown keys are an error.
-const YAML::Node& train_defaults();
-
-// `args` over the defaults; throws y26::Error naming an unknown key (with the closest valid one when any).
-YAML::Node resolve_train_args(const YAML::Node& args);
 
 // Trains as Ultralytics `model.train(**args)` does. `stop` is polled after every batch: the run then saves
 // weights/last.pt and returns with stopped = true. A NaN/Inf loss throws y26::Error and leaves the last good

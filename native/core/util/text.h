@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,13 @@ namespace y26 {
 inline std::string to_lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return (char)std::tolower(c); });
   return s;
+}
+
+// A number in a printf format ("%.3g", "%.0f"), for log lines and CSV cells.
+inline std::string format_number(const char* printf_format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, printf_format, v);
+  return buf;
 }
 
 // The accepted name a misspelt one most likely meant, or "" when none is close: one abbreviating the other
