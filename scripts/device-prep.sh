@@ -2,7 +2,7 @@
 # Prepares .device/, the folder that travels to a GPU machine for scripts/device-check.sh. That machine has a CUDA
 # torch in python3, CMake, ninja and nvcc, but no OpenCV, libjpeg-turbo or yaml-cpp development files and no
 # network, so this step (run on a Debian 12 machine with network) packs them, under 64 MiB in all:
-#   .device/prefix/     static OpenCV 4.6 (core, imgproc, imgcodecs, videoio without backends) built from Debian's
+#   .device/prefix/     static OpenCV 4.6 (the modules CMakeLists.txt asks for; videoio without backends) built from Debian's
 #                       source package, yaml-cpp, libturbojpeg, libjpeg, libpng and zlib as static libraries
 #   .device/official/   the official trainer's source (from ULTRALYTICS_SRC, a checkout of Ultralytics 8.4.117) with
 #                       thop (THOP_SRC) and a stub for polars, for the side-by-side run; skipped when ULTRALYTICS_SRC
@@ -35,6 +35,7 @@ DEPS=$CACHE/device-deps     # extracted .debs (headers and static libraries)
 OCV_SRC=$CACHE/opencv-src
 OCV_BUILD=$CACHE/opencv-min-build
 OCV_INSTALL=$CACHE/opencv-min
+OCV_MODULES=core,imgproc,imgcodecs,videoio,video,calib3d  # CMakeLists.txt's find_package(OpenCV ...) components
 deps_debs() {
   [ -f "$DEPS/.done" ] && return
   apt_ready
@@ -44,7 +45,7 @@ deps_debs() {
   touch "$DEPS/.done"
 }
 opencv_build() {
-  [ -f "$OCV_INSTALL/.done" ] && return
+  [ "$(cat "$OCV_INSTALL/.done" 2>/dev/null)" = "$OCV_MODULES" ] && return  # built with this module list
   deps_debs
   if [ ! -d "$OCV_SRC/modules" ]; then
     apt_ready
@@ -57,7 +58,7 @@ opencv_build() {
   # Debian's source has no 3rdparty folder: the codecs link the static libraries of the .debs above.
   cmake -S "$OCV_SRC" -B "$OCV_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$OCV_INSTALL" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
-    -DBUILD_SHARED_LIBS=OFF -DBUILD_LIST=core,imgproc,imgcodecs,videoio \
+    -DBUILD_SHARED_LIBS=OFF -DBUILD_LIST="$OCV_MODULES" \
     -DBUILD_TESTS=OFF -DBUILD_PERF_TESTS=OFF -DBUILD_EXAMPLES=OFF -DBUILD_DOCS=OFF -DBUILD_opencv_apps=OFF \
     -DBUILD_JAVA=OFF -DBUILD_opencv_python3=OFF -DBUILD_opencv_python2=OFF -DOPENCV_GENERATE_PKGCONFIG=OFF \
     -DCPU_DISPATCH=AVX2 \
@@ -73,7 +74,7 @@ opencv_build() {
     -DZLIB_INCLUDE_DIR="$D/include" -DZLIB_LIBRARY="$L/libz.a" >"$CACHE/opencv-configure.log"
   nice cmake --build "$OCV_BUILD" -j"$JOBS" >"$CACHE/opencv-build.log"
   cmake --install "$OCV_BUILD" >/dev/null
-  touch "$OCV_INSTALL/.done"
+  echo "$OCV_MODULES" >"$OCV_INSTALL/.done"
 }
 
 # The carried prefix: OpenCV with its configuration pointed at the carried static codecs, plus yaml-cpp and
