@@ -42,16 +42,6 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-std::string default_library() {
-  if (const char* env = std::getenv("YOLO26_ORT_LIB")) return env;
-  const fs::path bin = fs::path(y26::source_dir()) / "node_modules" / "onnxruntime-node" / "bin";
-  std::error_code ec;
-  for (const auto& napi : fs::directory_iterator(bin, ec))
-    for (const auto& f : fs::directory_iterator(napi.path() / "linux" / "x64", ec))
-      if (f.path().filename().string().rfind("libonnxruntime.so", 0) == 0) return f.path().string();
-  y26::fail("no libonnxruntime.so under " + bin.string() + ": run npm ci, or pass --lib / set YOLO26_ORT_LIB");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -78,7 +68,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (model.empty() || source.empty()) y26::fail("bench_ort_predict: --model and --source are required");
-    if (lib.empty()) lib = default_library();
+    if (lib.empty()) lib = y26::find_ort_library(y26::source_dir());
+    if (lib.empty()) y26::fail("no libonnxruntime.so under node_modules/onnxruntime-node: run npm ci, or pass --lib / set YOLO26_ORT_LIB");
     std::string onnx = model;
     if (fs::path(model).extension() != ".onnx") {
       onnx = (fs::temp_directory_path() / ("bench-ort-predict-" + std::to_string(::getpid()) + ".onnx")).string();

@@ -51,14 +51,9 @@ cv::Mat noise_image(int h, int w) {
 
 // The ONNX Runtime library onnxruntime-node ships (a devDependency), or $YOLO26_ORT_LIB.
 std::string ort_library() {
-  if (const char* env = std::getenv("YOLO26_ORT_LIB")) return env;
-  const fs::path bin = fs::path(y26::source_dir()) / "node_modules" / "onnxruntime-node" / "bin";
-  std::error_code ec;
-  for (const auto& napi : fs::directory_iterator(bin, ec))
-    for (const auto& f : fs::directory_iterator(napi.path() / "linux" / "x64", ec))
-      if (f.path().filename().string().rfind("libonnxruntime.so", 0) == 0) return f.path().string();
-  std::cerr << "no libonnxruntime.so under " << bin << ": run npm ci (onnxruntime-node is a devDependency)\n";
-  return "";
+  const std::string lib = y26::find_ort_library(y26::source_dir());
+  if (lib.empty()) std::cerr << "no libonnxruntime.so under node_modules/onnxruntime-node: run npm ci (onnxruntime-node is a devDependency)\n";
+  return lib;
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <mutex>
 
@@ -126,6 +128,17 @@ std::string shape_str(const std::vector<int64_t>& d) {
 }
 
 }  // namespace
+
+std::string find_ort_library(const std::string& root) {
+  if (const char* env = std::getenv("YOLO26_ORT_LIB"); env && *env) return env;
+  namespace fs = std::filesystem;
+  const fs::path bin = fs::path(root) / "node_modules" / "onnxruntime-node" / "bin";
+  std::error_code ec;
+  for (const auto& napi : fs::directory_iterator(bin, ec))
+    for (const auto& f : fs::directory_iterator(napi.path() / "linux" / "x64", ec))
+      if (f.path().filename().string().rfind("libonnxruntime.so", 0) == 0) return f.path().string();
+  return "";
+}
 
 std::string ort_library_version(const std::string& library) { return load_runtime(library)->version; }
 

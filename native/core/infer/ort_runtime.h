@@ -45,6 +45,10 @@ class OrtModel {
   std::string path_;
 };
 
+// $YOLO26_ORT_LIB, else the libonnxruntime.so* that onnxruntime-node ships under <root>/node_modules; "" when neither
+// exists. For programs run from a checkout (benchmarks, tests): the addon gets its path from the TypeScript side.
+std::string find_ort_library(const std::string& root);
+
 // The version string of the ONNX Runtime library at `library` (loads it); throws y26::Error as OrtModel does.
 std::string ort_library_version(const std::string& library);
 
