@@ -45,8 +45,9 @@ stamp=node_modules/.yolo26-lock.sha
 want=$(sha1sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # --ignore-scripts: our own install script would build the addon a second time below, and
-  # onnxruntime-node's would try to download GPU providers.
-  npm ci --ignore-scripts --no-audit --no-fund
+  # onnxruntime-node's would try to download GPU providers; ONNXRUNTIME_NODE_INSTALL=skip stops that download
+  # too, should anyone drop the flag or run its script later (npm rebuild).
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts --no-audit --no-fund
   echo "$want" > "$stamp"
 fi
 

@@ -6,9 +6,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 
 import { exportModel, predict, train } from '../dist/index.js';
-import { fixture } from './helpers.mjs';
+import { ORT_INSTALL_COMMAND, ORT_INSTALL_HINT } from '../dist/onnx.js';
+import { fixture, root } from './helpers.mjs';
 
 const pt = fixture('det/yolo26n-shapes.pt');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-ort-'));
@@ -213,3 +215,19 @@ test('round trip: train a tiny model, export it, predict on the ONNX file gives 
 });
 
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('the onnxruntime-node install advice switches off its GPU download, in the error, the set-up and the docs', () => {
+  assert.match(ORT_INSTALL_COMMAND, /^ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1\.30$/);
+  assert.ok(ORT_INSTALL_HINT.includes(ORT_INSTALL_COMMAND));
+  // The error a user sees when the package does not load: a child where importing onnxruntime-node fails.
+  const hooks = 'export async function resolve(s, c, next) { if (s === "onnxruntime-node") { const e = new Error("Cannot find package onnxruntime-node"); e.code = "ERR_MODULE_NOT_FOUND"; throw e; } return next(s, c); }';
+  const register = `import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hooks)}));`;
+  const script = "import('./dist/onnx.js').then((m) => m.loadOrt()).then(() => console.log('loaded'), (e) => console.log(e.code + ' ' + e.message))";
+  const out = execFileSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, '-e', script], { cwd: root, encoding: 'utf8' });
+  assert.match(out, /^YOLO26_NO_ONNXRUNTIME /);
+  assert.ok(out.includes(ORT_INSTALL_COMMAND), out);
+  // What this repository runs and documents carries the same setting.
+  assert.match(fs.readFileSync(path.join(root, 'scripts/setup.sh'), 'utf8'), /ONNXRUNTIME_NODE_INSTALL=skip npm ci /);
+  assert.match(fs.readFileSync(path.join(root, 'scripts/test-install.sh'), 'utf8'), /ONNXRUNTIME_NODE_INSTALL=skip npm_i --save-optional onnxruntime-node@1\.30/);
+  assert.ok(fs.readFileSync(path.join(root, 'README.md'), 'utf8').includes(ORT_INSTALL_COMMAND));
+});

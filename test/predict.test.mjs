@@ -6,6 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { predict } from '../dist/index.js';
+import { native } from '../dist/native.js';
+import { trainedImgsz } from '../dist/predict.js';
 import { fixture } from './helpers.mjs';
 
 const model = fixture('det/yolo26n-shapes.pt');
@@ -167,4 +169,33 @@ test('yolo26 predict on a directory shows a progress bar and saves results', { t
   } finally {
     fs.rmSync(project, { recursive: true, force: true });
   }
+});
+
+test('the trained imgsz of a checkpoint is read once per version of the file; a rewritten file is read again', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'y26-imgsz-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'model.pt');
+  fs.copyFileSync(model, file);
+  const addon = native();
+  const read = addon.checkpointImgsz;
+  let reads = 0;
+  addon.checkpointImgsz = (f) => (reads++, read.call(addon, f));
+  t.after(() => { addon.checkpointImgsz = read; });
+  assert.deepEqual(trainedImgsz(file), [320, 320]);
+  assert.deepEqual(trainedImgsz(file), [320, 320]);
+  assert.equal(reads, 1, 'an unchanged file is not loaded again');
+  // the same path and inode, other content: a checkpoint without train_args records no size
+  const other = fixture('det/yolo26n-coco-random.pt');
+  const want = read.call(addon, other);
+  assert.notDeepEqual(want, [320, 320]);
+  fs.writeFileSync(file, fs.readFileSync(other));
+  assert.deepEqual(trainedImgsz(file), want);
+  assert.equal(reads, 2);
+  // replaced by a new file with the first content
+  fs.rmSync(file);
+  fs.copyFileSync(model, file);
+  assert.deepEqual(trainedImgsz(file), [320, 320]);
+  assert.equal(reads, 3);
+  assert.equal(trainedImgsz(path.join(dir, 'missing.pt')), null);
+  assert.equal(trainedImgsz(fixture('images/val/s11_val_0000.png')), null);
 });

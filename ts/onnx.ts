@@ -18,9 +18,17 @@ import { version } from './version.js';
 import type { Backend, OrtRunnerKind } from './results.js';
 type Ort = typeof import('onnxruntime-node');
 
-const INSTALL_HINT =
-  'install it with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30` (CPU; the variable stops its ' +
-  'install script downloading the CUDA/TensorRT providers), or pass backend: \'torch\'';
+/**
+ * The documented way to add onnxruntime-node. Its install script downloads the CUDA/TensorRT providers from NuGet on
+ * Linux x64, which fails offline; ONNXRUNTIME_NODE_INSTALL=skip stops that. The environment variable, unlike the
+ * npm config form (--onnxruntime-node-install=skip or .npmrc), draws no "unknown config" warning from npm 11.
+ */
+export const ORT_INSTALL_COMMAND = 'ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30';
+
+/** The advice printed where onnxruntime-node is missing or does not load. */
+export const ORT_INSTALL_HINT =
+  `install it with \`${ORT_INSTALL_COMMAND}\` (CPU; the variable stops its install script downloading the ` +
+  "CUDA/TensorRT providers), or pass backend: 'torch'";
 
 /** Whether onnxruntime-node can be found, without loading it. */
 export function ortInstalled(): boolean {
@@ -40,7 +48,7 @@ export function loadOrt(): Promise<Ort> {
       ortModule = null;
       throw new Yolo26Error(
         `predict(): the ONNX Runtime backend needs the optional package onnxruntime-node, which could not be loaded ` +
-          `(${e instanceof Error ? e.message.split('\n')[0] : String(e)}): ${INSTALL_HINT}`,
+          `(${e instanceof Error ? e.message.split('\n')[0] : String(e)}): ${ORT_INSTALL_HINT}`,
         'YOLO26_NO_ONNXRUNTIME',
       );
     },
@@ -319,7 +327,7 @@ async function openNative(file: string, threads: number, forced: boolean): Promi
   const library = ortLibrary();
   let why: string;
   if (library === null) {
-    why = `no ONNX Runtime library to load natively (onnxruntime-node not found and YOLO26_ORT_LIB unset): ${INSTALL_HINT}`;
+    why = `no ONNX Runtime library to load natively (onnxruntime-node not found and YOLO26_ORT_LIB unset): ${ORT_INSTALL_HINT}`;
   } else {
     try {
       const handle = await native().ortOpen(library, file, threads);

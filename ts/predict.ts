@@ -1,6 +1,7 @@
 /** predict(): a stream of results from any source, pulled from the native pipeline with backpressure. */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import path from 'node:path';
 import type { NativePredictor, NativeSource, NativeStreamResult } from './addon.js';
 import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
@@ -116,10 +117,29 @@ function plotter(r: NativeStreamResult, names: string[]) {
   };
 }
 
+/**
+ * The size read last from each checkpoint, under the identity of the file it came from: reading it loads the whole
+ * checkpoint, which costs more than a small predict() itself. A file replaced or rewritten (another inode, size or
+ * mtime) is read again.
+ */
+const trainedImgszCache = new Map<string, { key: string; imgsz: [number, number] | null }>();
+
 /** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at (null: none recorded). */
-function trainedImgsz(model: string): [number, number] | null {
-  if (/\.pt$/i.test(model) && fs.existsSync(model)) return native().checkpointImgsz(model);
-  return null;
+export function trainedImgsz(model: string): [number, number] | null {
+  if (!/\.pt$/i.test(model)) return null;
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(model, { bigint: true });
+  } catch {
+    return null;  // no such file: the loader names it
+  }
+  const file = path.resolve(model);
+  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+  const hit = trainedImgszCache.get(file);
+  if (hit?.key === key) return hit.imgsz;
+  const imgsz = native().checkpointImgsz(model);
+  trainedImgszCache.set(file, { key, imgsz });
+  return imgsz;
 }
 
 /** Lists at most this many failed inputs in the error; the rest are counted. */

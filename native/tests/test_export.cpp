@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include <torch/cuda.h>
@@ -139,6 +140,8 @@ TEST_CASE("export yolo26n-shapes at 320: graph, metadata round trip, checker") {
                         "imgsz", "names", "args", "channels", "end2end"})
     EXPECT_MSG(md.props.count(k) == 1, "missing metadata prop " << k);
   EXPECT(md.props["args"].find("'opset': 17") != std::string::npos);
+  EXPECT_MSG(std::regex_match(md.props["date"], std::regex(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00)")),
+             "export date " << md.props["date"]);
   EXPECT(md.description.find("YOLO26n") != std::string::npos);
 
   EXPECT(md.inputs.size() == 1 && md.inputs[0].name == "images" && md.inputs[0].elem_type == onnxpb::kFloat);

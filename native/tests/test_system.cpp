@@ -5,6 +5,11 @@
 #include "util/system.h"
 #include "util/gpu_stats.h"
 #include "util/text.h"
+#include "util/timestamp.h"
+
+#include <cstdlib>
+#include <ctime>
+#include <regex>
 
 TEST_CASE("system info reports libtorch and threads") {
   auto s = y26::system_info();
@@ -60,6 +65,28 @@ TEST_CASE("closest_name suggests the option a typo meant, as the facade's sugges
   EXPECT(y26::closest_name("sav", keys) == "save");
   EXPECT(y26::closest_name("Track_Bufer", keys) == "track_buffer");
   EXPECT(y26::closest_name("lr0", keys).empty());  // nothing close
+}
+
+TEST_CASE("iso_now is UTC ISO-8601 with microseconds and +00:00, as official checkpoint dates") {
+  const std::regex iso(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00)");
+  const std::string now = y26::iso_now();
+  EXPECT_MSG(std::regex_match(now, iso), "iso_now() gave " << now);
+  // The official fixture's value has this form too (the date in yolo26n-shapes.pt).
+  EXPECT(std::regex_match(std::string("2026-11-28T05:02:33.075393+00:00"), iso));
+  using namespace std::chrono;
+  const system_clock::time_point t{duration_cast<system_clock::duration>(microseconds(1736850093123456LL))};
+  EXPECT(y26::iso_time(t) == "2025-01-14T10:21:33.123456+00:00");
+  EXPECT(y26::iso_time(system_clock::time_point{}) == "1970-01-01T00:00:00.000000+00:00");
+  // before 1970 the fraction counts forward from the earlier second, as Python's isoformat() does
+  EXPECT(y26::iso_time(system_clock::time_point{} - milliseconds(1500)) == "1969-12-31T23:59:58.500000+00:00");
+  // the machine's time zone does not leak in
+  const char* old_tz = std::getenv("TZ");
+  const std::string saved = old_tz ? old_tz : "";
+  setenv("TZ", "Asia/Kolkata", 1);
+  tzset();
+  EXPECT(y26::iso_time(t) == "2025-01-14T10:21:33.123456+00:00");
+  if (old_tz) setenv("TZ", saved.c_str(), 1); else unsetenv("TZ");
+  tzset();
 }
 
 TEST_MAIN()

@@ -1,6 +1,7 @@
 // Tracking: Kalman filter, linear assignment against brute force, ByteTrack / BoT-SORT on generated scenes with
 // known identities (crossings, occlusions, new objects, camera pan), results rewriting, YAML configs, and the
 // pipeline with saving.
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 #include <torch/torch.h>
@@ -11,6 +12,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 #include "infer/pipeline.h"
 #include "infer/save.h"
@@ -459,6 +461,105 @@ TEST_CASE("BoT-SORT: the motion estimate overlapped with the forward pass gives 
     const auto& first_b = reference.ids[a.frames];
     EXPECT_MSG(first_b.numel() == (int64_t)truth(a.frames).size() && first_b.min().item<int64_t>() == 1,
                "ids at the start of the second video: " << first_b);
+  }
+}
+
+TEST_CASE("persist: a batch whose forward (or a later hook) fails is taken back; the ids and boxes are those of a run without its frames") {
+  const std::string d = y26test::scratch_dir("test_track", "rollback");
+  // Lossless frames of a panning scene (the camera-motion estimate matters), one file per frame.
+  y26::SceneSpec s = y26::crossing_scene(320, 320, 24, 4);
+  s.pan_x = 3, s.pan_y = -2, s.pan_from = 4;
+  std::vector<std::string> files;
+  for (int f = 0; f < s.frames; ++f) {
+    char name[32];
+    std::snprintf(name, sizeof name, "/f%03d.png", f);
+    files.push_back(d + name);
+    cv::imwrite(files.back(), y26::render_scene(s, f));
+  }
+  auto frame_of = [&](const std::string& path) {
+    return static_cast<int>(std::find(files.begin(), files.end(), path) - files.begin());
+  };
+  struct Run {
+    std::vector<int> frames;
+    std::vector<torch::Tensor> ids, boxes;
+    int errors = 0;
+  };
+  enum class Fail { Forward, AfterTracking };
+  // Runs `frames` (indices into files) with persist; the batch holding `bad` fails, in the forward pass or after
+  // tracking its first frame. The stream goes on after the error.
+  auto run = [&](const std::vector<int>& frames, int batch, bool overlap, int bad, Fail how, bool hook) {
+    auto pos = std::make_shared<size_t>(0);
+    y26::ForwardOutputsFn fwd = [&, pos](const torch::Tensor& x) {
+      torch::Tensor y = torch::zeros({x.size(0), 300, 6});
+      bool fail = false;
+      for (int64_t k = 0; k < x.size(0); ++k) {
+        const int f = frames[(*pos)++];
+        fail = fail || (f == bad && how == Fail::Forward);
+        int i = 0;
+        for (const auto& t : y26::scene_truth(s, f))
+          y[k][i++] = torch::tensor({(float)t.box.x, (float)t.box.y, (float)(t.box.x + t.box.width), (float)(t.box.y + t.box.height), 0.9f, (float)t.cls});
+      }
+      if (fail) throw std::runtime_error("device lost");
+      return std::vector<torch::Tensor>{y};
+    };
+    y26::PipelineOptions po;
+    po.imgsz_h = po.imgsz_w = 320;
+    po.batch = batch;
+    y26::attach_tracking(po, std::make_shared<y26::SharedTracker>(config("botsort")), true, overlap);
+    if (how == Fail::AfterTracking) {
+      auto track = po.on_result;
+      po.on_result = [track, &frame_of, bad](y26::Result& r, const cv::Mat& image) {
+        track(r, image);
+        if (frame_of(r.path) == bad) throw std::runtime_error("a later step failed");
+      };
+    }
+    if (!hook) po.on_batch_failed = nullptr;
+    std::vector<std::string> paths;
+    for (int f : frames) paths.push_back(files[f]);
+    y26::Pipeline p(y26::open_path_list_source(paths), fwd, po);
+    Run out;
+    y26::Result r;
+    while (true) {
+      try {
+        if (!p.next(r)) break;
+      } catch (const std::exception&) {
+        ++out.errors;
+        continue;
+      }
+      out.frames.push_back(frame_of(r.path));
+      out.ids.push_back(r.ids.defined() ? r.ids : torch::zeros({0}, torch::kInt64));
+      out.boxes.push_back(r.boxes);
+    }
+    return out;
+  };
+  auto same = [](const Run& x, const Run& y) {
+    if (x.frames != y.frames) return false;
+    for (size_t f = 0; f < x.ids.size(); ++f)
+      if (!torch::equal(x.ids[f], y.ids[f]) || !torch::equal(x.boxes[f], y.boxes[f])) return false;
+    return true;
+  };
+  std::vector<int> all(s.frames);
+  std::iota(all.begin(), all.end(), 0);
+  for (int batch : {1, 2}) {
+    const int bad = 10;  // the first frame of a batch in both cases
+    std::vector<int> kept;
+    for (int f : all)
+      if (f < bad || f >= bad + batch) kept.push_back(f);
+    for (bool overlap : {true, false}) {
+      const Run reference = run(kept, batch, overlap, -1, Fail::Forward, true);
+      EXPECT(reference.errors == 0 && (int)reference.frames.size() == s.frames - batch);
+      for (Fail how : {Fail::Forward, Fail::AfterTracking}) {
+        const std::string label = "batch " + std::to_string(batch) + (overlap ? " overlapped" : " inline") +
+                                  (how == Fail::Forward ? ", forward fails" : ", fails after tracking");
+        const Run failed = run(all, batch, overlap, bad, how, true);
+        EXPECT_MSG(failed.errors == 1, label << ": " << failed.errors << " errors");
+        EXPECT_MSG(same(failed, reference), label << ": differs from the run without the failed frames");
+        // Not vacuous: without taking the batch back, the tracker is left ahead (the motion estimator's previous
+        // frame, or the tracks of the frame tracked before the failure) and the boxes after it differ.
+        if (overlap || how == Fail::AfterTracking)
+          EXPECT_MSG(!same(run(all, batch, overlap, bad, how, false), reference), label << ": the failure changed nothing");
+      }
+    }
   }
 }
 

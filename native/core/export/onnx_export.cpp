@@ -17,6 +17,7 @@
 #include "model/postprocess.h"
 #include "util/error.h"
 #include "util/text.h"
+#include "util/timestamp.h"
 
 namespace y26 {
 namespace {
@@ -368,17 +369,6 @@ std::string py_str(const std::string& s) {
     else o += c;
   }
   return o + q;
-}
-
-std::string iso_now() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  std::ostringstream s;
-  s << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S") << "." << std::setw(6) << std::setfill('0') << us;
-  return s.str();
 }
 
 int64_t ir_version_for(int opset) { return opset <= 14 ? 7 : opset <= 18 ? 8 : opset <= 20 ? 9 : 10; }

@@ -203,6 +203,21 @@ void Pipeline::batcher_loop() {
 }
 
 void Pipeline::run_batch(Prepared& p, std::deque<Result>& out) {
+  try {
+    run_batch_hooked(p, out);
+  } catch (...) {
+    if (opt_.on_batch_failed) {
+      try {
+        opt_.on_batch_failed();
+      } catch (...) {
+        // the batch's own error is the one to report
+      }
+    }
+    throw;
+  }
+}
+
+void Pipeline::run_batch_hooked(Prepared& p, std::deque<Result>& out) {
   torch::NoGradGuard no_grad;
   const double n = static_cast<double>(p.frames.size());
   if (opt_.on_batch) opt_.on_batch(p.frames);

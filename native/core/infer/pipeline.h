@@ -53,6 +53,10 @@ struct PipelineOptions {
   // forward pass: work that needs only the images (tracking: camera-motion estimation) can start here and overlap
   // the forward pass. Each frame of the batch then reaches on_result, in the same order, unless the forward fails.
   std::function<void(const std::vector<Frame>&)> on_batch;
+  // Runs on the same thread when a batch fails after on_batch ran (its forward pass, postprocess or an on_result
+  // threw), before the error reaches next()'s caller: hooks that keep state across frames (tracking) put back what
+  // on_batch and on_result changed for frames whose results are lost. A stream may go on after such an error.
+  std::function<void()> on_batch_failed;
 };
 
 class Pipeline {
@@ -87,7 +91,8 @@ class Pipeline {
   void decoder_loop();
   void batcher_loop();
   bool take_decoded(Frame& f);  // the next item in source order; false at the end or on cancel
-  void run_batch(Prepared& p, std::deque<Result>& out);
+  void run_batch(Prepared& p, std::deque<Result>& out);  // run_batch_hooked, then on_batch_failed if it throws
+  void run_batch_hooked(Prepared& p, std::deque<Result>& out);
   void forward_loop();
   bool take_prepared(Prepared& p);  // the next prepared batch; false once the batcher is done and the queue empty
 

@@ -19,6 +19,7 @@
 
 #include "io/zip.h"
 #include "util/error.h"
+#include "util/timestamp.h"
 
 namespace y26 {
 
@@ -517,16 +518,6 @@ static PyValue int_list_value(const std::vector<int64_t>& v) {
   std::vector<PyValue> items;
   for (int64_t x : v) items.push_back(PyValue::integer(x));
   return PyValue::list(std::move(items));
-}
-
-static std::string iso_now() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
-  return buf;
 }
 
 static PyValue build_top(const CheckpointData& d, const CheckpointSaveOptions& opts) {

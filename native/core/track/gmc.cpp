@@ -23,6 +23,13 @@ void CameraMotion::reset() {
   prev_points_.clear();
 }
 
+CameraMotion::Saved CameraMotion::save() const { return {prev_gray_.clone(), prev_points_}; }
+
+void CameraMotion::restore(Saved s) {
+  prev_gray_ = std::move(s.prev_gray);
+  prev_points_ = std::move(s.prev_points);
+}
+
 cv::Mat CameraMotion::apply(const cv::Mat& bgr) {
   cv::Mat warp = cv::Mat::eye(2, 3, CV_64F);
   if (!enabled_ || bgr.empty()) return warp;

@@ -19,6 +19,14 @@ class CameraMotion {
   cv::Mat apply(const cv::Mat& bgr);
   void reset();
 
+  // The frame the next estimate starts from, saved so that frames whose results were lost can be taken back.
+  struct Saved {
+    cv::Mat prev_gray;
+    std::vector<cv::Point2f> prev_points;
+  };
+  Saved save() const;  // a deep copy: apply() writes into its old buffers
+  void restore(Saved s);
+
  private:
   bool enabled_;
   int downscale_;

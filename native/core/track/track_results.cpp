@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <future>
+#include <optional>
 #include <utility>
 
 namespace y26 {
@@ -72,7 +73,9 @@ class StreamTracking {
       : shared_(std::move(shared)), persist_(persist), overlap_(overlap) {}
 
   void on_batch(const std::vector<Frame>& frames) {
-    forget_pending();  // left by a batch whose forward pass failed
+    forget_pending();  // left by a batch whose forward pass failed without on_batch_failed
+    saved_.reset();    // the last batch went through: nothing of it to take back
+    save();
     std::vector<std::pair<cv::Mat, bool>> jobs;
     for (const Frame& f : frames) {
       const bool fresh = starts_over(f.path);
@@ -80,6 +83,7 @@ class StreamTracking {
       jobs.emplace_back(f.image, fresh);
     }
     if (!overlap_ || !shared_->tracker.uses_motion()) return;
+    own_changes_ += jobs.size();
     // The frames of a batch go through the estimator in order on one thread: each estimate needs the one before.
     motion_ = std::async(std::launch::async, [shared = shared_, jobs = std::move(jobs)] {
       std::lock_guard<std::mutex> lock(shared->motion_mu);
@@ -87,9 +91,24 @@ class StreamTracking {
       for (const auto& [image, fresh] : jobs) {
         if (fresh) shared->tracker.reset_motion();
         warps.push_back(shared->tracker.estimate_motion(image));
+        ++shared->changes;
       }
       return warps;
     });
+  }
+
+  // The batch's results are lost: put back what its on_batch and on_result calls changed.
+  void on_batch_failed() {
+    forget_pending();
+    if (!saved_) return;
+    first_ = saved_->first;
+    last_path_ = saved_->last_path;
+    std::scoped_lock lock(shared_->mu, shared_->motion_mu);
+    if (shared_->changes.load() == saved_->changes + own_changes_) {
+      shared_->tracker.restore_tracks(std::move(saved_->tracks));
+      shared_->tracker.restore_motion(std::move(saved_->motion));
+    }
+    saved_.reset();
   }
 
   void on_result(Result& r, const cv::Mat& image) {
@@ -108,10 +127,12 @@ class StreamTracking {
       const cv::Mat warp = std::move(warps_.front());
       warps_.pop_front();
       std::lock_guard<std::mutex> lock(shared_->mu);
+      ++shared_->changes, ++own_changes_;  // before the update: one that throws half-way counts too
       if (fresh) shared_->tracker.reset_tracks();
       out = shared_->tracker.update_warped(in, warp);
     } else {
       std::scoped_lock lock(shared_->mu, shared_->motion_mu);
+      ++shared_->changes, ++own_changes_;
       if (fresh) shared_->tracker.reset();
       out = shared_->tracker.update(in, image);
     }
@@ -125,6 +146,13 @@ class StreamTracking {
     first_ = false;
     last_path_ = path;
     return fresh;
+  }
+  // The state a batch may change, taken before it changes any (on_batch_failed puts it back).
+  void save() {
+    std::scoped_lock lock(shared_->mu, shared_->motion_mu);
+    saved_.emplace(Saved{shared_->tracker.save_tracks(), shared_->tracker.save_motion(), first_, last_path_,
+                         shared_->changes.load()});
+    own_changes_ = 0;
   }
   void forget_pending() {
     if (motion_.valid()) motion_.wait();
@@ -140,6 +168,15 @@ class StreamTracking {
   std::deque<bool> fresh_;                   // per frame handed to on_batch and not yet tracked: starts over
   std::future<std::vector<cv::Mat>> motion_;  // the warps of the batch in flight
   std::deque<cv::Mat> warps_;                // its warps not yet used
+  struct Saved {
+    Tracker::SavedTracks tracks;
+    CameraMotion::Saved motion;
+    bool first;
+    std::string last_path;
+    uint64_t changes;  // the shared tracker's count when saved
+  };
+  std::optional<Saved> saved_;  // before the batch in flight
+  uint64_t own_changes_ = 0;    // of the shared count, this stream's since saved_
 };
 
 }  // namespace
@@ -150,6 +187,7 @@ void attach_tracking(PipelineOptions& po, std::shared_ptr<SharedTracker> tracker
   auto stream = std::make_shared<StreamTracking>(std::move(tracker), persist, overlap_motion);
   po.on_batch = [stream](const std::vector<Frame>& frames) { stream->on_batch(frames); };
   po.on_result = [stream](Result& r, const cv::Mat& image) { stream->on_result(r, image); };
+  po.on_batch_failed = [stream] { stream->on_batch_failed(); };
 }
 
 }  // namespace y26

@@ -4,6 +4,7 @@
 #pragma once
 #include <opencv2/core.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,9 @@ struct SharedTracker {
   explicit SharedTracker(TrackerConfig cfg) : tracker(std::move(cfg)) {}
   std::mutex mu, motion_mu;
   Tracker tracker;
+  // Frames any stream has put through the tracks or the motion estimator: a stream taking back a failed batch
+  // does so only when no other stream changed the tracker meanwhile (it would undo their frames).
+  std::atomic<uint64_t> changes{0};
 };
 
 // Tracking for a pipeline: sets po.on_batch and po.on_result. Without persist the tracker starts over at every new
@@ -35,6 +39,8 @@ struct SharedTracker {
 // across paths and across streams. With overlap_motion, BoT-SORT's camera-motion estimate of each batch runs on one
 // extra thread during the batch's forward pass and is joined when the association needs it; without, it runs
 // inline before the association. The results are the same (the same estimator sees the same frames in order).
+// It also sets po.on_batch_failed: a batch whose forward pass (or a later step) fails is taken back, so the tracker
+// goes on as if the stream had not held those frames (tracks, frame count, the estimator's previous frame).
 void attach_tracking(PipelineOptions& po, std::shared_ptr<SharedTracker> tracker, bool persist, bool overlap_motion = true);
 
 }  // namespace y26

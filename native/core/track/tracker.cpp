@@ -194,6 +194,25 @@ void Tracker::reset_tracks() {
   next_id_ = 0;
 }
 
+Tracker::SavedTracks Tracker::save_tracks() const {
+  SavedTracks s;
+  s.frame_id = frame_id_;
+  s.next_id = next_id_;
+  auto copy = [](const std::vector<TrackPtr>& from, std::vector<TrackPtr>& to) {
+    for (const auto& t : from) to.push_back(std::make_shared<Track>(*t));
+  };
+  copy(tracked_, s.tracked);
+  copy(lost_, s.lost);
+  return s;
+}
+
+void Tracker::restore_tracks(SavedTracks s) {
+  tracked_ = std::move(s.tracked);
+  lost_ = std::move(s.lost);
+  frame_id_ = s.frame_id;
+  next_id_ = s.next_id;
+}
+
 cv::Mat Tracker::estimate_motion(const cv::Mat& image) {
   if (!gmc_.enabled() || image.empty()) return cv::Mat();
   try {

@@ -81,6 +81,19 @@ class Tracker {
 
   struct Track;  // tracker.cpp
 
+  // Saved state, to take back frames whose results were lost (a batch whose forward pass failed): the tracks with
+  // their Kalman states, frame count and next id (update_warped's state), and the motion estimator's previous frame
+  // (estimate_motion's). Deep copies: the tracker changes its tracks in place.
+  struct SavedTracks {
+    std::vector<std::shared_ptr<Track>> tracked, lost;
+    int frame_id = 0;
+    int64_t next_id = 0;
+  };
+  SavedTracks save_tracks() const;
+  void restore_tracks(SavedTracks s);
+  CameraMotion::Saved save_motion() const { return gmc_.save(); }
+  void restore_motion(CameraMotion::Saved s) { gmc_.restore(std::move(s)); }
+
  private:
   TrackerConfig cfg_;
   KalmanBoxFilter kf_;

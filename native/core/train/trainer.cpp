@@ -3,6 +3,7 @@
 // (mixed precision, AutoBatch), criterion (task losses), optimizer and schedule, ema, results_table (results.csv)
 // and distributed (DDP); the loaders implement data/loader.h's TrainLoader.
 #include "train/trainer_impl.h"
+#include "util/timestamp.h"
 
 namespace y26 {
 
@@ -17,13 +18,6 @@ bool is_memory_error(const std::string& what) {
          what.find("unable to find an engine") != std::string::npos;
 }
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-std::string iso_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", std::gmtime(&t));
-  return buf;
-}
 
 YAML::Node snapshot_to_yaml(const std::vector<std::pair<std::string, double>>& scalars) {
   YAML::Node m(YAML::NodeType::Map);
