@@ -1,7 +1,7 @@
-// Distributed data parallel on Gloo ranks over loopback: the sampler's shards, a two-rank run (one run folder, by
-// rank 0), weights equal to a one-process run with the same data order, and the faults (port in use, world-size
-// mismatch, a killed rank) ending in clear errors within a bounded time. The ranks are this program re-executed with
-// the torchrun variables set.
+// Distributed data parallel on Gloo ranks over loopback: the sampler's shards (detection and classify), a two-rank run
+// (one run folder, by rank 0), weights equal to a one-process run with the same data order (detection and classify),
+// and the faults (port in use, world-size mismatch, a killed rank) ending in clear errors within a bounded time. The
+// ranks are this program re-executed with the torchrun variables set.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -19,9 +19,11 @@
 #include <sstream>
 #include <thread>
 
+#include "data/classify_loader.h"
 #include "data/dataset.h"
 #include "data/synthetic.h"
 #include "data/loader.h"
+#include "eval/classify_val.h"
 #include "io/checkpoint.h"
 #include "scratch.h"
 #include "testing.h"
@@ -91,6 +93,18 @@ YAML::Node plain_args(const std::string& project, const std::string& name, int b
   return a;
 }
 
+// The classify counterpart: a -cls model on a classification folder, augmentation off (plain_args' zeros plus the
+// classify-only policy and erasing).
+YAML::Node classify_args(const std::string& data, const std::string& project, const std::string& name, int batch) {
+  YAML::Node a = plain_args(project, name, batch, 1);
+  a["model"] = "yolo26n-cls.yaml";
+  a["data"] = data;
+  a["auto_augment"] = "none";
+  a["erasing"] = 0.0;
+  a["dropout"] = 0.0;
+  return a;
+}
+
 // A small MLP with 2.1 MB of parameters (two gradient buckets: the first holds 1 MB), the same weights in every process.
 torch::nn::Sequential grad_sync_net() {
   torch::manual_seed(0);
@@ -128,6 +142,19 @@ int rank_main(const std::string& mode, const std::string& dir) {
   std::atomic<bool> stop{false};
   try {
     if (mode == "grad-sync") return grad_sync_main(dir, r);
+    if (mode == "cls-run") {  // classify, global batch 2; cache='ram' must be warned about once, by rank 0
+      YAML::Node a = classify_args(read_file(dir + "/data_path"), dir, "run", 2);
+      a["cache"] = "ram";
+      int warned = 0;
+      TrainCallbacks cb;
+      cb.on_event = [&](const TrainEvent& e) {
+        if (e.type == "log" && e.str.at("text").find("no effect on classify") != std::string::npos) ++warned;
+      };
+      auto res = run_training(a, cb, stop);
+      std::ofstream(dir + "/rank" + r + ".cachewarn") << warned;
+      std::ofstream(dir + "/rank" + r + ".result") << res.save_dir;
+      return 0;
+    }
     YAML::Node a = plain_args(dir, "run", 2, 1);
     a["cache"] = "ram";  // shared by the two ranks of this machine; the one-process reference decodes every time
     TrainCallbacks cb;
@@ -349,6 +376,73 @@ TEST_CASE("distributed sampler: same order on every rank, rank r takes its slice
   });
 }
 
+TEST_CASE("classify loader: the detection loader's seeded order and shards, padded so ranks step together") {
+  const std::string root = y26test::write_tiny_classify_set(temp_dir("cls_shards"), 3, 1);  // 9 train images
+  const ClassifySplit split = open_classify_split(root, "train");
+  ClassifyAugment off;
+  off.scale = off.fliplr = off.hsv_h = off.hsv_s = off.hsv_v = 0;
+  auto shard = [&](int rank, int world, int epoch, int batch = 2, const ClassifyAugment& aug = ClassifyAugment()) {
+    ClassifyLoader cl(split, 32, batch, 1, 7, aug, rank, world);
+    cl.set_epoch(epoch);
+    std::vector<int64_t> idx;
+    std::vector<torch::Tensor> imgs;
+    Batch b;
+    while (cl.next(b)) {
+      idx.insert(idx.end(), b.indices.begin(), b.indices.end());
+      for (int64_t j = 0; j < b.size(); ++j) imgs.push_back(b.img[j]);
+    }
+    EXPECT(cl.shard_size() == (int64_t)idx.size());
+    return std::make_tuple(idx, cl.batches_per_epoch(), imgs);
+  };
+  auto [all, nb1, all_imgs] = shard(0, 1, 0, 2, off);
+  EXPECT(all.size() == 9 && nb1 == 5 && std::set<int64_t>(all.begin(), all.end()).size() == 9);
+  // 9 images over 2 ranks: 5 each (10 positions, the first of the order again as padding), 3 batches each.
+  for (int r = 0; r < 2; ++r) {
+    auto [idx, nb, imgs] = shard(r, 2, 0, 2, off);
+    EXPECT(idx.size() == 5 && nb == 3);
+    for (size_t p = 0; p < idx.size(); ++p) EXPECT(idx[p] == all[(p * 2 + r) % 9]);
+  }
+  auto [e1, nbe, i1] = shard(1, 2, 1, 2, off);
+  auto [all1, nbx, a1] = shard(0, 1, 1, 2, off);
+  EXPECT(all1 != all);  // each epoch its own shuffle, the same on every rank
+  for (size_t p = 0; p < e1.size(); ++p) EXPECT(e1[p] == all1[(p * 2 + 1) % 9]);
+  // With augmentation on, a sample's draws follow its position in the epoch order, not the rank.
+  auto [aug_all, nba, aug_imgs] = shard(0, 1, 0, 1);
+  auto [aug_r1, nbr, aug_r1_imgs] = shard(1, 2, 0, 1);
+  EXPECT(aug_imgs.size() == 9 && aug_r1_imgs.size() == 5);
+  for (size_t p = 0; p + 1 < aug_r1_imgs.size(); ++p) EXPECT(torch::equal(aug_r1_imgs[p], aug_imgs[p * 2 + 1]));
+  bool augmented = false;  // the check above can fail: the draws do change the images
+  for (size_t p = 0; p < aug_imgs.size(); ++p) augmented = augmented || !torch::equal(aug_imgs[p], all_imgs[p]);
+  EXPECT(augmented);
+  EXPECT_THROWS(ClassifyLoader(split, 32, 2, 1, 7, off, 2, 2));
+  // One sampler for both tasks: 12 classify images draw the order of the 12-image detection set.
+  const ClassifySplit split12 = open_classify_split(y26test::write_tiny_classify_set(temp_dir("cls_12"), 4, 1), "train");
+  auto cfg = load_data_yaml(tiny_dataset());
+  DatasetOptions dso;
+  dso.imgsz = 64;
+  dso.verbose = false;
+  IndexOptions io;
+  io.verbose = false;
+  auto ds = Dataset::open(cfg, "train", dso, io);
+  EXPECT(ds->size() == 12 && split12.files.size() == 12);
+  for (int epoch : {0, 1}) {
+    LoaderOptions lo;
+    lo.batch = 3;
+    lo.workers = 1;
+    lo.augment = false;
+    lo.seed = 7;
+    DataLoader dl(ds, lo);
+    dl.set_epoch(epoch);
+    ClassifyLoader cl(split12, 32, 3, 1, 7, off);
+    cl.set_epoch(epoch);
+    std::vector<int64_t> det, cls;
+    Batch b;
+    while (dl.next(b)) det.insert(det.end(), b.indices.begin(), b.indices.end());
+    while (cl.next(b)) cls.insert(cls.end(), b.indices.begin(), b.indices.end());
+    EXPECT(det.size() == 12 && det == cls);
+  }
+}
+
 TEST_CASE("gradient all-reduce during backward: the sum of every rank's accumulated gradients; buckets start early") {
   const std::string dir = temp_dir("grad_sync");
   const int port = free_port();
@@ -443,6 +537,42 @@ TEST_CASE("two ranks with the same global batch and data order end with a one-pr
   // The comparison can tell runs apart: one process with both images of a step in one batch of 2 (BatchNorm then
   // normalises them together) ends elsewhere.
   auto two = ema_weights(run_training(plain_args(temp_dir("two"), "run", 2, 1), {}, stop).last);
+  double apart = 0;
+  for (auto& [k, t] : ref) apart = std::max(apart, (two[k] - t).abs().max().item<double>());
+  EXPECT_MSG(apart > 1e-3, "batch 2 in one process is as close as " << apart);
+}
+
+TEST_CASE("classify: two ranks with the same global batch and data order end with a one-process run's weights (1e-4)") {
+  // As for detection: two ranks of batch 1 (global batch 2) against one process of batch 1 with accumulation 2. The
+  // classify loss is a per-rank mean, summed over the ranks as upstream's loss * world under DDP's average.
+  const std::string dir = temp_dir("cls_pair");
+  const std::string data = y26test::write_tiny_classify_set(dir + "/set", 4, 1);  // 12 train images: 6 steps
+  std::ofstream(dir + "/data_path") << data;
+  const int port = free_port();
+  Rank r0 = start_rank("cls-run", dir, 0, 2, port), r1 = start_rank("cls-run", dir, 1, 2, port);
+  EXPECT(wait_rank(r0, 600) && wait_rank(r1, 120));
+  EXPECT_MSG(exited_ok(r0) && exited_ok(r1), "rank 0: " << read_file(dir + "/rank0.err") << " rank 1: " << read_file(dir + "/rank1.err"));
+  const std::string save = read_file(dir + "/rank0.result");
+  EXPECT(!save.empty() && read_file(dir + "/rank1.result") == save);
+  // cache='ram' does nothing for classify: rank 0 says so once, the other ranks stay quiet
+  EXPECT(read_file(dir + "/rank0.cachewarn") == "1" && read_file(dir + "/rank1.cachewarn") == "0");
+  if (save.empty()) return;
+  auto ck = load_checkpoint(save + "/weights/last.pt");
+  EXPECT(ck.task == "classify" && ck.epoch == 0 && ck.train_args["batch"].as<int>() == 2 && ck.updates == 6);
+  std::atomic<bool> stop{false};
+  auto one = run_training(classify_args(data, temp_dir("cls_one"), "run", 1), {}, stop);
+  auto ddp = ema_weights(save + "/weights/last.pt");
+  auto ref = ema_weights(one.last);
+  EXPECT(ddp.size() == ref.size() && !ref.empty());
+  double worst = 0;
+  for (auto& [k, t] : ref)
+    if (ddp.count(k)) worst = std::max(worst, (ddp[k] - t).abs().max().item<double>());
+  EXPECT_MSG(worst <= 1e-4, "max |ddp - one process| = " << worst);
+  std::cout << "  classify: max |two ranks - one process| = " << worst << "\n";
+  EXPECT(load_checkpoint(one.last).updates == 6);
+  // The comparison can tell runs apart: one process with both images of a step in one batch of 2 (BatchNorm over
+  // both, the mean of their losses) ends elsewhere.
+  auto two = ema_weights(run_training(classify_args(data, temp_dir("cls_two"), "run", 2), {}, stop).last);
   double apart = 0;
   for (auto& [k, t] : ref) apart = std::max(apart, (two[k] - t).abs().max().item<double>());
   EXPECT_MSG(apart > 1e-3, "batch 2 in one process is as close as " << apart);

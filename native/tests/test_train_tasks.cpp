@@ -252,28 +252,10 @@ TEST_CASE("classify train transform: imgsz square output, reproducible from the 
   EXPECT(changed);
 }
 
-// root/{train,val}/<class>/*.png: 3 classes of 32 px images (red, green, striped blue), 8 train / 3 val each.
+// root/{train,val}/<class>/*.png: 3 classes of 32 px images, 8 train / 3 val each.
 std::string tiny_classify_dataset() {
   static std::string root;
-  if (!root.empty()) return root;
-  root = temp_dir("cls_data");
-  cv::RNG rng(3);
-  const char* classes[] = {"red", "green", "stripes"};
-  for (const char* split : {"train", "val"}) {
-    const int n = std::string(split) == "train" ? 8 : 3;
-    for (int c = 0; c < 3; ++c) {
-      fs::create_directories(fs::path(root) / split / classes[c]);
-      for (int i = 0; i < n; ++i) {
-        cv::Mat im(32, 32, CV_8UC3);
-        cv::randu(im, 0, 40);
-        if (c == 0) im += cv::Scalar(0, 0, 200);
-        if (c == 1) im += cv::Scalar(0, 200, 0);
-        if (c == 2)
-          for (int y = 0; y < 32; y += 4) im.rowRange(y, y + 2).setTo(cv::Scalar(230, 120, 20));
-        cv::imwrite((fs::path(root) / split / classes[c] / (std::to_string(i) + ".png")).string(), im);
-      }
-    }
-  }
+  if (root.empty()) root = y26test::write_tiny_classify_set(temp_dir("cls_data"));
   return root;
 }
 

@@ -104,31 +104,41 @@ cv::Mat classify_train_transform(const cv::Mat& bgr, int imgsz, const ClassifyAu
   return out;
 }
 
+namespace {
+EpochShard make_shard(const ClassifySplit& split, int rank, int world) {
+  if (split.files.empty()) fail(split.dir + ": no training images; put them under train/<class>/");
+  return EpochShard((int64_t)split.files.size(), rank, world, "ClassifyLoader");
+}
+}  // namespace
+
 ClassifyLoader::ClassifyLoader(ClassifySplit split, int imgsz, int batch, int workers, uint64_t seed,
-                               ClassifyAugment aug)
+                               ClassifyAugment aug, int rank, int world)
     : split_(std::move(split)), imgsz_(imgsz), batch_(std::max(1, batch)), workers_(std::max(1, workers)),
-      seed_(seed), aug_(aug) {
-  if (split_.files.empty()) fail(split_.dir + ": no training images; put them under train/<class>/");
-  nb_ = ((int64_t)split_.files.size() + batch_ - 1) / batch_;
+      seed_(seed), aug_(aug), shard_(make_shard(split_, rank, world)) {
+  nb_ = (shard_.size() + batch_ - 1) / batch_;
   set_epoch(0);
 }
 
 void ClassifyLoader::set_epoch(int e) {
   epoch_ = e;
   pos_ = 0;
-  order_.resize(split_.files.size());
-  std::iota(order_.begin(), order_.end(), 0);
-  std::mt19937_64 rng(mix(seed_, (uint64_t)e));
-  std::shuffle(order_.begin(), order_.end(), rng);
+  shard_.permutation(seed_, e, order_);
 }
 
 bool ClassifyLoader::next(Batch& out) {
-  if (pos_ >= (int64_t)order_.size()) {
+  if (pos_ >= shard_.size()) {
     set_epoch(epoch_ + 1);
     return false;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t n = std::min<int64_t>(batch_, (int64_t)order_.size() - pos_);
+  const int64_t n = std::min<int64_t>(batch_, shard_.size() - pos_);
+  // This batch's samples: dataset index and epoch-order position (the padding past n wraps to the start).
+  std::vector<size_t> idxs((size_t)n);
+  std::vector<int64_t> pos((size_t)n);
+  for (int64_t j = 0; j < n; ++j) {
+    pos[(size_t)j] = shard_.position(pos_ + j);
+    idxs[(size_t)j] = shard_.sample(pos[(size_t)j], &order_);
+  }
   auto img = torch::empty({n, 3, imgsz_, imgsz_}, torch::kUInt8);
   auto cls = torch::empty({n, 1}, torch::kFloat32);
   uint8_t* img_p = img.data_ptr<uint8_t>();
@@ -139,9 +149,9 @@ bool ClassifyLoader::next(Batch& out) {
     jobs.push_back(std::async(std::launch::async, [&, w] {
       try {
         for (int64_t j = w; j < n; j += workers_) {
-          const int64_t idx = order_[pos_ + j];
+          const size_t idx = idxs[(size_t)j];
           cv::Mat im = classify_train_transform(read_image_bgr(split_.files[idx]), imgsz_, aug_,
-                                                mix(mix(seed_, (uint64_t)epoch_), (uint64_t)idx));
+                                                mix(mix(seed_, (uint64_t)epoch_), (uint64_t)pos[(size_t)j]));
           cv::Mat rgb;
           cv::cvtColor(im, rgb, cv::COLOR_BGR2RGB);
           // HWC -> CHW straight into the batch slot (raw pointers: safe from several threads)
@@ -163,10 +173,9 @@ bool ClassifyLoader::next(Batch& out) {
   out.img = img;
   out.cls = cls;
   out.batch_idx = torch::arange(n, torch::kFloat32);
-  for (int64_t j = 0; j < n; ++j) {
-    const int64_t idx = order_[pos_ + j];
+  for (size_t idx : idxs) {
     out.im_file.push_back(split_.files[idx]);
-    out.indices.push_back(idx);
+    out.indices.push_back((int64_t)idx);
   }
   out.epoch = epoch_;
   out.batch_index = pos_ / batch_;

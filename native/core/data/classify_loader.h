@@ -5,7 +5,9 @@
 //   data/auto_augment.h) or, without one, ColorJitter(brightness=hsv_v, contrast=hsv_v, saturation=hsv_s,
 //   hue=hsv_h) (upstream disables ColorJitter whenever a policy is set, so the hsv_* values then do nothing), and
 //   last RandomErasing(p=erasing) with value 0 after the official ToTensor + Normalize(mean 0, std 1), i.e. black.
-// Each sample's randomness comes from (seed, epoch, index), so a run is reproducible for any worker count.
+// The epoch order and the shard of each rank follow EpochShard (data/loader.h), as the detection loader; each
+// sample's randomness comes from (seed, epoch, its position in the epoch order), so a run is reproducible for any
+// worker count, and a sample is augmented the same whichever rank draws it.
 #pragma once
 #include <torch/types.h>
 
@@ -36,11 +38,15 @@ cv::Mat classify_train_transform(const cv::Mat& bgr, int imgsz, const ClassifyAu
 
 class ClassifyLoader : public TrainLoader {
  public:
-  ClassifyLoader(ClassifySplit split, int imgsz, int batch, int workers, uint64_t seed, ClassifyAugment aug);
+  // batch: this rank's batch (the global batch / world); rank of world: the shard this process trains on.
+  ClassifyLoader(ClassifySplit split, int imgsz, int batch, int workers, uint64_t seed, ClassifyAugment aug,
+                 int rank = 0, int world = 1);
   int64_t batches_per_epoch() const override { return nb_; }
   size_t size() const { return split_.files.size(); }
-  // Next shuffled batch of the current epoch: img (B,3,H,W) uint8 RGB, cls (B,1) float32 class index, batch_idx
-  // 0..B-1. Returns false once at the end of each epoch, then continues with the next epoch.
+  // Samples this rank sees per epoch: ceil(n / world).
+  int64_t shard_size() const { return shard_.size(); }
+  // Next shuffled batch of this rank's shard of the current epoch: img (B,3,H,W) uint8 RGB, cls (B,1) float32 class
+  // index, batch_idx 0..B-1. Returns false once at the end of each epoch, then continues with the next epoch.
   bool next(Batch& out) override;
   void set_epoch(int e) override;
   LoaderStats stats() const override { return stats_; }
@@ -51,9 +57,10 @@ class ClassifyLoader : public TrainLoader {
   int imgsz_, batch_, workers_;
   uint64_t seed_;
   ClassifyAugment aug_;
-  int64_t nb_ = 0, pos_ = 0;
+  EpochShard shard_;
+  int64_t nb_ = 0, pos_ = 0;  // pos_: the next of this rank's shard_.size() samples
   int epoch_ = 0;
-  std::vector<int64_t> order_;
+  std::vector<size_t> order_;  // the epoch's permutation, the same on every rank
   LoaderStats stats_;
 };
 

@@ -18,6 +18,19 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+EpochShard::EpochShard(int64_t n, int rank, int world, const std::string& who) : n_(n), rank_(rank), world_(world) {
+  if (n_ < 1) fail(who + ": no samples to shard");
+  if (world_ < 1 || rank_ < 0 || rank_ >= world_)
+    fail(who + ": rank " + std::to_string(rank_) + " is outside world size " + std::to_string(world_));
+}
+
+void EpochShard::permutation(uint64_t seed, int64_t epoch, std::vector<size_t>& perm) const {
+  perm.resize((size_t)n_);
+  std::iota(perm.begin(), perm.end(), 0);
+  SampleRng rng(SampleRng::derive(seed, (uint64_t)epoch, ~0ull));
+  for (int64_t i = n_ - 1; i > 0; --i) std::swap(perm[(size_t)i], perm[(size_t)rng.randint(i + 1)]);
+}
+
 std::vector<cv::Size> rect_batch_shapes(const std::vector<cv::Size>& sizes, int batch, int imgsz, int stride, float pad,
                                         std::vector<size_t>* order) {
   const size_t n = sizes.size();
@@ -94,8 +107,7 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt) : d
   opt_.prefetch = std::max(1, opt_.prefetch);
   if (opt_.rect) { opt_.shuffle = false; opt_.augment = false; }
   const int64_t n = (int64_t)ds_->size();
-  if (opt_.world < 1 || opt_.rank < 0 || opt_.rank >= opt_.world)
-    fail("DataLoader: rank " + std::to_string(opt_.rank) + " is outside world size " + std::to_string(opt_.world));
+  shard_ = EpochShard(n, opt_.rank, opt_.world, "DataLoader");
   if (opt_.world > 1 && opt_.rect) fail("DataLoader: rect batches are not sharded across ranks");
   const int64_t m = shard_size();
   if (opt_.drop_last && m < opt_.batch)
@@ -125,9 +137,7 @@ DataLoader::~DataLoader() {
   for (auto& t : threads_) t.join();
 }
 
-int64_t DataLoader::shard_size() const {
-  return ((int64_t)ds_->size() + opt_.world - 1) / opt_.world;
-}
+int64_t DataLoader::shard_size() const { return shard_.size(); }
 
 int64_t DataLoader::samples_per_epoch() const {
   return opt_.drop_last ? nb_ * opt_.batch : shard_size();
@@ -187,17 +197,14 @@ void DataLoader::worker_main(int w) {
 
 Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
   auto t0 = std::chrono::steady_clock::now();
-  const int64_t epoch = job / nb_, b = job % nb_, n = (int64_t)ds_->size();
+  const int64_t epoch = job / nb_, b = job % nb_;
   const int64_t p0 = b * opt_.batch, p1 = std::min<int64_t>(p0 + opt_.batch, shard_size());
   // Epoch order: a permutation from (seed, epoch) when shuffling, the aspect-ratio order for rect, else file order.
   thread_local std::vector<size_t> perm;
   thread_local int64_t perm_epoch = -1;
   thread_local const DataLoader* perm_owner = nullptr;
   if (opt_.shuffle && (perm_epoch != epoch || perm_owner != this)) {
-    perm.resize(n);
-    std::iota(perm.begin(), perm.end(), 0);
-    SampleRng rng(SampleRng::derive(opt_.seed, (uint64_t)epoch, ~0ull));
-    for (int64_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[(size_t)rng.randint(i + 1)]);
+    shard_.permutation(opt_.seed, epoch, perm);
     perm_epoch = epoch;
     perm_owner = this;
   }
@@ -207,8 +214,8 @@ Batch DataLoader::build(int64_t job, bool mosaic, TrainAugmenter* aug) {
   for (int64_t p = p0; p < p1; ++p) {
     // This rank's p-th sample is the epoch order's position g (wrapped past n: the padding); the augmentation
     // stream follows g, so a sample is augmented the same whichever rank draws it.
-    const int64_t g = p * opt_.world + opt_.rank, q = g % n;
-    size_t i = opt_.rect ? rect_order_[q] : opt_.shuffle ? perm[q] : (size_t)q;
+    const int64_t g = shard_.position(p);
+    size_t i = shard_.sample(g, opt_.rect ? &rect_order_ : opt_.shuffle ? &perm : nullptr);
     if (opt_.rect) samples.push_back(val_sample(*ds_, i, rect_shapes_[b]));
     else if (!aug) samples.push_back(letterbox_sample(*ds_, i, {s, s}, false));
     else samples.push_back(aug->make(i, SampleRng::derive(opt_.seed, (uint64_t)epoch, (uint64_t)g), mosaic, true));

@@ -63,6 +63,29 @@ struct LoaderStats {
   double mean_wait_ms() const { return batches ? wait_ms_total / batches : 0; }
 };
 
+// The training sampler of both loaders, with DistributedSampler semantics: every rank draws the same (seed, epoch)
+// permutation of the n samples, pads it by wrapping to a multiple of `world` so the ranks step together, and takes
+// positions rank, rank + world, ... One process is rank 0 of 1 (its slice is the whole order).
+class EpochShard {
+ public:
+  // Throws y26::Error naming `who` when rank is outside [0, world) or n is 0.
+  EpochShard(int64_t n, int rank, int world, const std::string& who);
+  int64_t size() const { return (n_ + world_ - 1) / world_; }  // samples per rank and epoch: ceil(n / world)
+  // The epoch order's position of this rank's p-th sample; positions n and up are the padding (they wrap).
+  int64_t position(int64_t p) const { return p * world_ + rank_; }
+  // The sample at epoch-order position g of `perm` (nullptr: file order).
+  size_t sample(int64_t g, const std::vector<size_t>* perm) const {
+    const int64_t q = g % n_;
+    return perm ? (*perm)[(size_t)q] : (size_t)q;
+  }
+  // The epoch's shuffled order: a permutation of 0..n-1 from (seed, epoch) alone, so every rank draws the same.
+  void permutation(uint64_t seed, int64_t epoch, std::vector<size_t>& perm) const;
+
+ private:
+  int64_t n_;
+  int rank_, world_;
+};
+
 // What the trainer draws its batches from, one epoch after another: the detection DataLoader and the
 // ClassifyLoader (data/classify_loader.h) implement it.
 class TrainLoader {
@@ -122,6 +145,7 @@ class DataLoader : public TrainLoader {
   std::shared_ptr<const Dataset> ds_;
   LoaderOptions opt_;
   int64_t nb_ = 0;
+  EpochShard shard_{1, 0, 1, "DataLoader"};  // set from the dataset size and rank in the constructor
   std::vector<size_t> rect_order_;
   std::vector<cv::Size> rect_shapes_;
   bool cuda_ = false;

@@ -114,7 +114,7 @@ ValResult Trainer::validate_model(YoloModel& model, const ValOptions& vopt) {
   }
   ClassifyValOptions co;
   co.imgsz_h = co.imgsz_w = imgsz_;
-  co.batch = (int)batch_ * 2;
+  co.batch = (int)(batch_ / (dist_ ? dist_->world() : 1)) * 2;  // the per-rank batch's double, as detection's
   co.workers = workers_;
   co.device = device_str_;
   co.compute_loss = true;

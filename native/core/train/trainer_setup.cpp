@@ -125,8 +125,6 @@ ClassifySplit Trainer::open_data(const YAML::Node& user_args) {
   const bool single_cls = a_.flag("single_cls");
   ClassifySplit cls_train;
   classify_ = is_classify_data(a_.str("data"));
-  if (classify_ && dist_)
-    fail("train(): distributed training of classify models is not supported yet; train them in one process");
   if (classify_) {
     auto logger = [this](const std::string& t) { log(t); };
     cls_train = open_classify_split(a_.str("data"), "train", logger);
@@ -201,6 +199,10 @@ void Trainer::build_classify_loaders(ClassifySplit cls_train, uint64_t seed) {
   log("train: " + std::to_string(train_size_) + " images in " + std::to_string(cls_train.names.size()) +
       " classes; val: " + std::to_string(cls_val_.files.size()) + " images");
   resolve_batch();
+  // The classify loader decodes every image each time (upstream turns RAM caching off for classify too): say so
+  // rather than ignore the argument.
+  if (parse_cache_mode(a_.str("cache", "false")) != CacheMode::None && main_)
+    warn("cache=" + a_.str("cache") + " has no effect on classify training: its images are decoded every epoch");
   ClassifyAugment aug;
   aug.scale = a_.num("scale");
   aug.fliplr = a_.num("fliplr");
@@ -212,10 +214,12 @@ void Trainer::build_classify_loaders(ClassifySplit cls_train, uint64_t seed) {
   aug.erasing = a_.num("erasing");
   if (aug.erasing < 0 || aug.erasing > 1)
     fail("train(): erasing=" + a_.str("erasing") + " must be a probability in [0, 1]");
-  new_train_loader_ = [this, split = std::move(cls_train), aug, seed](int batch) -> std::unique_ptr<TrainLoader> {
-    return std::make_unique<ClassifyLoader>(split, imgsz_, batch, workers_, seed, aug);
+  const int rank = dist_ ? dist_->rank() : 0, world = dist_ ? dist_->world() : 1;
+  new_train_loader_ = [this, split = std::move(cls_train), aug, seed, rank,
+                       world](int batch) -> std::unique_ptr<TrainLoader> {
+    return std::make_unique<ClassifyLoader>(split, imgsz_, batch, workers_, seed, aug, rank, world);
   };
-  train_loader_ = new_train_loader_((int)batch_);
+  train_loader_ = new_train_loader_((int)(batch_ / world));  // `batch` is global: each rank takes its share
   nb_ = train_loader_->batches_per_epoch();
 }
 
