@@ -33,7 +33,7 @@ void need_branch(const BranchOutput& br, const char* which) {
 }
 
 // The ProgLoss epoch counter of a task's end-to-end loss (none for one2many-only models).
-template <class E2ELoss>
+template <class E2E>
 class ProgLossCriterion : public TrainCriterion {
  public:
   void update() override {
@@ -45,7 +45,7 @@ class ProgLossCriterion : public TrainCriterion {
   int64_t updates() const override { return e2e_ ? e2e_->schedule().updates() : 0; }
 
  protected:
-  std::unique_ptr<E2ELoss> e2e_;
+  std::unique_ptr<E2E> e2e_;
 };
 
 class DetectCriterion : public ProgLossCriterion<E2EDetectionLoss> {
