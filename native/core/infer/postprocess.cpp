@@ -6,7 +6,7 @@
 #include <numeric>
 
 #include "infer/classify.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 namespace y26 {
@@ -97,7 +97,7 @@ std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const Post
 torch::Tensor probiou_matrix(const torch::Tensor& a_in, const torch::Tensor& b_in, double eps) {
   if (a_in.dim() != 2 || a_in.size(1) != 5 || b_in.dim() != 2 || b_in.size(1) != 5)
     fail("probiou: expected rotated boxes (N,5) [cx,cy,w,h,angle]");
-  // One implementation (train/box_ops) for the loss, the assigner, matching and NMS: pairs by broadcasting.
+  // One implementation (geometry/box_ops) for the loss, the assigner, matching and NMS: pairs by broadcasting.
   return probiou(a_in.to(torch::kFloat32).unsqueeze(1), b_in.to(torch::kFloat32).unsqueeze(0), eps).squeeze(-1);
 }
 

@@ -1,7 +1,7 @@
 #include "train/detection_loss.h"
 
 #include "model/anchors.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>

@@ -2,7 +2,7 @@
 
 #include "model/anchors.h"
 #include "model/postprocess.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>

@@ -1,7 +1,7 @@
 #include "train/segment_loss.h"
 
 #include "eval/mask_metrics.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>
