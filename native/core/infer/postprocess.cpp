@@ -14,26 +14,6 @@ namespace y26 {
 using torch::indexing::None;
 using torch::indexing::Slice;
 
-Task parse_task(const std::string& name) {
-  if (name == "detect") return Task::Detect;
-  if (name == "pose") return Task::Pose;
-  if (name == "obb") return Task::Obb;
-  if (name == "segment") return Task::Segment;
-  if (name == "classify") return Task::Classify;
-  fail("unknown task '" + name + "': use detect, pose, obb, segment or classify");
-}
-
-std::string task_name(Task t) {
-  switch (t) {
-    case Task::Detect: return "detect";
-    case Task::Pose: return "pose";
-    case Task::Obb: return "obb";
-    case Task::Segment: return "segment";
-    case Task::Classify: return "classify";
-  }
-  return "detect";
-}
-
 torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou) {
   if (boxes.dim() != 2 || boxes.size(1) != 4 || scores.dim() != 1 || scores.size(0) != boxes.size(0))
     fail("nms: expected boxes (N,4) and scores (N), got " + std::to_string(boxes.dim()) + "-d boxes and " +
