@@ -77,7 +77,6 @@ class DetectionLoss {
   const LossGains& gains() const { return gains_; }
   const std::vector<double>& strides() const { return strides_; }
   int64_t num_classes() const { return nc_; }
-  void set_gains(const LossGains& g) { gains_ = g; }
 
  private:
   int64_t nc_;

@@ -19,7 +19,6 @@ class ProgLossSchedule {
   void update() { set_updates(updates_ + 1); }  // call once after each finished epoch
   void set_updates(int64_t finished);          // resume: number of finished epochs (start_epoch)
   int64_t updates() const { return updates_; }
-  int64_t epochs() const { return epochs_; }
   double o2m() const { return o2m_; }
   double o2o() const { return o2o_; }
 
@@ -86,17 +85,9 @@ class E2ELoss {
   int64_t updates() const { return schedule_.updates(); }
   double o2m_weight() const { return schedule_.o2m(); }
   double o2o_weight() const { return schedule_.o2o(); }
-  int64_t epochs() const { return schedule_.epochs(); }
   ProgLossSchedule& schedule() { return schedule_; }
   const ProgLossSchedule& schedule() const { return schedule_; }
 
-  const BranchLoss& one2many_loss() const { return one2many_; }
-  const BranchLoss& one2one_loss() const { return one2one_; }
-  template <class Gains>
-  void set_gains(const Gains& g) {
-    one2many_.set_gains(g);
-    one2one_.set_gains(g);
-  }
   static auto loss_names() { return BranchLoss::loss_names(); }
 
  protected:

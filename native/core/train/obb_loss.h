@@ -60,12 +60,6 @@ class ObbLoss {
   torch::Tensor preprocess_targets(const ObbBatch& batch, int64_t batch_size, const torch::Tensor& imgsz_hw,
                                    torch::Device device) const;
 
-  const RotatedTaskAlignedAssigner& assigner() const { return assigner_; }
-  const ObbGains& gains() const { return gains_; }
-  const std::vector<double>& strides() const { return strides_; }
-  int64_t num_classes() const { return nc_; }
-  void set_gains(const ObbGains& g) { gains_ = g; }
-
   static std::vector<std::string> loss_names() { return {"box", "cls", "dfl", "angle"}; }
 
   static constexpr double kProbiouFloor = 0.01;  // variance floor of the box loss's probiou

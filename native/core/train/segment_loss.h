@@ -57,9 +57,6 @@ class SegmentLoss {
                                      const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
                                      const DetectionBatch& batch, const torch::Tensor& masks) const;
 
-  bool overlap() const { return overlap_; }
-  const DetectionLoss& detection_loss() const { return det_; }
-  void set_gains(const LossGains& g) { det_.set_gains(g); }
 
  private:
   DetectionLoss det_;
