@@ -9,7 +9,7 @@ g++ --version | head -1
 nvidia-smi --query-gpu=name --format=csv,noheader
 B=/tmp/b; mkdir -p $B
 STD=${STD:-c++17}
-SRCS="native/core/train/box_ops.cpp native/core/train/assigner.cpp native/core/train/detection_loss.cpp native/core/train/pose_loss.cpp native/core/model/anchors.cpp native/core/util/npy.cpp native/bench/bench_loss.cpp"
+SRCS="native/core/geometry/box_ops.cpp native/core/train/assigner.cpp native/core/train/detection_loss.cpp native/core/train/e2e_loss.cpp native/core/train/pose_loss.cpp native/core/model/anchors.cpp native/core/util/npy.cpp native/bench/bench_loss.cpp"
 t0=$(date +%s)
 for f in $SRCS; do
   g++ -std=$STD -O2 -w -D_GLIBCXX_USE_CXX11_ABI=$ABI -Inative/core -I$TP/include -I$TP/include/torch/csrc/api/include \

@@ -4,7 +4,7 @@
 #include "testing.h"
 
 #include "train/assigner.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "train/criterion.h"
 #include "train/detection_loss.h"
 #include "train/pose_loss.h"

@@ -12,7 +12,7 @@
 #include "model/anchors.h"
 #include "model/postprocess.h"
 #include "model/yolo.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "train/detection_loss.h"
 #include "train/obb_loss.h"
 #include "train/rotated_assigner.h"

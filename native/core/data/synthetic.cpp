@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "model/task.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -20,6 +21,21 @@ namespace y26 {
 
 const char* const kSyntheticNames[3] = {"rectangle", "ellipse", "triangle"};
 const int kSyntheticFlipIdx[kSyntheticKeypoints] = {1, 0, 3, 2, 4};
+
+namespace {
+
+// The label format the options ask for; classify (no boxes to draw) and unknown names are refused alike.
+Task synthetic_task(const SyntheticOptions& o) {
+  Task t = Task::Classify;
+  try {
+    t = parse_task(o.task);
+  } catch (const Error&) {
+  }
+  if (t == Task::Classify) fail("synthetic dataset task must be detect, pose, segment or obb (got '" + o.task + "')");
+  return t;
+}
+
+}  // namespace
 
 SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const SyntheticOptions& opt) {
   std::mt19937_64 g(seed * 0x9E3779B97F4A7C15ull + 12345);
@@ -44,9 +60,8 @@ SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const 
       }
     }
   }
-  if (opt.task != "detect" && opt.task != "pose" && opt.task != "segment" && opt.task != "obb")
-    fail("synthetic dataset task must be detect, pose, segment or obb (got '" + opt.task + "')");
-  const bool obb = opt.task == "obb";
+  const Task task = synthetic_task(opt);
+  const bool obb = task == Task::Obb;
   const int n = I(opt.min_objects, opt.max_objects);
   const int short_side = std::min(width, height);
   std::vector<cv::Rect> placed;
@@ -101,7 +116,7 @@ SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const 
       out.cls.push_back(cls);
       out.boxes.insert(out.boxes.end(), {(ext.x + ext.width / 2.f) / width, (ext.y + ext.height / 2.f) / height,
                                          (float)ext.width / width, (float)ext.height / height});
-      if (opt.task == "segment") {
+      if (task == Task::Segment) {
         // The outline of the drawn pixels, lightly simplified.
         std::vector<std::vector<cv::Point>> contours;
         cv::findContours(mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
@@ -120,7 +135,7 @@ SyntheticImage make_synthetic_image(int width, int height, uint64_t seed, const 
           pts.insert(pts.end(), {std::clamp(q.x / width, 0.f, 1.f), std::clamp(q.y / height, 0.f, 1.f)});
         out.polygons.push_back(pts);
       }
-      if (opt.task == "pose") {
+      if (task == Task::Pose) {
         const float x0n = (float)ext.x / width, y0n = (float)ext.y / height;
         const float x1n = (float)(ext.x + ext.width) / width, y1n = (float)(ext.y + ext.height) / height;
         out.keypoints.insert(out.keypoints.end(), {x0n, y0n, 2.f, x1n, y0n, 2.f, x1n, y1n, 2.f, x0n, y1n, 2.f,
@@ -139,7 +154,7 @@ std::string stamp_of(const SyntheticOptions& o) {
   std::ostringstream s;
   s << "y26-synthetic v1 " << o.train_images << " " << o.val_images << " " << o.width << "x" << o.height << " "
     << o.min_objects << "-" << o.max_objects << " " << o.min_size << "-" << o.max_size << " seed " << o.seed << " q"
-    << o.jpeg_quality << " " << o.ext << (o.task == "detect" ? "" : " " + o.task);
+    << o.jpeg_quality << " " << o.ext << (synthetic_task(o) == Task::Detect ? "" : " " + o.task);
   return s.str();
 }
 
@@ -148,6 +163,7 @@ std::string stamp_of(const SyntheticOptions& o) {
 std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt) {
   if (opt.ext != ".jpg" && opt.ext != ".png") fail("synthetic dataset ext must be .jpg or .png (got " + opt.ext + ")");
   if (opt.width < 32 || opt.height < 32) fail("synthetic images must be at least 32x32");
+  const Task task = synthetic_task(opt);
   fs::path root = fs::absolute(dir);
   fs::path yaml = root / "data.yaml", stamp = root / ".y26synthetic";
   std::string want = stamp_of(opt);
@@ -196,7 +212,7 @@ std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptio
         std::snprintf(line, sizeof line, "%d %.6f %.6f %.6f %.6f", im.cls[k], im.boxes[4 * k], im.boxes[4 * k + 1],
                       im.boxes[4 * k + 2], im.boxes[4 * k + 3]);
         lab << line;
-        if (opt.task == "pose")
+        if (task == Task::Pose)
           for (int j = 0; j < kSyntheticKeypoints; ++j) {
             const float* p = &im.keypoints[(k * kSyntheticKeypoints + j) * 3];
             std::snprintf(line, sizeof line, " %.6f %.6f %d", p[0], p[1], (int)p[2]);
@@ -217,7 +233,7 @@ std::string write_synthetic_dataset(const std::string& dir, const SyntheticOptio
   y << "# synthetic shapes dataset (" << want << ")\n"
     << "path: " << root.string() << "\ntrain: images/train\nval: images/val\nnc: 3\nnames:\n";
   for (int c = 0; c < 3; ++c) y << "  " << c << ": " << kSyntheticNames[c] << "\n";
-  if (opt.task == "pose") {
+  if (task == Task::Pose) {
     y << "kpt_shape: [" << kSyntheticKeypoints << ", 3]\nflip_idx: [";
     for (int j = 0; j < kSyntheticKeypoints; ++j) y << (j ? ", " : "") << kSyntheticFlipIdx[j];
     y << "]\n";

@@ -136,7 +136,7 @@ std::pair<double, double> classify_accuracy(const torch::Tensor& top_pred, const
 }
 
 ClassifyValResult validate_classify(YoloModel& model, const ClassifySplit& split, const ClassifyValOptions& opt) {
-  if (model.task() != "classify") fail("validate_classify: the model is a " + model.task() + " model");
+  if (model.task_kind() != Task::Classify) fail("validate_classify: the model is a " + model.task() + " model");
   if ((int64_t)split.names.size() != model.nc())
     fail(split.root + ": the data set has " + std::to_string(split.names.size()) + " classes but the model has " +
          std::to_string(model.nc()) + "; validate on a data set with the model's classes");

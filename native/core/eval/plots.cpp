@@ -437,14 +437,14 @@ std::vector<cv::Mat> batch_images(const Batch& b) {
   return out;
 }
 
-std::vector<TileLabels> batch_labels(const Batch& b, const std::string& task) {
+std::vector<TileLabels> batch_labels(const Batch& b, Task task) {
   const int64_t B = b.size(), H = b.img.size(2), W = b.img.size(3);
   std::vector<TileLabels> out(B);
   auto bidx = b.batch_idx.to(torch::kCPU).to(torch::kLong).reshape({-1});
   auto cls = b.cls.to(torch::kCPU).reshape({-1}).to(torch::kLong);
   for (int64_t i = 0; i < B; ++i)
     if (i < (int64_t)b.im_file.size()) out[i].title = fs::path(b.im_file[i]).filename().string();
-  if (task == "classify") {
+  if (task == Task::Classify) {
     for (int64_t i = 0; i < B && i < cls.numel(); ++i) out[i].cls = cls.slice(0, i, i + 1);
     return out;
   }
@@ -454,12 +454,12 @@ std::vector<TileLabels> batch_labels(const Batch& b, const std::string& task) {
                             xywh.select(1, 0) + xywh.select(1, 2) / 2, xywh.select(1, 1) + xywh.select(1, 3) / 2},
                            1) * scale;
   torch::Tensor rboxes, kpts;
-  if (task == "obb" && cls.numel()) rboxes = batch_rboxes(b, /*normalized=*/false);
-  if (task == "pose" && b.keypoints.defined() && b.keypoints.numel()) {
+  if (task == Task::Obb && cls.numel()) rboxes = batch_rboxes(b, /*normalized=*/false);
+  if (task == Task::Pose && b.keypoints.defined() && b.keypoints.numel()) {
     kpts = b.keypoints.to(torch::kCPU, torch::kFloat32).clone();
     kpts.select(-1, 0).mul_((float)W), kpts.select(-1, 1).mul_((float)H);
   }
-  const bool polys = task == "segment" && (int64_t)b.segments.size() == cls.numel();
+  const bool polys = task == Task::Segment && (int64_t)b.segments.size() == cls.numel();
   for (int64_t i = 0; i < B; ++i) {
     auto sel = (bidx == i).nonzero().reshape({-1});
     TileLabels& L = out[i];
@@ -486,7 +486,7 @@ std::vector<TileLabels> batch_labels(const Batch& b, const std::string& task) {
 }
 
 std::vector<TileLabels> batch_predictions(const Batch& b, const std::vector<torch::Tensor>& dets,
-                                          const std::string& task, const std::vector<int64_t>& kpt_shape,
+                                          Task task, const std::vector<int64_t>& kpt_shape,
                                           const torch::Tensor& proto) {
   const int64_t H = b.img.size(2), W = b.img.size(3);
   std::vector<TileLabels> out(dets.size());
@@ -497,7 +497,7 @@ std::vector<TileLabels> batch_predictions(const Batch& b, const std::vector<torc
     if (d.dim() != 2 || d.size(1) < 6) d = torch::zeros({0, 6});
     L.conf = d.select(1, 4).contiguous();
     L.cls = d.select(1, 5).to(torch::kLong);
-    if (task == "obb" && d.size(1) >= 7) {
+    if (task == Task::Obb && d.size(1) >= 7) {
       L.obb = torch::cat({d.slice(1, 0, 4), d.slice(1, 6, 7)}, 1);
       const auto c = L.obb;  // the enclosing axis-aligned box, for the tag position
       auto hw = (c.select(1, 2).abs() + c.select(1, 3).abs()) / 2;
@@ -505,9 +505,9 @@ std::vector<TileLabels> batch_predictions(const Batch& b, const std::vector<torc
     } else {
       L.boxes = d.slice(1, 0, 4);
     }
-    if (task == "pose" && kpt_shape.size() == 2 && d.size(1) >= 6 + kpt_shape[0] * kpt_shape[1])
+    if (task == Task::Pose && kpt_shape.size() == 2 && d.size(1) >= 6 + kpt_shape[0] * kpt_shape[1])
       L.keypoints = d.slice(1, 6, 6 + kpt_shape[0] * kpt_shape[1]).reshape({d.size(0), kpt_shape[0], kpt_shape[1]});
-    if (task == "segment" && proto.defined() && (int64_t)i < proto.size(0) && d.size(0) && d.size(1) > 6)
+    if (task == Task::Segment && proto.defined() && (int64_t)i < proto.size(0) && d.size(0) && d.size(1) > 6)
       L.masks = predict_masks(proto[i].to(torch::kCPU, torch::kFloat32), d.slice(1, 6, d.size(1)), L.boxes, H, W,
                               /*native=*/false);
   }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "model/task.h"
 #include "data/loader.h"
 #include "eval/metrics.h"
 
@@ -52,11 +53,11 @@ cv::Mat image_grid(const std::vector<cv::Mat>& images, const std::vector<TileLab
 std::vector<cv::Mat> batch_images(const Batch& b);
 // The batch's labels per image in its pixels: boxes, plus keypoints (pose), polygon masks (segment) or rotated boxes
 // (obb, from the polygons); classify batches give class-only labels.
-std::vector<TileLabels> batch_labels(const Batch& b, const std::string& task);
+std::vector<TileLabels> batch_labels(const Batch& b, Task task);
 // Validator detections per image (rows [box, score, cls, extra] in input pixels, as ValMatcher::add_batch takes
 // them) as tile labels: pose keypoints from the extra columns (kpt_shape), obb angle, segment masks from `proto`.
 std::vector<TileLabels> batch_predictions(const Batch& b, const std::vector<torch::Tensor>& dets,
-                                          const std::string& task, const std::vector<int64_t>& kpt_shape = {},
+                                          Task task, const std::vector<int64_t>& kpt_shape = {},
                                           const torch::Tensor& proto = {});
 
 // confusion_matrix.png (counts) or confusion_matrix_normalized.png (columns summed to 1) in `dir`, as the

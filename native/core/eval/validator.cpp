@@ -50,11 +50,16 @@ std::unique_ptr<DataLoader> make_val_loader(std::shared_ptr<const Dataset> ds, i
   return std::make_unique<DataLoader>(std::move(ds), lo);
 }
 
-std::vector<std::string> metric_keys(const std::string& task) {
-  if (task == "classify") return {"metrics/accuracy_top1", "metrics/accuracy_top5"};
-  std::vector<std::string> suffixes = {"B"};
-  if (task == "pose") suffixes.push_back("P");
-  if (task == "segment") suffixes.push_back("M");
+std::vector<std::string> metric_keys(Task task) {
+  std::vector<std::string> suffixes;
+  switch (task) {
+    case Task::Classify: return {"metrics/accuracy_top1", "metrics/accuracy_top5"};
+    case Task::Detect:
+    case Task::Obb: suffixes = {"B"}; break;
+    case Task::Pose: suffixes = {"B", "P"}; break;
+    case Task::Segment: suffixes = {"B", "M"}; break;
+  }
+  if (suffixes.empty()) fail("metric_keys: not a Task value (" + std::to_string(static_cast<int>(task)) + ")");
   std::vector<std::string> out;
   for (const auto& s : suffixes)
     for (const char* k : {"precision", "recall", "mAP50", "mAP50-95"})
@@ -62,9 +67,16 @@ std::vector<std::string> metric_keys(const std::string& task) {
   return out;
 }
 
+std::vector<std::string> metric_keys(const std::string& task) { return metric_keys(parse_task(task)); }
+
 std::string format_val_table(const ValResult& r, const std::vector<std::string>& names, bool per_class) {
-  if (r.task == "segment") return format_seg_table(r.det, r.mask, names, per_class);
-  if (r.task != "pose") return format_det_table(r.det, names, per_class);
+  switch (parse_task(r.task)) {  // throws for an unknown task
+    case Task::Segment: return format_seg_table(r.det, r.mask, names, per_class);
+    case Task::Detect:
+    case Task::Obb:
+    case Task::Classify: return format_det_table(r.det, names, per_class);
+    case Task::Pose: break;
+  }
   // Box columns then Pose columns, one row per class of the box results (both share the GT classes).
   char buf[320];
   std::string out;
@@ -93,18 +105,18 @@ std::string format_val_table(const ValResult& r, const std::vector<std::string>&
 
 ValMatcher::ValMatcher(const std::string& task, std::vector<std::string> names, std::vector<int64_t> kpt_shape,
                        const ValOptions& opt)
-    : task_(task), opt_(opt), box_(names) {
-  if (task_ != "detect" && task_ != "pose" && task_ != "segment" && task_ != "obb")
-    fail("val(): ValMatcher matches detect, segment, pose and obb predictions, not task '" + task_ +
+    : task_(parse_task(task)), opt_(opt), box_(names) {
+  if (task_ == Task::Classify)
+    fail("val(): ValMatcher matches detect, segment, pose and obb predictions, not task '" + task +
          "' (classify models go through validate_classify)");
-  if (task_ == "pose") {
+  if (task_ == Task::Pose) {
     if (kpt_shape.size() != 2) fail("val(): a pose model needs kpt_shape [K, 2 or 3]");
     nk_ = kpt_shape[0];
     ndim_ = kpt_shape[1];
     pose_ = std::make_unique<PoseMetrics>(names, nk_, opt.kpt_sigmas);
   }
-  if (task_ == "segment") seg_ = std::make_unique<SegmentMetrics>(names);
-  if (task_ == "obb") obb_ = std::make_unique<ObbMetrics>(names);
+  if (task_ == Task::Segment) seg_ = std::make_unique<SegmentMetrics>(names);
+  if (task_ == Task::Obb) obb_ = std::make_unique<ObbMetrics>(names);
   if (!opt.plots_dir.empty()) cm_ = std::make_unique<ConfusionMatrix>(names);
 }
 
@@ -178,7 +190,7 @@ void ValMatcher::add_batch(const Batch& b, const std::vector<torch::Tensor>& det
 }
 
 void ValMatcher::finish(ValResult& res) const {
-  res.task = task_;
+  res.task = task_name(task_);
   auto put = [&](const DetResults& r, const char* s) {
     res.metrics[std::string("metrics/precision(") + s + ")"] = r.precision;
     res.metrics[std::string("metrics/recall(") + s + ")"] = r.recall;
@@ -230,7 +242,7 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
   post.end2end = opt.end2end;
   post.multi_label = true;  // the official validator's NMS keeps one row per (box, class) above conf
   post.nc = (int)model.nc();
-  post.task = parse_task(model.task());  // OBB: rotated NMS on the classic path
+  post.task = model.task_kind();  // OBB: rotated NMS on the classic path
 
   torch::Tensor loss_sum;
   int64_t loss_batches = 0, batch_i = 0;
@@ -257,10 +269,11 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
     if (plots && batch_i < 3) {  // the official first three batches: labels and predictions side by side
       const std::string stem = (fs::path(opt.plots_dir) / ("val_batch" + std::to_string(batch_i))).string();
       plot_safely(opt.log, "val_batch labels", [&] {
-        save_image_atomic(stem + "_labels.jpg", image_grid(batch_images(b), batch_labels(b, model.task()), metric_names));
+        save_image_atomic(stem + "_labels.jpg",
+                          image_grid(batch_images(b), batch_labels(b, model.task_kind()), metric_names));
       });
       plot_safely(opt.log, "val_batch predictions", [&] {
-        auto preds = batch_predictions(b, dets, model.task(), model.config().kpt_shape,
+        auto preds = batch_predictions(b, dets, model.task_kind(), model.config().kpt_shape,
                                        out.proto.defined() ? out.proto.to(torch::kCPU, torch::kFloat32) : out.proto);
         if (opt.single_cls)
           for (auto& p : preds) p.cls = torch::zeros_like(p.cls);
@@ -291,8 +304,8 @@ ValResult validate(YoloModel& model, DataLoader& loader, const std::vector<std::
     });
     plot_safely(opt.log, "curves", [&] {
       plot_curves(res.det.curves, metric_names, opt.plots_dir, "Box");
-      if (res.task == "segment") plot_curves(res.mask.curves, metric_names, opt.plots_dir, "Mask");
-      if (res.task == "pose") plot_curves(res.kpt.curves, metric_names, opt.plots_dir, "Pose");
+      if (model.task_kind() == Task::Segment) plot_curves(res.mask.curves, metric_names, opt.plots_dir, "Mask");
+      if (model.task_kind() == Task::Pose) plot_curves(res.kpt.curves, metric_names, opt.plots_dir, "Pose");
     });
   }
   if (loss_batches) {
@@ -369,7 +382,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
     return r;
   };
 
-  if (lm.task == "classify") {  // a folder data set, top-1/top-5 accuracy
+  if (parse_task(lm.task) == Task::Classify) {  // a folder data set, top-1/top-5 accuracy
     ClassifySplit cs = open_classify_split(data_path, split, emit);
     ClassifyValOptions co;
     co.imgsz_h = co.imgsz_w = imgsz;
@@ -413,7 +426,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   opt.kpt_sigmas = dc.kpt_oks_sigmas;
   DatasetOptions dso;
   dso.imgsz = imgsz;
-  dso.obb = lm.model->task() == "obb";
+  dso.obb = lm.model->task_kind() == Task::Obb;
   IndexOptions io;
   io.nc = dc.nc;
   io.strict = false;
@@ -422,7 +435,7 @@ ValResult run_validation(const YAML::Node& args, const std::function<void(const 
   for (const auto& w : shown_warnings(ds->index().summary.warnings)) emit("WARNING: " + split + ": " + w);
   const int stride = (int)std::max(32.0, lm.model->stride().back());
   auto loader = make_val_loader(ds, batch, workers, stride, device);
-  if (lm.model->task() == "pose") {
+  if (lm.model->task_kind() == Task::Pose) {
     const auto& ks = lm.model->config().kpt_shape;
     if (dc.kpt_count != ks.at(0) || dc.kpt_dims != ks.at(1))
       fail(data_path + ": kpt_shape [" + std::to_string(dc.kpt_count) + ", " + std::to_string(dc.kpt_dims) +

@@ -84,7 +84,7 @@ class ValMatcher {
   const ConfusionMatrix* confusion() const { return cm_.get(); }  // null unless opt.plots_dir is set
 
  private:
-  std::string task_;
+  Task task_;
   ValOptions opt_;
   int64_t nk_ = 0, ndim_ = 0;
   DetMetrics box_;
@@ -96,7 +96,8 @@ class ValMatcher {
 
 // The official metric keys of a task, in results.csv order: detect and obb the four (B) keys, segment (B) then
 // (M), pose (B) then (P); classify accuracy_top1, accuracy_top5.
-std::vector<std::string> metric_keys(const std::string& task);
+std::vector<std::string> metric_keys(Task task);
+std::vector<std::string> metric_keys(const std::string& task);  // throws for an unknown task name
 
 // The official printout for the result's task: "Class Images Instances Box(P R mAP50 mAP50-95)" [+ "Pose(P R
 // mAP50 mAP50-95)" or "Mask(...)"], an "all" row, then per-class rows when per_class and there is more than one class name.

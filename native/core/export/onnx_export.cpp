@@ -225,8 +225,8 @@ RawBranch emit_branch(GraphBuilder& b, DetectHead& h, const Names& feats, bool o
   auto& box = o2o ? h.one2one_cv2 : h.cv2;
   auto& cls = o2o ? h.one2one_cv3 : h.cv3;
   Names bx, sc, kp, ex;
-  const bool pose = h.spec.task == "pose";
-  const bool seg = h.spec.task == "segment", obb = h.spec.task == "obb";
+  const bool pose = h.spec.task == Task::Pose;
+  const bool seg = h.spec.task == Task::Segment, obb = h.spec.task == Task::Obb;
   const int64_t nkd = pose ? h.spec.kpt_shape[0] * h.spec.kpt_shape[1] : 0;
   for (size_t i = 0; i < feats.size(); ++i) {
     bx.push_back(b.reshape(emit_layer(b, *box->items[i], feats[i]), {0, 4 * h.spec.reg_max, -1}));
@@ -305,11 +305,11 @@ std::pair<std::string, std::string> emit_anchors(GraphBuilder& b, const Names& f
 
 // (B, 4+nc+extra, A): boxes (xyxy or xywh) in input pixels, sigmoid scores, decoded keypoints.
 std::string emit_decode(GraphBuilder& b, const RawBranch& r, const std::string& points, const std::string& strides,
-                        bool xywh, const std::string& task, const std::vector<int64_t>& kpt_shape) {
+                        bool xywh, Task task, const std::vector<int64_t>& kpt_shape) {
   auto lt = b.slice(r.boxes, 1, 0, 2), rb = b.slice(r.boxes, 1, 2, 4);
   auto x1y1 = b.node("Sub", {points, lt}), x2y2 = b.node("Add", {points, rb});
   std::string box;
-  if (task == "obb") {  // decode_rboxes: centre = anchor + R(angle)((r-l)/2, (b-t)/2), w = l+r, h = t+b
+  if (task == Task::Obb) {  // decode_rboxes: centre = anchor + R(angle)((r-l)/2, (b-t)/2), w = l+r, h = t+b
     auto cs = b.node("Cos", {r.extra}), sn = b.node("Sin", {r.extra});
     auto half = b.node("Div", {b.node("Sub", {rb, lt}), b.scalar(2.0, torch::kFloat)});
     auto xf = b.slice(half, 1, 0, 1), yf = b.slice(half, 1, 1, 2);
@@ -479,7 +479,8 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   if (!stack) fail("export_onnx: the model has no layer stack");
   std::map<int, std::shared_ptr<torch::nn::Module>> mods;
   for (const auto& c : stack->named_children()) mods[std::stoi(c.key())] = c.value();
-  const bool classify = cfg.task == "classify";
+  const Task task = cfg.task_kind();
+  const bool classify = task == Task::Classify;
   auto head = std::dynamic_pointer_cast<DetectHead>(mods[cfg.layers.back().index]);
   auto cls_head = std::dynamic_pointer_cast<ClassifyHead>(mods[cfg.layers.back().index]);
   if (classify ? !cls_head : !head) fail("export_onnx: the last layer is not a " + std::string(classify ? "Classify" : "detection") + " head");
@@ -527,20 +528,20 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
     b.g.nodes.push_back(onnxpb::Node{"Identity", "output0_identity", "", {y}, {"output0"}, {}});
     out.shape = {batch_dim, Dim{cfg.nc, ""}};
   } else {
-    extra = cfg.task == "pose"      ? cfg.kpt_shape[0] * cfg.kpt_shape[1]
-                          : cfg.task == "segment" ? head->spec.nm
-                          : cfg.task == "obb"     ? head->spec.ne
+    extra = task == Task::Pose      ? cfg.kpt_shape[0] * cfg.kpt_shape[1]
+                          : task == Task::Segment ? head->spec.nm
+                          : task == Task::Obb     ? head->spec.ne
                                                   : 0;
     int64_t A = 0;
     for (double s : model.stride())
       A += (int64_t)std::ceil(opt.imgsz_h / s) * (int64_t)std::ceil(opt.imgsz_w / s);
     auto raw = emit_branch(b, *head, feats, e2e);
     auto [points, strides] = emit_anchors(b, feats, model.stride(), opt.dynamic, opt.imgsz_h, opt.imgsz_w);
-    auto decoded = emit_decode(b, raw, points, strides, !e2e, cfg.task, cfg.kpt_shape);
+    auto decoded = emit_decode(b, raw, points, strides, !e2e, task, cfg.kpt_shape);
     std::string output = e2e ? emit_topk(b, decoded, cfg.nc, extra, opt.max_det, opt.dynamic ? 0 : A) : decoded;
     // Name the final tensor output0 through an Identity (keeps node outputs unique).
     b.g.nodes.push_back(onnxpb::Node{"Identity", "output0_identity", "", {output}, {"output0"}, {}});
-    if (cfg.task == "segment") {  // output1: mask prototypes (B, nm, 2*H/8, 2*W/8), float32
+    if (task == Task::Segment) {  // output1: mask prototypes (B, nm, 2*H/8, 2*W/8), float32
       auto proto = emit_proto(b, *head->proto, feats);
       if (b.dt != torch::kFloat) proto = b.node("Cast", {proto}, {attr_i("to", onnxpb::kFloat)});
       b.g.nodes.push_back(onnxpb::Node{"Identity", "output1_identity", "", {proto}, {"output1"}, {}});
@@ -558,7 +559,7 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
   b.g.name = "main_graph";
   b.g.inputs = {in};
   b.g.outputs = {out};
-  if (cfg.task == "segment") {
+  if (task == Task::Segment) {
     onnxpb::ValueInfo o1{"output1", onnxpb::kFloat, {}};
     const int64_t ph = (int64_t)std::ceil(opt.imgsz_h / model.stride()[0]) * 2;
     const int64_t pw = (int64_t)std::ceil(opt.imgsz_w / model.stride()[0]) * 2;
@@ -600,7 +601,7 @@ void export_onnx(const YoloModel& model_c, const ExportOptions& opt, const std::
       {"channels", std::to_string(cfg.channels)},
       {"end2end", py_bool(e2e)},
   };
-  if (cfg.task == "pose")
+  if (task == Task::Pose)
     m.metadata_props.push_back(
         {"kpt_shape", "[" + std::to_string(cfg.kpt_shape[0]) + ", " + std::to_string(cfg.kpt_shape[1]) + "]"});
   onnxpb::write_file(m, path);

@@ -20,7 +20,7 @@ namespace y26 {
 inline ForwardOutputsFn model_forward(std::shared_ptr<YoloModel> model, bool end2end = true,
                                       std::shared_ptr<std::mutex> mu = nullptr) {
   if (!model) fail("predict: no model");
-  const bool classify = model->task() == "classify";
+  const bool classify = model->task_kind() == Task::Classify;
   if (!classify && end2end && !model->end2end()) fail("predict: this model has no end2end head; predict with end2end=false");
   if (!classify) model->compute_classic = !end2end;
   return [model, end2end, classify, mu](const torch::Tensor& x) {
@@ -37,9 +37,9 @@ inline ForwardOutputsFn model_forward(std::shared_ptr<YoloModel> model, bool end
 
 // Pipeline settings that follow from the model: task, class count, keypoint shape, end2end and stride.
 inline PipelineOptions model_pipeline_options(const YoloModel& m, PipelineOptions base = {}, bool end2end = true) {
-  base.post.task = parse_task(m.task());
+  base.post.task = m.task_kind();
   base.post.nc = static_cast<int>(m.nc());
-  base.post.end2end = end2end && m.task() != "classify";
+  base.post.end2end = end2end && m.task_kind() != Task::Classify;
   const auto& kpt = m.config().kpt_shape;
   if (kpt.size() == 2) {
     base.post.kpt_count = static_cast<int>(kpt[0]);

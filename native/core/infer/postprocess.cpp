@@ -6,33 +6,13 @@
 #include <numeric>
 
 #include "infer/classify.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 namespace y26 {
 
 using torch::indexing::None;
 using torch::indexing::Slice;
-
-Task parse_task(const std::string& name) {
-  if (name == "detect") return Task::Detect;
-  if (name == "pose") return Task::Pose;
-  if (name == "obb") return Task::Obb;
-  if (name == "segment") return Task::Segment;
-  if (name == "classify") return Task::Classify;
-  fail("unknown task '" + name + "': use detect, pose, obb, segment or classify");
-}
-
-std::string task_name(Task t) {
-  switch (t) {
-    case Task::Detect: return "detect";
-    case Task::Pose: return "pose";
-    case Task::Obb: return "obb";
-    case Task::Segment: return "segment";
-    case Task::Classify: return "classify";
-  }
-  return "detect";
-}
 
 torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou) {
   if (boxes.dim() != 2 || boxes.size(1) != 4 || scores.dim() != 1 || scores.size(0) != boxes.size(0))
@@ -97,7 +77,7 @@ std::vector<torch::Tensor> select_end2end(const torch::Tensor& preds, const Post
 torch::Tensor probiou_matrix(const torch::Tensor& a_in, const torch::Tensor& b_in, double eps) {
   if (a_in.dim() != 2 || a_in.size(1) != 5 || b_in.dim() != 2 || b_in.size(1) != 5)
     fail("probiou: expected rotated boxes (N,5) [cx,cy,w,h,angle]");
-  // One implementation (train/box_ops) for the loss, the assigner, matching and NMS: pairs by broadcasting.
+  // One implementation (geometry/box_ops) for the loss, the assigner, matching and NMS: pairs by broadcasting.
   return probiou(a_in.to(torch::kFloat32).unsqueeze(1), b_in.to(torch::kFloat32).unsqueeze(0), eps).squeeze(-1);
 }
 

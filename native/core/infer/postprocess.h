@@ -7,12 +7,9 @@
 #include <vector>
 
 #include "infer/letterbox.h"
+#include "model/task.h"
 
 namespace y26 {
-
-enum class Task { Detect, Pose, Obb, Segment, Classify };
-Task parse_task(const std::string& name);  // "detect", "pose", "obb", "segment", "classify"
-std::string task_name(Task t);
 
 struct PostprocessOptions {
   Task task = Task::Detect;

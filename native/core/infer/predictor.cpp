@@ -76,7 +76,7 @@ PredictPlan plan_torch(const LoadedModel& lm, const std::string& device, const P
   if (!lm.model) fail("predict(): no model");
   if (!mu) mu = std::make_shared<std::mutex>();
   PredictPlan plan;
-  const bool classify = lm.task == "classify";
+  const bool classify = parse_task(lm.task) == Task::Classify;
   std::lock_guard<std::mutex> lock(*mu);
   YoloModel& m = *lm.model;
   // classify: softmax probabilities, no boxes; otherwise the model's own head unless end2end is chosen.
@@ -101,18 +101,19 @@ PredictPlan plan_torch(const LoadedModel& lm, const std::string& device, const P
 PredictPlan plan_onnx(const OnnxMetadata& md, const std::string& path, const PredictArgs* args) {
   const std::string fix = "; export it with exportModel({ format: 'onnx' }) or `yolo export format=onnx`, which write the metadata";
   if (md.task.empty() || md.names.empty()) fail("predict(): " + path + " has no YOLO metadata (task and names)" + fix);
-  const bool classify = md.task == "classify";
+  const Task task = parse_task(md.task);
+  const bool classify = task == Task::Classify;
   const size_t out_rank = classify ? 2 : 3;  // classify: (B, nc) probabilities
   if (md.inputs.empty() || md.inputs[0].shape.size() != 4 || md.outputs.empty() || md.outputs[0].shape.size() != out_rank)
     fail("predict(): " + path + " does not have one (B,3,H,W) input and a rank-" + std::to_string(out_rank) +
          " output0 as YOLO exports of " + md.task + " models" + fix);
-  if (md.task == "segment" && md.outputs.size() < 2)
+  if (task == Task::Segment && md.outputs.size() < 2)
     fail("predict(): " + path + " is a segment model without its mask prototypes (output1)" + fix);
   PredictPlan plan;
   plan.names = md.names;
   auto& po = plan.po;
   auto& post = po.post;
-  post.task = parse_task(md.task);
+  post.task = task;
   post.nc = static_cast<int>(md.names.size());
   if (md.kpt_shape.size() == 2) {
     post.kpt_count = static_cast<int>(md.kpt_shape[0]);

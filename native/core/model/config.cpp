@@ -179,7 +179,8 @@ ModelConfig parse_model_config(const YAML::Node& yaml_in, const std::string& sou
     if (m == "Detect" || m == "Segment26" || m == "Pose26" || m == "OBB26" || m == "Classify")
       fail(where(source, cfg.layers[i]) + ": a head (" + m + ") is only allowed as the last layer");
   }
-  if (cfg.task == "pose" && cfg.kpt_shape.empty()) fail(source + ": a Pose26 model needs kpt_shape: [17, 3]");
+  if (cfg.task_kind() == Task::Pose && cfg.kpt_shape.empty())
+    fail(source + ": a Pose26 model needs kpt_shape: [17, 3]");
   return cfg;
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "model/task.h"
+
 namespace y26 {
 
 struct LayerSpec {
@@ -29,6 +31,7 @@ struct ModelConfig {
   int max_channels = 1 << 30;
   std::vector<LayerSpec> layers;      // backbone then head
   std::string task;                   // detect, segment, pose, obb, classify (from the last layer)
+  Task task_kind() const { return parse_task(task); }  // throws for a task name the build does not know
   std::string head_module() const { return layers.empty() ? "" : layers.back().module; }
 };
 

@@ -66,14 +66,14 @@ DetectHead::DetectHead(const HeadSpec& s) : spec(s), nl((int64_t)s.ch.size()) {
     one2one_cv2 = register_module("one2one_cv2", two_conv_branch(s.ch, c2, 4 * s.reg_max));
     one2one_cv3 = register_module("one2one_cv3", cls_branch(s.ch, c3, s.nc));
   }
-  if (s.task == "segment") {
+  if (s.task == Task::Segment) {
     proto = register_module("proto", std::make_shared<Proto26>(s.ch, s.npr, s.nm, s.nc));
     cv4 = register_module("cv4", two_conv_branch(s.ch, std::max(ch0 / 4, s.nm), s.nm));
     if (s.end2end) one2one_cv4 = register_module("one2one_cv4", two_conv_branch(s.ch, std::max(ch0 / 4, s.nm), s.nm));
-  } else if (s.task == "obb") {
+  } else if (s.task == Task::Obb) {
     cv4 = register_module("cv4", two_conv_branch(s.ch, std::max(ch0 / 4, s.ne), s.ne));
     if (s.end2end) one2one_cv4 = register_module("one2one_cv4", two_conv_branch(s.ch, std::max(ch0 / 4, s.ne), s.ne));
-  } else if (s.task == "pose") {
+  } else if (s.task == Task::Pose) {
     TORCH_CHECK(s.kpt_shape.size() == 2, "Pose26 needs kpt_shape");
     const int64_t nk = s.kpt_shape[0] * s.kpt_shape[1];
     const int64_t c4 = std::max(ch0 / 4, s.kpt_shape[0] * (s.kpt_shape[1] + 2));
@@ -87,7 +87,7 @@ DetectHead::DetectHead(const HeadSpec& s) : spec(s), nl((int64_t)s.ch.size()) {
       one2one_cv4_sigma = register_module("one2one_cv4_sigma", conv_list(s.ch, c4, s.kpt_shape[0] * 2));
     }
   } else {
-    TORCH_CHECK(s.task == "detect", "unknown head task ", s.task);
+    TORCH_CHECK(s.task == Task::Detect, "no detection head for task ", task_name(s.task));
   }
   if (s.end2end) {
     copy_state(*cv2, *one2one_cv2);
@@ -132,11 +132,11 @@ BranchOutput DetectHead::run_branch(const std::vector<torch::Tensor>& x, bool o2
   }
   out.boxes = level_cat(b);
   out.scores = level_cat(c);
-  if (spec.task == "segment" || spec.task == "obb") {
-    const int64_t n = spec.task == "segment" ? spec.nm : spec.ne;
+  if (spec.task == Task::Segment || spec.task == Task::Obb) {
+    const int64_t n = spec.task == Task::Segment ? spec.nm : spec.ne;
     for (int64_t i = 0; i < nl; ++i) e.push_back(extra->items[i]->forward(x[i]).view({B, n, -1}));
-    (spec.task == "segment" ? out.mask_coef : out.angle) = level_cat(e);
-  } else if (spec.task == "pose") {
+    (spec.task == Task::Segment ? out.mask_coef : out.angle) = level_cat(e);
+  } else if (spec.task == Task::Pose) {
     auto& kl = o2o ? one2one_cv4_kpts : cv4_kpts;
     auto& sl = o2o ? one2one_cv4_sigma : cv4_sigma;
     const bool sigma = is_training() && !is_dropped(o2o ? "one2one_cv4_sigma" : "cv4_sigma");

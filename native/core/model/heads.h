@@ -1,6 +1,7 @@
 // YOLO26 heads: end-to-end Detect (one2many + one2one), Segment26, Pose26, OBB26 as one class, and Classify.
 #pragma once
 #include "model/modules.h"
+#include "model/task.h"
 
 namespace y26 {
 
@@ -16,7 +17,7 @@ struct BranchOutput {
 };
 
 struct HeadSpec {
-  std::string task = "detect";   // detect, segment, pose, obb
+  Task task = Task::Detect;      // detect, segment, pose, obb
   int64_t nc = 80;
   int64_t reg_max = 1;
   bool end2end = true;

@@ -27,15 +27,15 @@ torch::Tensor decode_rboxes(const torch::Tensor& ltrb, const torch::Tensor& angl
   return torch::cat({xy, lt_rb[0] + lt_rb[1]}, 1) * a.strides;
 }
 
-torch::Tensor decode_branch(const BranchOutput& b, const AnchorGrid& a, const std::string& task, bool xywh,
+torch::Tensor decode_branch(const BranchOutput& b, const AnchorGrid& a, Task task, bool xywh,
                             int64_t kpt_ndim) {
   std::vector<torch::Tensor> parts;
-  if (task == "obb") parts.push_back(decode_rboxes(b.boxes, b.angle, a));
+  if (task == Task::Obb) parts.push_back(decode_rboxes(b.boxes, b.angle, a));
   else parts.push_back(dist2bbox(b.boxes, a.points, xywh, 1) * a.strides);
   parts.push_back(b.scores.sigmoid());
-  if (task == "segment") parts.push_back(b.mask_coef);
-  else if (task == "pose") parts.push_back(decode_kpts(b.kpts, a, kpt_ndim));
-  else if (task == "obb") parts.push_back(b.angle);
+  if (task == Task::Segment) parts.push_back(b.mask_coef);
+  else if (task == Task::Pose) parts.push_back(decode_kpts(b.kpts, a, kpt_ndim));
+  else if (task == Task::Obb) parts.push_back(b.angle);
   return torch::cat(parts, 1);
 }
 

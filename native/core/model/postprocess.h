@@ -20,7 +20,7 @@ torch::Tensor decode_rboxes(const torch::Tensor& ltrb, const torch::Tensor& angl
 
 // One branch -> (B, 4 + nc + extra, A): boxes in input pixels (xyxy, or xywh when `xywh`; obb always
 // xywh + angle at the end), sigmoid scores, then mask coefficients / decoded keypoints / angle.
-torch::Tensor decode_branch(const BranchOutput& b, const AnchorGrid& a, const std::string& task, bool xywh,
+torch::Tensor decode_branch(const BranchOutput& b, const AnchorGrid& a, Task task, bool xywh,
                             int64_t kpt_ndim = 3);
 
 // End-to-end selection on decoded (B, 4 + nc + extra, A): top-k anchors by max class score, then top-k over

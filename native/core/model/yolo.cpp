@@ -91,7 +91,7 @@ struct MacScope {
 
 }  // namespace
 
-YoloModel::YoloModel(const ModelConfig& cfg) : cfg_(cfg) { build(); }
+YoloModel::YoloModel(const ModelConfig& cfg) : cfg_(cfg), task_kind_(cfg.task_kind()) { build(); }
 
 void YoloModel::build() {
   auto stack = register_module("model", std::make_shared<LayerStack>());
@@ -169,7 +169,7 @@ void YoloModel::build() {
       argstr << "[None, 2, 'nearest']";
     } else {  // heads
       HeadSpec hs;
-      hs.task = cfg_.task;
+      hs.task = task_kind_;
       hs.nc = a.i64(0, cfg_.nc);
       if (hs.nc != cfg_.nc) a.bad(0, "(nc) must be nc");
       hs.reg_max = cfg_.reg_max;
@@ -287,11 +287,11 @@ ModelOutput YoloModel::forward(const torch::Tensor& x) {
   AnchorGrid grid{anchor_points_, anchor_strides_};
   const int64_t ndim = cfg_.kpt_shape.size() == 2 ? cfg_.kpt_shape[1] : 3;
   if (out.one2one.defined()) {
-    out.decoded = decode_branch(out.one2one, grid, cfg_.task, false, ndim);
+    out.decoded = decode_branch(out.one2one, grid, task_kind_, false, ndim);
     out.end2end = topk_end2end(out.decoded, cfg_.nc, max_det, &out.end2end_anchor);
   }
   if (out.one2many.defined() && (compute_classic || !cfg_.end2end))
-    out.classic = decode_branch(out.one2many, grid, cfg_.task, true, ndim);
+    out.classic = decode_branch(out.one2many, grid, task_kind_, true, ndim);
   return out;
 }
 
@@ -386,11 +386,14 @@ double YoloModel::gflops(int imgsz) {
 
 std::string YoloModel::display_name() const {
   std::string n = "YOLO26" + cfg_.scale;
-  if (cfg_.task == "segment") n += "-seg";
-  else if (cfg_.task == "pose") n += "-pose";
-  else if (cfg_.task == "obb") n += "-obb";
-  else if (cfg_.task == "classify") n += "-cls";
-  return n;
+  switch (task_kind_) {
+    case Task::Detect: return n;
+    case Task::Segment: return n + "-seg";
+    case Task::Pose: return n + "-pose";
+    case Task::Obb: return n + "-obb";
+    case Task::Classify: return n + "-cls";
+  }
+  fail("display_name: unknown task of " + cfg_.source);
 }
 
 std::string YoloModel::info(bool verbose, int imgsz) {

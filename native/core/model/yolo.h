@@ -31,7 +31,8 @@ class YoloModel : public torch::nn::Module {
   ModelOutput forward(const torch::Tensor& x);
 
   const ModelConfig& config() const { return cfg_; }
-  const std::string& task() const { return cfg_.task; }
+  const std::string& task() const { return cfg_.task; }  // the name, for messages, files and metadata
+  Task task_kind() const { return task_kind_; }          // what the code branches on
   int64_t nc() const { return cfg_.nc; }
   bool end2end() const { return cfg_.end2end; }
   const std::vector<double>& stride() const { return stride_; }
@@ -69,6 +70,7 @@ class YoloModel : public torch::nn::Module {
     bool save = false;
   };
   ModelConfig cfg_;
+  Task task_kind_;  // parsed from cfg_.task once
   std::vector<Step> steps_;
   std::shared_ptr<DetectHead> head_;
   std::vector<double> stride_;

@@ -1,6 +1,6 @@
 #include "train/assigner.h"
 
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>

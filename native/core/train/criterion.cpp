@@ -33,7 +33,7 @@ void need_branch(const BranchOutput& br, const char* which) {
 }
 
 // The ProgLoss epoch counter of a task's end-to-end loss (none for one2many-only models).
-template <class E2ELoss>
+template <class E2E>
 class ProgLossCriterion : public TrainCriterion {
  public:
   void update() override {
@@ -45,7 +45,7 @@ class ProgLossCriterion : public TrainCriterion {
   int64_t updates() const override { return e2e_ ? e2e_->schedule().updates() : 0; }
 
  protected:
-  std::unique_ptr<E2ELoss> e2e_;
+  std::unique_ptr<E2E> e2e_;
 };
 
 class DetectCriterion : public ProgLossCriterion<E2EDetectionLoss> {
@@ -229,24 +229,28 @@ torch::Tensor class_weights_for(const std::vector<int64_t>& class_counts, double
 std::unique_ptr<TrainCriterion> make_criterion(YoloModel& model, int64_t nc, int64_t epochs, const YAML::Node& hyp,
                                                const std::vector<double>& kpt_sigmas, const torch::Tensor& class_weights) {
   LossGains det{gain(hyp, "box", 7.5), gain(hyp, "cls", 0.5), gain(hyp, "dfl", 1.5), class_weights};
-  const std::string& task = model.task();
-  if (task == "detect") return std::make_unique<DetectCriterion>(model, nc, epochs, det);
-  if (task == "pose") {
+  switch (model.task_kind()) {
+    case Task::Detect:
+      return std::make_unique<DetectCriterion>(model, nc, epochs, det);
+    case Task::Pose: {
     PoseGains g;
     g.det = det;
     g.pose = gain(hyp, "pose", 12.0);
     g.kobj = gain(hyp, "kobj", 1.0);
     g.rle = gain(hyp, "rle", 1.0);
     return std::make_unique<PoseCriterion>(model, nc, epochs, g, kpt_sigmas);
-  }
-  if (task == "segment") {
+    }
+    case Task::Segment: {
     const bool overlap = hyp && hyp["overlap_mask"] && !hyp["overlap_mask"].IsNull() ? hyp["overlap_mask"].as<bool>()
                                                                                      : true;
     return std::make_unique<SegmentCriterion>(model, nc, epochs, det, overlap, (int)gain(hyp, "mask_ratio", 4));
+    }
+    case Task::Obb:
+      return std::make_unique<ObbCriterion>(model, nc, epochs, ObbGains{det, gain(hyp, "angle", 1.0)});
+    case Task::Classify:
+      return std::make_unique<ClassifyCriterion>();
   }
-  if (task == "obb") return std::make_unique<ObbCriterion>(model, nc, epochs, ObbGains{det, gain(hyp, "angle", 1.0)});
-  if (task == "classify") return std::make_unique<ClassifyCriterion>();
-  fail("train(): unknown task '" + task + "'; use a detect, segment, pose, obb or classify "
+  fail("train(): unknown task '" + model.task() + "'; use a detect, segment, pose, obb or classify "
        "model (yolo26n.yaml, yolo26n-seg.yaml, yolo26n-pose.yaml, yolo26n-obb.yaml, yolo26n-cls.yaml)");
 }
 

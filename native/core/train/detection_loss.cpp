@@ -1,7 +1,7 @@
 #include "train/detection_loss.h"
 
 #include "model/anchors.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>
@@ -79,24 +79,6 @@ torch::Tensor group_by_image(const torch::Tensor& values, const torch::Tensor& b
   auto within = torch::arange(nl, img.options()) - (torch::cumsum(counts, 0) - counts).index({img});
   out.index_put_({img, within}, values.index({order}));
   return out;
-}
-
-ProgLossSchedule::ProgLossSchedule(int64_t epochs) : epochs_(epochs) {
-  if (epochs < 1) fail("ProgLossSchedule: epochs must be >= 1, got " + std::to_string(epochs));
-  set_updates(0);
-}
-
-void ProgLossSchedule::set_updates(int64_t finished) {
-  if (finished < 0) fail("ProgLossSchedule: finished epochs must be >= 0");
-  updates_ = finished;
-  const double start = 0.8, final_o2m = 0.1;
-  if (finished == 0) {
-    o2m_ = start;  // the reference starts from the constant, not from the formula (which gives 0.8 + 1 ulp)
-  } else {
-    const double frac = double(finished) / double(std::max<int64_t>(epochs_ - 1, 1));
-    o2m_ = std::max(1.0 - frac, 0.0) * (start - final_o2m) + final_o2m;
-  }
-  o2o_ = std::max(1.0 - o2m_, 0.0);
 }
 
 torch::Tensor DetectionLoss::preprocess_targets(const DetectionBatch& batch, int64_t batch_size,
@@ -191,29 +173,6 @@ BranchLossResult DetectionLoss::operator()(const HeadBranchOutput& preds,
   r.raw_items = torch::stack({loss_box, loss_cls, loss_dfl}).detach();
   r.loss = torch::stack({loss_box * gains_.box, loss_cls * gains_.cls, loss_dfl * gains_.dfl});
   r.target_scores_sum = tss.detach();
-  return r;
-}
-
-E2EDetectionLoss::E2EDetectionLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, LossGains gains)
-    : one2many_(num_classes, strides, /*topk=*/10, /*topk2=*/0, gains),
-      one2one_(num_classes, strides, /*topk=*/7, /*topk2=*/1, gains),
-      schedule_(epochs) {}
-
-void E2EDetectionLoss::set_gains(const LossGains& g) {
-  one2many_.set_gains(g);
-  one2one_.set_gains(g);
-}
-
-E2ELossResult E2EDetectionLoss::operator()(const HeadBranchOutput& one2many, const HeadBranchOutput& one2one,
-                                           const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
-                                           const DetectionBatch& batch, const torch::Tensor& class_weights) const {
-  E2ELossResult r;
-  r.one2many = one2many_(one2many, grid_hw, batch, class_weights);
-  r.one2one = one2one_(one2one, grid_hw, batch, class_weights);
-  const int64_t bs = one2many.scores.size(0);
-  r.loss_vector = (r.one2many.loss * bs) * schedule_.o2m() + (r.one2one.loss * bs) * schedule_.o2o();
-  r.total = r.loss_vector.sum();
-  r.loss_items = r.one2one.loss.detach();
   return r;
 }
 

@@ -1,8 +1,9 @@
 // YOLO26 detection training loss: the per-branch loss (TAL assignment, BCE classification, CIoU box and the
-// reg_max=1 L1 "dfl" term) and the end-to-end loss that blends the one2many and one2one branches with the
-// progressive (ProgLoss) weighting. Takes the head's train-mode outputs as tensors; no model code needed.
+// reg_max=1 L1 "dfl" term); E2ELoss<DetectionLoss> (train/e2e_loss.h) blends its two branches. Takes the head's
+// train-mode outputs as tensors; no model code needed.
 #pragma once
 #include "train/assigner.h"
+#include "train/e2e_loss.h"
 
 #include <torch/types.h>
 
@@ -53,27 +54,12 @@ std::vector<std::pair<int64_t, int64_t>> grid_sizes_of(const std::vector<torch::
 // ungrouped input work too). Throws y26::Error when an index is outside [0, B).
 torch::Tensor group_by_image(const torch::Tensor& values, const torch::Tensor& batch_idx, int64_t batch_size);
 
-// Progressive one2many/one2one weighting of the end-to-end losses (ProgLoss): w_o2m = 0.8 before the first
-// update, then max(1 - e / max(epochs - 1, 1), 0) * 0.7 + 0.1 after e finished epochs; w_o2o = 1 - w_o2m.
-class ProgLossSchedule {
- public:
-  explicit ProgLossSchedule(int64_t epochs);
-  void update() { set_updates(updates_ + 1); }  // call once after each finished epoch
-  void set_updates(int64_t finished);          // resume: number of finished epochs (start_epoch)
-  int64_t updates() const { return updates_; }
-  int64_t epochs() const { return epochs_; }
-  double o2m() const { return o2m_; }
-  double o2o() const { return o2o_; }
-
- private:
-  int64_t epochs_;
-  int64_t updates_ = 0;
-  double o2m_ = 0.8, o2o_ = 0.2;
-};
-
 // Per-branch loss (v8DetectionLoss with reg_max = 1).
 class DetectionLoss {
  public:
+  using Preds = HeadBranchOutput;
+  using Result = BranchLossResult;
+
   // topk2 = 0 means no second narrowing (one2many: topk 10; one2one: topk 7, topk2 1).
   DetectionLoss(int64_t num_classes, std::vector<double> strides, int64_t topk, int64_t topk2 = 0,
                 LossGains gains = {});
@@ -91,7 +77,6 @@ class DetectionLoss {
   const LossGains& gains() const { return gains_; }
   const std::vector<double>& strides() const { return strides_; }
   int64_t num_classes() const { return nc_; }
-  void set_gains(const LossGains& g) { gains_ = g; }
 
  private:
   int64_t nc_;
@@ -100,38 +85,8 @@ class DetectionLoss {
   TaskAlignedAssigner assigner_;
 };
 
-struct E2ELossResult {
-  torch::Tensor total;        // () the value to back-propagate: sum over box/cls/dfl of the weighted branch losses x B
-  torch::Tensor loss_vector;  // (3) w_o2m * L_o2m * B + w_o2o * L_o2o * B, differentiable
-  torch::Tensor loss_items;   // (3) detached gained one2one items [box, cls, dfl]: what the trainer logs
-  BranchLossResult one2many, one2one;
-};
-
-// End-to-end loss: the two branches blended by ProgLossSchedule.
-class E2EDetectionLoss {
- public:
-  E2EDetectionLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, LossGains gains = {});
-
-  E2ELossResult operator()(const HeadBranchOutput& one2many, const HeadBranchOutput& one2one,
-                           const std::vector<std::pair<int64_t, int64_t>>& grid_hw, const DetectionBatch& batch,
-                           const torch::Tensor& class_weights = {}) const;
-
-  void update() { schedule_.update(); }  // call once after each finished epoch
-  void set_updates(int64_t finished) { schedule_.set_updates(finished); }  // resume
-  int64_t updates() const { return schedule_.updates(); }
-  double o2m_weight() const { return schedule_.o2m(); }
-  double o2o_weight() const { return schedule_.o2o(); }
-  int64_t epochs() const { return schedule_.epochs(); }
-  ProgLossSchedule& schedule() { return schedule_; }
-  const ProgLossSchedule& schedule() const { return schedule_; }
-
-  const DetectionLoss& one2many_loss() const { return one2many_; }
-  const DetectionLoss& one2one_loss() const { return one2one_; }
-  void set_gains(const LossGains& g);
-
- private:
-  DetectionLoss one2many_, one2one_;
-  ProgLossSchedule schedule_;
-};
+// End-to-end detection loss: both branches blended by ProgLossSchedule (train/e2e_loss.h).
+using E2ELossResult = E2EResult<BranchLossResult>;
+using E2EDetectionLoss = E2ELoss<DetectionLoss>;
 
 }  // namespace y26

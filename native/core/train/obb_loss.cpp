@@ -2,7 +2,7 @@
 
 #include "model/anchors.h"
 #include "model/postprocess.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>
@@ -173,29 +173,6 @@ BranchLossResult ObbLoss::operator()(const ObbBranchOutput& preds,
   r.loss = torch::stack({loss_box * gains_.det.box, loss_cls * gains_.det.cls, loss_dfl * gains_.det.dfl,
                          loss_angle * gains_.angle});
   r.target_scores_sum = tss.detach();
-  return r;
-}
-
-E2EObbLoss::E2EObbLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, ObbGains gains)
-    : one2many_(num_classes, strides, /*topk=*/10, /*topk2=*/0, gains),
-      one2one_(num_classes, strides, /*topk=*/7, /*topk2=*/1, gains),
-      schedule_(epochs) {}
-
-void E2EObbLoss::set_gains(const ObbGains& g) {
-  one2many_.set_gains(g);
-  one2one_.set_gains(g);
-}
-
-E2ELossResult E2EObbLoss::operator()(const ObbBranchOutput& one2many, const ObbBranchOutput& one2one,
-                                     const std::vector<std::pair<int64_t, int64_t>>& grid_hw, const ObbBatch& batch,
-                                     const torch::Tensor& class_weights) const {
-  E2ELossResult r;
-  r.one2many = one2many_(one2many, grid_hw, batch, class_weights);
-  r.one2one = one2one_(one2one, grid_hw, batch, class_weights);
-  const int64_t bs = one2many.scores.size(0);
-  r.loss_vector = (r.one2many.loss * bs) * schedule_.o2m() + (r.one2one.loss * bs) * schedule_.o2o();
-  r.total = r.loss_vector.sum();
-  r.loss_items = r.one2one.loss.detach();
   return r;
 }
 

@@ -44,6 +44,9 @@ torch::Tensor obb_angle_loss(const torch::Tensor& pred_angle, const torch::Tenso
 // target_bboxes (B, A, 5) xywhr in input pixels.
 class ObbLoss {
  public:
+  using Preds = ObbBranchOutput;
+  using Result = BranchLossResult;
+
   // topk2 = 0 means no second narrowing (one2many: topk 10; one2one: topk 7, topk2 1).
   ObbLoss(int64_t num_classes, std::vector<double> strides, int64_t topk, int64_t topk2 = 0, ObbGains gains = {});
 
@@ -57,11 +60,7 @@ class ObbLoss {
   torch::Tensor preprocess_targets(const ObbBatch& batch, int64_t batch_size, const torch::Tensor& imgsz_hw,
                                    torch::Device device) const;
 
-  const RotatedTaskAlignedAssigner& assigner() const { return assigner_; }
-  const ObbGains& gains() const { return gains_; }
-  const std::vector<double>& strides() const { return strides_; }
-  int64_t num_classes() const { return nc_; }
-  void set_gains(const ObbGains& g) { gains_ = g; }
+  static std::vector<std::string> loss_names() { return {"box", "cls", "dfl", "angle"}; }
 
   static constexpr double kProbiouFloor = 0.01;  // variance floor of the box loss's probiou
   static constexpr double kMinSidePx = 2.0;      // labels with a side under this are dropped
@@ -73,34 +72,8 @@ class ObbLoss {
   RotatedTaskAlignedAssigner assigner_;
 };
 
-// End-to-end OBB loss: both branches blended by ProgLossSchedule (w_o2m * L_o2m * B + w_o2o * L_o2o * B).
+// End-to-end OBB loss: both branches blended by ProgLossSchedule (train/e2e_loss.h).
 // E2ELossResult: total (), loss_vector (4), loss_items (4) detached gained one2one [box, cls, dfl, angle].
-class E2EObbLoss {
- public:
-  E2EObbLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, ObbGains gains = {});
-
-  E2ELossResult operator()(const ObbBranchOutput& one2many, const ObbBranchOutput& one2one,
-                           const std::vector<std::pair<int64_t, int64_t>>& grid_hw, const ObbBatch& batch,
-                           const torch::Tensor& class_weights = {}) const;
-
-  void update() { schedule_.update(); }                                    // once after each finished epoch
-  void set_updates(int64_t finished) { schedule_.set_updates(finished); }  // resume
-  int64_t updates() const { return schedule_.updates(); }
-  double o2m_weight() const { return schedule_.o2m(); }
-  double o2o_weight() const { return schedule_.o2o(); }
-  int64_t epochs() const { return schedule_.epochs(); }
-  ProgLossSchedule& schedule() { return schedule_; }
-  const ProgLossSchedule& schedule() const { return schedule_; }
-
-  const ObbLoss& one2many_loss() const { return one2many_; }
-  const ObbLoss& one2one_loss() const { return one2one_; }
-  void set_gains(const ObbGains& g);
-
-  static std::vector<std::string> loss_names() { return {"box", "cls", "dfl", "angle"}; }
-
- private:
-  ObbLoss one2many_, one2one_;
-  ProgLossSchedule schedule_;
-};
+using E2EObbLoss = E2ELoss<ObbLoss>;
 
 }  // namespace y26

@@ -1,7 +1,7 @@
 #include "train/pose_loss.h"
 
 #include "model/anchors.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>
@@ -150,30 +150,6 @@ torch::Tensor PoseLoss::rle_loss(const torch::Tensor& pred_kpt, const torch::Ten
   loss.mul_(weights.unsqueeze(1));  // in place: float64 weights, float32 result, as the reference
   loss.div_(loss.size(0));
   return loss.sum();
-}
-
-E2EPoseLoss::E2EPoseLoss(int64_t num_classes, std::vector<double> strides, std::vector<int64_t> kpt_shape,
-                         int64_t epochs, PoseGains gains, FlowLogProb flow)
-    : one2many_(num_classes, strides, kpt_shape, /*topk=*/10, /*topk2=*/0, gains, flow),
-      one2one_(num_classes, strides, kpt_shape, /*topk=*/7, /*topk2=*/1, gains, flow),
-      schedule_(epochs) {}
-
-void E2EPoseLoss::set_sigmas(const torch::Tensor& sigmas) {
-  one2many_.set_sigmas(sigmas);
-  one2one_.set_sigmas(sigmas);
-}
-
-E2EPoseLossResult E2EPoseLoss::operator()(const PoseBranchOutput& one2many, const PoseBranchOutput& one2one,
-                                          const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
-                                          const DetectionBatch& batch, const torch::Tensor& keypoints) const {
-  E2EPoseLossResult r;
-  r.one2many = one2many_(one2many, grid_hw, batch, keypoints);
-  r.one2one = one2one_(one2one, grid_hw, batch, keypoints);
-  const int64_t bs = one2many.boxes.size(0);
-  r.loss_vector = (r.one2many.loss * bs) * schedule_.o2m() + (r.one2one.loss * bs) * schedule_.o2o();
-  r.total = r.loss_vector.sum();
-  r.loss_items = r.one2one.loss.detach();
-  return r;
 }
 
 }  // namespace y26

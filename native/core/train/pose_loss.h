@@ -39,6 +39,9 @@ torch::Tensor default_rle_weights(int64_t nk);
 
 class PoseLoss {
  public:
+  using Preds = PoseBranchOutput;
+  using Result = PoseBranchLossResult;
+
   // kpt_shape = {nk, ndim} with ndim 2 (x, y) or 3 (x, y, visibility). flow may be empty: then no RLE term.
   PoseLoss(int64_t num_classes, std::vector<double> strides, std::vector<int64_t> kpt_shape, int64_t topk,
            int64_t topk2 = 0, PoseGains gains = {}, FlowLogProb flow = {});
@@ -58,27 +61,21 @@ class PoseLoss {
   torch::Tensor sigmas_, rle_weights_;
 };
 
-struct E2EPoseLossResult {
-  torch::Tensor total;        // () to back-propagate
-  torch::Tensor loss_vector;  // (5 or 6) weighted branch losses x B
-  torch::Tensor loss_items;   // detached gained one2one items
-  PoseBranchLossResult one2many, one2one;
-};
+// loss_vector and loss_items: 5 or 6 items, as PoseBranchLossResult::loss.
+using E2EPoseLossResult = E2EResult<PoseBranchLossResult>;
 
-class E2EPoseLoss {
+// Both branches blended by ProgLossSchedule (train/e2e_loss.h); PoseLoss takes kpt_shape before topk, hence the
+// own constructor.
+class E2EPoseLoss : public E2ELoss<PoseLoss> {
  public:
-  E2EPoseLoss(int64_t num_classes, std::vector<double> strides, std::vector<int64_t> kpt_shape, int64_t epochs,
-              PoseGains gains = {}, FlowLogProb flow = {});
-  E2EPoseLossResult operator()(const PoseBranchOutput& one2many, const PoseBranchOutput& one2one,
-                               const std::vector<std::pair<int64_t, int64_t>>& grid_hw, const DetectionBatch& batch,
-                               const torch::Tensor& keypoints) const;
-  ProgLossSchedule& schedule() { return schedule_; }
-  const ProgLossSchedule& schedule() const { return schedule_; }
-  void set_sigmas(const torch::Tensor& sigmas);  // both branches (PoseLoss::set_sigmas)
-
- private:
-  PoseLoss one2many_, one2one_;
-  ProgLossSchedule schedule_;
+  E2EPoseLoss(int64_t num_classes, const std::vector<double>& strides, const std::vector<int64_t>& kpt_shape,
+              int64_t epochs, const PoseGains& gains = {}, const FlowLogProb& flow = {})
+      : E2ELoss(PoseLoss(num_classes, strides, kpt_shape, kOne2ManyTopk, /*topk2=*/0, gains, flow),
+                PoseLoss(num_classes, strides, kpt_shape, kOne2OneTopk, kOne2OneTopk2, gains, flow), epochs) {}
+  void set_sigmas(const torch::Tensor& sigmas) {  // both branches (PoseLoss::set_sigmas)
+    one2many_.set_sigmas(sigmas);
+    one2one_.set_sigmas(sigmas);
+  }
 };
 
 }  // namespace y26

@@ -9,7 +9,7 @@
 
 namespace y26 {
 
-std::vector<std::string> results_columns(const TrainCriterion& criterion, const std::string& task, size_t lr_groups) {
+std::vector<std::string> results_columns(const TrainCriterion& criterion, Task task, size_t lr_groups) {
   std::vector<std::string> out = {"epoch", "time"};
   for (const auto& c : loss_columns(criterion, "train/")) out.push_back(c);
   for (const auto& c : metric_keys(task)) out.push_back(c);

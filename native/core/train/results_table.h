@@ -8,13 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "model/task.h"
+
 namespace y26 {
 
 class TrainCriterion;
 
 // Official column order: epoch, time, train losses, the task's metrics, val losses, learning rates per parameter
 // group; then ours (images_per_second, data_wait_fraction).
-std::vector<std::string> results_columns(const TrainCriterion& criterion, const std::string& task, size_t lr_groups);
+std::vector<std::string> results_columns(const TrainCriterion& criterion, Task task, size_t lr_groups);
 
 struct ResultsTable {
   std::vector<std::string> columns;

@@ -1,6 +1,6 @@
 #include "train/rotated_assigner.h"
 
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 
 #include <torch/torch.h>
 

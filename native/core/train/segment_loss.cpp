@@ -1,7 +1,7 @@
 #include "train/segment_loss.h"
 
 #include "eval/mask_metrics.h"
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 #include "util/error.h"
 
 #include <torch/torch.h>
@@ -190,32 +190,6 @@ SegmentBranchLossResult SegmentLoss::operator()(const SegmentBranchOutput& preds
   const double gain = det_.gains().box;  // seg and sem both use the box gain
   r.raw_items = torch::stack({d[0], loss_seg.detach(), d[1], d[2], loss_sem.detach()});
   r.loss = torch::stack({g[0], loss_seg * gain, g[1], g[2], loss_sem * gain});
-  return r;
-}
-
-E2ESegmentLoss::E2ESegmentLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, LossGains gains,
-                               bool overlap)
-    : one2many_(num_classes, strides, /*topk=*/10, /*topk2=*/0, gains, overlap),
-      one2one_(num_classes, strides, /*topk=*/7, /*topk2=*/1, gains, overlap),
-      schedule_(epochs) {}
-
-void E2ESegmentLoss::set_gains(const LossGains& g) {
-  one2many_.set_gains(g);
-  one2one_.set_gains(g);
-}
-
-E2ESegmentLossResult E2ESegmentLoss::operator()(const SegmentBranchOutput& one2many,
-                                                const SegmentBranchOutput& one2one, const torch::Tensor& proto,
-                                                const torch::Tensor& semseg,
-                                                const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
-                                                const DetectionBatch& batch, const torch::Tensor& masks) const {
-  E2ESegmentLossResult r;
-  r.one2many = one2many_(one2many, proto, semseg, grid_hw, batch, masks);
-  r.one2one = one2one_(one2one, proto.detach(), semseg.defined() ? semseg.detach() : semseg, grid_hw, batch, masks);
-  const int64_t bs = one2many.boxes.size(0);
-  r.loss_vector = (r.one2many.loss * bs) * schedule_.o2m() + (r.one2one.loss * bs) * schedule_.o2o();
-  r.total = r.loss_vector.sum();
-  r.loss_items = r.one2one.loss.detach();
   return r;
 }
 

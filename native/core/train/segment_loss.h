@@ -32,6 +32,12 @@ torch::Tensor bce_dice_loss(const torch::Tensor& pred, const torch::Tensor& targ
 
 class SegmentLoss {
  public:
+  using Preds = SegmentBranchOutput;
+  using Result = SegmentBranchLossResult;
+  // In the end-to-end loss the one2one branch sees proto and semseg detached, as in the reference head: only the
+  // one2many terms train the proto module (its sem term is computed and logged for both).
+  static constexpr bool kOne2OneDetachesShared = true;
+
   // overlap: the masks tensor's layout (polygon_masks' overlap flag; the reference default overlap_mask = true).
   SegmentLoss(int64_t num_classes, std::vector<double> strides, int64_t topk, int64_t topk2 = 0, LossGains gains = {},
               bool overlap = true);
@@ -51,51 +57,14 @@ class SegmentLoss {
                                      const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
                                      const DetectionBatch& batch, const torch::Tensor& masks) const;
 
-  bool overlap() const { return overlap_; }
-  const DetectionLoss& detection_loss() const { return det_; }
-  void set_gains(const LossGains& g) { det_.set_gains(g); }
 
  private:
   DetectionLoss det_;
   bool overlap_;
 };
 
-struct E2ESegmentLossResult {
-  torch::Tensor total;        // () to back-propagate: sum of loss_vector
-  torch::Tensor loss_vector;  // (5) w_o2m * L_o2m * B + w_o2o * L_o2o * B, differentiable
-  torch::Tensor loss_items;   // (5) detached gained one2one items [box, seg, cls, dfl, sem]: what the trainer logs
-  SegmentBranchLossResult one2many, one2one;
-};
-
-// Both branches blended by ProgLossSchedule like E2EDetectionLoss. As in the reference head, the one2one branch
-// sees the proto and semseg detached: only the one2many terms train the proto module (its sem term is computed
-// and logged for both).
-class E2ESegmentLoss {
- public:
-  E2ESegmentLoss(int64_t num_classes, std::vector<double> strides, int64_t epochs, LossGains gains = {},
-                 bool overlap = true);
-
-  E2ESegmentLossResult operator()(const SegmentBranchOutput& one2many, const SegmentBranchOutput& one2one,
-                                  const torch::Tensor& proto, const torch::Tensor& semseg,
-                                  const std::vector<std::pair<int64_t, int64_t>>& grid_hw,
-                                  const DetectionBatch& batch, const torch::Tensor& masks) const;
-
-  void update() { schedule_.update(); }  // call once after each finished epoch
-  void set_updates(int64_t finished) { schedule_.set_updates(finished); }  // resume
-  int64_t updates() const { return schedule_.updates(); }
-  double o2m_weight() const { return schedule_.o2m(); }
-  double o2o_weight() const { return schedule_.o2o(); }
-  int64_t epochs() const { return schedule_.epochs(); }
-  ProgLossSchedule& schedule() { return schedule_; }
-  const ProgLossSchedule& schedule() const { return schedule_; }
-
-  const SegmentLoss& one2many_loss() const { return one2many_; }
-  const SegmentLoss& one2one_loss() const { return one2one_; }
-  void set_gains(const LossGains& g);
-
- private:
-  SegmentLoss one2many_, one2one_;
-  ProgLossSchedule schedule_;
-};
+// Both branches blended by ProgLossSchedule (train/e2e_loss.h); loss_vector and loss_items have the 5 items.
+using E2ESegmentLossResult = E2EResult<SegmentBranchLossResult>;
+using E2ESegmentLoss = E2ELoss<SegmentLoss>;
 
 }  // namespace y26

@@ -285,7 +285,7 @@ double Trainer::begin_epoch(int64_t epoch) {
 // the stop checks. Ends early with p.stopped (stop() or the time limit) or p.oom_restart.
 void Trainer::train_epoch(int64_t epoch, double lf, Clock::time_point t_epoch, EpochProgress& p) {
   const std::vector<std::string>& loss_names = criterion_->loss_names();
-  const std::string task = model_->task();
+  const Task task = model_->task_kind();
   auto plot_batch = [&](int64_t ni) {  // nb_ read each time: an out-of-memory retry changes it
     const int64_t k = rs_.close_mosaic > 0 ? ni - (epochs_ - rs_.close_mosaic) * nb_ : -1;
     return ni < 3 || (k >= 0 && k < 3);

@@ -56,7 +56,7 @@ void Trainer::setup(const YAML::Node& user_args) {
   build_optimizer();
   build_ema();
 
-  results_.columns = results_columns(*criterion_, model_->task(), optim_->groups().size());
+  results_.columns = results_columns(*criterion_, model_->task_kind(), optim_->groups().size());
   if (resuming_) results_.load(resume_ckpt_.train_results);
   prior_time_ = results_.time();
   resume_ckpt_ = Checkpoint();  // free the loaded tensors
@@ -143,7 +143,7 @@ ClassifySplit Trainer::open_data(const YAML::Node& user_args) {
 }
 
 void Trainer::check_model_task() {
-  if (classify_ != (model_->task() == "classify"))
+  if (classify_ != (model_->task_kind() == Task::Classify))
     fail(classify_ ? "train(): data '" + a_.str("data") + "' is a classification folder but the model is a " +
                          model_->task() + " model; use a -cls model (yolo26n-cls.yaml) or pass a data.yaml"
                    : "train(): a classify model needs a classification folder as data (root/train/<class>/*), not " +
@@ -229,7 +229,7 @@ void Trainer::build_detection_loaders(uint64_t seed) {
   dso.cache = parse_cache_mode(a_.str("cache", "false"));
   dso.fast_decode = true;
   dso.verbose = false;
-  dso.obb = model_->task() == "obb";
+  dso.obb = model_->task_kind() == Task::Obb;
   IndexOptions io;
   io.nc = data_.nc;
   io.strict = false;
@@ -286,7 +286,7 @@ void Trainer::build_detection_loaders(uint64_t seed) {
   for (const char* k : {"hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
                         "fliplr", "bgr", "mosaic", "mixup", "cutmix", "close_mosaic"})
     lo.hyp.set(k, a_.num(k));
-  if (model_->task() == "pose" && data_.flip_idx.empty() && a_.num("fliplr") > 0) {
+  if (model_->task_kind() == Task::Pose && data_.flip_idx.empty() && a_.num("fliplr") > 0) {
     // Without flip_idx a mirrored image would keep left keypoints labelled as left (official behaviour too).
     lo.hyp.set("fliplr", 0.0);
     log("WARNING: No 'flip_idx' array defined in data.yaml, disabling 'fliplr'.");
@@ -442,7 +442,7 @@ void Trainer::build_model(const std::string& model_arg, const YAML::Node& pretra
 // The data decides the class count and, for pose, the keypoint shape (as the official PoseModel's data_kpt_shape).
 void Trainer::adapt_config(ModelConfig& cfg, const std::string& model_arg) {
   if (cfg.nc != nc_) set_num_classes(cfg, (int)nc_);
-  if (cfg.task != "pose") return;
+  if (cfg.task_kind() != Task::Pose) return;
   if (data_.kpt_count <= 0)
     fail(a_.str("data") + ": a pose model (" + model_arg + ") needs 'kpt_shape: [K, 2 or 3]' in the data yaml; "
          "see the pose dataset format (and add flip_idx for fliplr)");

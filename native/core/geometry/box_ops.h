@@ -1,4 +1,5 @@
-// Box conversions and IoU variants used by the assigner, the loss and the validator.
+// Box conversions and IoU variants shared by the assigner, the loss, the validator and NMS; geometry/ sits below
+// train/, eval/ and infer/ and depends on none of them.
 // Formulas and operation order follow the reference (Ultralytics utils/ops.py, utils/metrics.py) so that
 // float32 results match it bit for bit where the kernels are the same.
 #pragma once

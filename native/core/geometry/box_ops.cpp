@@ -1,4 +1,4 @@
-#include "train/box_ops.h"
+#include "geometry/box_ops.h"
 
 #include "util/error.h"
 
