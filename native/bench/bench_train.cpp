@@ -1,4 +1,3 @@
-#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 // Training throughput of a YOLO26 detect model: images/s of the real loop (data loader with augmentation, forward,
 // loss, backward, clip + optimiser step + EMA) split per stage, and the same loop on one pre-loaded batch (the
@@ -22,6 +21,7 @@
 #include "data/synthetic.h"
 #include "model/yolo.h"
 #include "train/detection_loss.h"
+#include "train/autocast.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
 #include "util/cpu_alloc_cache.h"
@@ -148,9 +148,9 @@ int main(int argc, char** argv) {
       DetectionBatch db{b.batch_idx.to(dev), b.cls.to(dev), b.bboxes.to(dev)};
       sync(dev);
       auto t1 = Clock::now();
-      if (bf16) { at::autocast::set_cpu_enabled(true); at::autocast::set_autocast_cpu_dtype(torch::kBFloat16); }
+      if (bf16) set_autocast(true, /*cpu=*/true);
       auto out = model->forward(img);
-      if (bf16) { at::autocast::set_cpu_enabled(false); at::autocast::clear_cache(); 
+      if (bf16) { set_autocast(false, /*cpu=*/true);
         for (auto* br : {&out.one2many, &out.one2one}) { br->boxes = br->boxes.to(torch::kFloat32); br->scores = br->scores.to(torch::kFloat32); } }
       sync(dev);
       auto t2 = Clock::now();
