@@ -244,6 +244,14 @@ std::map<std::string, torch::Tensor> ema_weights(const std::string& path) {
   return m;
 }
 
+// The largest |a - ref| over the tensors of ref that a also holds.
+double max_abs_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& ref) {
+  double worst = 0;
+  for (auto& [k, t] : ref)
+    if (auto it = a.find(k); it != a.end()) worst = std::max(worst, (it->second - t).abs().max().item<double>());
+  return worst;
+}
+
 DatasetOptions cache_options(const std::string& shared, bool owner) {
   DatasetOptions o;
   o.imgsz = 320;
@@ -528,17 +536,14 @@ TEST_CASE("two ranks with the same global batch and data order end with a one-pr
   auto ddp = ema_weights(g_pair_save + "/weights/last.pt");
   auto ref = ema_weights(one.last);
   EXPECT(ddp.size() == ref.size() && !ref.empty());
-  double worst = 0;
-  for (auto& [k, t] : ref)
-    if (ddp.count(k)) worst = std::max(worst, (ddp[k] - t).abs().max().item<double>());
+  const double worst = max_abs_diff(ddp, ref);
   EXPECT_MSG(worst <= 1e-4, "max |ddp - one process| = " << worst);
   std::cout << "  max |two ranks - one process| = " << worst << "\n";
   EXPECT(load_checkpoint(one.last).updates == 6);  // 12 images, 2 per step: the runs did train
   // The comparison can tell runs apart: one process with both images of a step in one batch of 2 (BatchNorm then
   // normalises them together) ends elsewhere.
   auto two = ema_weights(run_training(plain_args(temp_dir("two"), "run", 2, 1), {}, stop).last);
-  double apart = 0;
-  for (auto& [k, t] : ref) apart = std::max(apart, (two[k] - t).abs().max().item<double>());
+  const double apart = max_abs_diff(two, ref);
   EXPECT_MSG(apart > 1e-3, "batch 2 in one process is as close as " << apart);
 }
 
@@ -564,17 +569,14 @@ TEST_CASE("classify: two ranks with the same global batch and data order end wit
   auto ddp = ema_weights(save + "/weights/last.pt");
   auto ref = ema_weights(one.last);
   EXPECT(ddp.size() == ref.size() && !ref.empty());
-  double worst = 0;
-  for (auto& [k, t] : ref)
-    if (ddp.count(k)) worst = std::max(worst, (ddp[k] - t).abs().max().item<double>());
+  const double worst = max_abs_diff(ddp, ref);
   EXPECT_MSG(worst <= 1e-4, "max |ddp - one process| = " << worst);
   std::cout << "  classify: max |two ranks - one process| = " << worst << "\n";
   EXPECT(load_checkpoint(one.last).updates == 6);
   // The comparison can tell runs apart: one process with both images of a step in one batch of 2 (BatchNorm over
   // both, the mean of their losses) ends elsewhere.
   auto two = ema_weights(run_training(classify_args(data, temp_dir("cls_two"), "run", 2), {}, stop).last);
-  double apart = 0;
-  for (auto& [k, t] : ref) apart = std::max(apart, (two[k] - t).abs().max().item<double>());
+  const double apart = max_abs_diff(two, ref);
   EXPECT_MSG(apart > 1e-3, "batch 2 in one process is as close as " << apart);
 }
 
