@@ -252,6 +252,16 @@ double max_abs_diff(const std::map<std::string, torch::Tensor>& a, const std::ma
   return worst;
 }
 
+// The train split of the 12-image tiny detection set at imgsz 64, without index messages.
+std::shared_ptr<Dataset> open_tiny_train() {
+  DatasetOptions dso;
+  dso.imgsz = 64;
+  dso.verbose = false;
+  IndexOptions io;
+  io.verbose = false;
+  return Dataset::open(load_data_yaml(tiny_dataset()), "train", dso, io);
+}
+
 DatasetOptions cache_options(const std::string& shared, bool owner) {
   DatasetOptions o;
   o.imgsz = 320;
@@ -339,13 +349,7 @@ TEST_CASE("cache='ram' in a live two-rank run: the second rank's private memory 
 }
 
 TEST_CASE("distributed sampler: same order on every rank, rank r takes its slice, padded so ranks step together") {
-  auto cfg = load_data_yaml(tiny_dataset());
-  DatasetOptions dso;
-  dso.imgsz = 64;
-  dso.verbose = false;
-  IndexOptions io;
-  io.verbose = false;
-  auto ds = Dataset::open(cfg, "train", dso, io);  // 12 images
+  auto ds = open_tiny_train();  // 12 images
   auto shard = [&](int rank, int world, int epoch) {
     LoaderOptions lo;
     lo.batch = 2;
@@ -425,13 +429,7 @@ TEST_CASE("classify loader: the detection loader's seeded order and shards, padd
   EXPECT_THROWS(ClassifyLoader(split, 32, 2, 1, 7, off, 2, 2));
   // One sampler for both tasks: 12 classify images draw the order of the 12-image detection set.
   const ClassifySplit split12 = open_classify_split(y26test::write_tiny_classify_set(temp_dir("cls_12"), 4, 1), "train");
-  auto cfg = load_data_yaml(tiny_dataset());
-  DatasetOptions dso;
-  dso.imgsz = 64;
-  dso.verbose = false;
-  IndexOptions io;
-  io.verbose = false;
-  auto ds = Dataset::open(cfg, "train", dso, io);
+  auto ds = open_tiny_train();
   EXPECT(ds->size() == 12 && split12.files.size() == 12);
   for (int epoch : {0, 1}) {
     LoaderOptions lo;
