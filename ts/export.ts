@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import type { NativeExportArgs } from './addon.js';
 import { Yolo26Error, OptionError } from './errors.js';
 import { native } from './native.js';
+import { loadOrt } from './onnx.js';
 import { exportSchema, imgszPair, parseOptions, type ExportConfig, type ExportOptions } from './options.js';
 
 /** Whether the TensorRT runtime library is installed (ONNX Runtime's TensorRT provider needs it). */
@@ -46,7 +47,7 @@ export async function exportModel(options: ExportOptions & { out?: string }): Pr
 
 /** Builds and caches a TensorRT engine by opening the ONNX file with ONNX Runtime's TensorRT provider. */
 async function buildTensorRTEngine(onnx: string, half: boolean, out?: string): Promise<ExportResult> {
-  const ort = (await import('onnxruntime-node')) as typeof import('onnxruntime-node');
+  const ort = await loadOrt('exportModel()');  // install advice, not a bare "module not found", when it is missing
   const cacheDir = out ?? onnx.replace(/\.onnx$/, '_engine');
   await ort.InferenceSession.create(onnx, {
     executionProviders: [

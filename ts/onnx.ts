@@ -41,13 +41,14 @@ export function ortInstalled(): boolean {
 }
 
 let ortModule: Promise<Ort> | null = null;
-export function loadOrt(): Promise<Ort> {
+/** Loads onnxruntime-node once; `caller` names the API in the error when it is missing. */
+export function loadOrt(caller = 'predict()'): Promise<Ort> {
   ortModule ??= import('onnxruntime-node').then(
     (m) => ((m as { default?: Ort }).default ?? m) as Ort,
     (e: unknown) => {
       ortModule = null;
       throw new Yolo26Error(
-        `predict(): the ONNX Runtime backend needs the optional package onnxruntime-node, which could not be loaded ` +
+        `${caller}: the ONNX Runtime backend needs the optional package onnxruntime-node, which could not be loaded ` +
           `(${e instanceof Error ? e.message.split('\n')[0] : String(e)}): ${ORT_INSTALL_HINT}`,
         'YOLO26_NO_ONNXRUNTIME',
       );
