@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import type { NativeOnnxRunner, NativeOrtSession } from './addon.js';
 import { Yolo26Error } from './errors.js';
 import { nativeExportArgs } from './export.js';
+import { fileIdentity } from './files.js';
 import { native } from './native.js';
 import { exportSchema, parseOptions } from './options.js';
 import { version } from './version.js';
@@ -306,8 +307,7 @@ const MAX_SESSIONS = 4;
  */
 export async function ortSession(file: string, device: string, threads: number): Promise<OrtSession> {
   const want = wantedRunner(device);
-  const st = fs.statSync(file);
-  const key = JSON.stringify([path.resolve(file), st.size, st.mtimeMs, device, threads, want, process.env.YOLO26_ORT_LIB ?? '']);
+  const key = JSON.stringify([fileIdentity(file), device, threads, want, process.env.YOLO26_ORT_LIB ?? '']);
   let s = sessions.get(key);
   if (!s) {
     s = (want.kind === 'native' ? openNative(file, threads, want.forced) : openWorker(file, device, threads)).catch((e: unknown) => {

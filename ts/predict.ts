@@ -7,7 +7,7 @@ import { Yolo26Error, OptionError } from './errors.js';
 import { Model } from './model.js';
 import { native } from './native.js';
 import { chooseBackend, exportForOrt, loadOrt, nativeOrtPlanned, ortRunner, ortSession } from './onnx.js';
-import { notAFile } from './files.js';
+import { fileIdentity, notAFile } from './files.js';
 import { Logger } from './log.js';
 import { checkImgsz, parseOptions, predictSchema, imgszPair, type PredictConfig, type PredictOptions } from './options.js';
 import { Result, type Backend, type NativeResult, type OrtRunnerKind, type PlotOptions } from './results.js';
@@ -127,14 +127,13 @@ const trainedImgszCache = new Map<string, { key: string; imgsz: [number, number]
 /** As upstream: without an imgsz option a checkpoint predicts at the size it was trained at (null: none recorded). */
 export function trainedImgsz(model: string): [number, number] | null {
   if (!/\.pt$/i.test(model)) return null;
-  let st: fs.BigIntStats;
+  let key: string;
   try {
-    st = fs.statSync(model, { bigint: true });
+    key = fileIdentity(model);
   } catch {
     return null;  // no such file: the loader names it
   }
   const file = path.resolve(model);
-  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
   const hit = trainedImgszCache.get(file);
   if (hit?.key === key) return hit.imgsz;
   const imgsz = native().checkpointImgsz(model);
